@@ -1,0 +1,211 @@
+"""config.yaml → one frozen ``Settings`` object.
+
+Owns: reading the file, ``${VAR}`` / ``${VAR:-default}`` interpolation from the environment (how
+secrets get in: they are never written in the file), validation with file:line errors, and the
+precedence of the database URL (``--db`` > ``RETAIN_DATABASE_URL`` > ``database.url`` > default).
+Must not open connections.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from . import yamlfile
+from .errors import ConfigError, InputError
+
+DEFAULT_CONFIG = "config.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///retain.db"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Store(Frozen):
+    name: str
+    url: str
+    postal_address: str = Field(min_length=5)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'"{value}" is not a time zone name like "Europe/Paris"') from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Database(Frozen):
+    url: str = DEFAULT_DATABASE_URL
+
+
+class DormancyDays(Frozen):
+    """Days since the last order at which a customer becomes drowsy, half asleep, sleeping."""
+    drowsy: int = Field(default=60, gt=0)
+    half_asleep: int = Field(default=120, gt=0)
+    sleeping: int = Field(default=240, gt=0)
+
+    @field_validator("sleeping")
+    @classmethod
+    def _ascending(cls, value: int, info: Any) -> int:
+        drowsy, half = info.data.get("drowsy"), info.data.get("half_asleep")
+        if drowsy is not None and half is not None and not drowsy < half < value:
+            raise ValueError("needs drowsy < half_asleep < sleeping")
+        return value
+
+
+class ValueTiers(Frozen):
+    """Share of buyers (by spend) in tier A, and in tier B; the rest are C."""
+    a: float = Field(default=0.2, gt=0, lt=1)
+    b: float = Field(default=0.3, gt=0, lt=1)
+
+    @field_validator("b")
+    @classmethod
+    def _fits(cls, value: float, info: Any) -> float:
+        a = info.data.get("a")
+        if a is not None and a + value > 1:
+            raise ValueError("a + b must be at most 1")
+        return value
+
+
+class Lifecycle(Frozen):
+    formation_orders: int = Field(default=2, ge=2)
+    stable_orders: int = Field(default=4, ge=3)
+    decline_recency_days: int = Field(default=60, gt=0)
+
+
+class Metrics(Frozen):
+    dormancy_days: DormancyDays = DormancyDays()
+    value_tiers: ValueTiers = ValueTiers()
+    lifecycle: Lifecycle = Lifecycle()
+
+
+class Sender(Frozen):
+    from_address: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
+    from_name: str = ""
+    reply_to: str | None = None
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Smtp(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, gt=0, lt=65536)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    max_connections: int = Field(default=4, ge=1, le=64)
+    rate_per_second: float = Field(default=50, gt=0)
+    timeout_seconds: float = Field(default=30, gt=0)
+
+
+class Unsubscribe(Frozen):
+    url: str = "https://example.invalid/unsubscribe"
+    mailto: str | None = None
+    secret: SecretStr | None = None
+
+
+class Settings(Frozen):
+    store: Store
+    database: Database = Database()
+    metrics: Metrics = Metrics()
+    sender: Sender | None = None
+    smtp: Smtp = Smtp()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    # Where the file was read from; relative paths (SQLite files) resolve against its folder.
+    source: str = Field(default=DEFAULT_CONFIG, exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).resolve().parent
+
+
+def _interpolate(node: Any, path: Path, key: str = "") -> Any:
+    """Replace ${VAR} references in every string, keeping the Located* containers."""
+    if isinstance(node, yamlfile.LocatedDict):
+        for k in list(node):
+            try:
+                node[k] = _interpolate(node[k], path, f"{key}.{k}" if key else str(k))
+            except _MissingVariable as missing:
+                raise ConfigError(
+                    f'"{key + "." if key else ""}{k}" refers to the environment variable '
+                    f'{missing.name}, which is not set: export {missing.name}=... before running',
+                    path, node.lines[k][0]) from None
+        return node
+    if isinstance(node, yamlfile.LocatedList):
+        for i, item in enumerate(node):
+            node[i] = _interpolate(item, path, f"{key}[{i}]")
+        return node
+    if isinstance(node, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise _MissingVariable(name)
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+class _MissingVariable(Exception):
+    def __init__(self, name: str):
+        self.name = name
+
+
+def load(path: str | Path | None = None, database_url: str | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate config.yaml. ``database_url`` (from ``--db``) wins over everything."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("RETAIN_CONFIG") or DEFAULT_CONFIG)
+    if not path.exists():
+        raise ConfigError("config file not found: pass --config PATH, set RETAIN_CONFIG, "
+                          "or copy the repository's config.yaml here", path)
+    try:
+        raw = yamlfile.load(path)
+    except InputError as exc:
+        raise ConfigError(exc.message, path, exc.line) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping of sections (store:, database:, ...)", path)
+    raw = _interpolate(raw, path)
+    try:
+        settings = Settings.model_validate({**raw, "source": str(path)})
+    except ValidationError as exc:
+        problems = yamlfile.problems_from_validation(exc, raw, path, Settings)
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(first.message + more, path, first.line) from None
+    url = database_url or environ.get("RETAIN_DATABASE_URL")
+    if not url:
+        url = resolve_sqlite_path(settings.database.url, path)
+    return settings.model_copy(update={"database": Database(url=url)})
+
+
+def resolve_sqlite_path(url: str, config_path: Path) -> str:
+    """Make config.yaml's relative SQLite path relative to its folder, not the caller's cwd.
+
+    The scheduler runs unattended from wherever its service manager starts it; the database it
+    opens must not depend on that. (``--db`` and RETAIN_DATABASE_URL are taken as given.)
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite:///:memory:":
+        return url
+    file = url[len(prefix):]
+    if file.startswith("/"):
+        return url
+    return prefix + str((config_path.resolve().parent / file))

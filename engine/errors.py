@@ -1,0 +1,123 @@
+"""The one exception tree of the engine.
+
+Every error a user can cause says what is wrong, where (file, line, key or id) and how to fix it.
+The CLI prints ``str(error)`` as one line and exits 1; it never shows a traceback for these.
+
+    RetainError
+    ├── ConfigError            config.yaml or an environment variable it references
+    ├── InputError             a marketer's or a shop's file, located by file:line[:column]
+    │   ├── CsvError           an import file (row and column)
+    │   ├── CampaignError      a campaign YAML file
+    │   ├── SegmentError       a segment filter
+    │   └── TemplateError      a Jinja template (syntax, unknown variable, sandbox refusal)
+    ├── Invalid                several InputErrors found in one pass (``retain validate``)
+    ├── NotFound               a customer, campaign or file that does not exist
+    └── DeliveryError          the mail server refused the run as a whole (auth, policy)
+
+This module imports nothing else from ``engine``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class RetainError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(RetainError):
+    """config.yaml is missing, malformed, or references an unset environment variable."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.message = message
+        where = ""
+        if self.path:
+            where = f"{self.path}:{line}: " if line else f"{self.path}: "
+        super().__init__(where + message)
+
+
+class InputError(RetainError):
+    """A problem in a file a person wrote, located as ``file:line:column: message``."""
+
+    def __init__(
+        self,
+        message: str,
+        path: str | Path | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ):
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.column = column
+        self.message = message
+        super().__init__(self.location() + message)
+
+    def location(self) -> str:
+        if not self.path:
+            return ""
+        parts = [self.path]
+        if self.line:
+            parts.append(str(self.line))
+            if self.column:
+                parts.append(str(self.column))
+        return ":".join(parts) + ": "
+
+
+class CsvError(InputError):
+    """A bad row in an import file: names the row number and the column."""
+
+    def __init__(self, message: str, path: str | Path, row: int | None = None,
+                 column_name: str | None = None):
+        self.row = row
+        self.column_name = column_name
+        detail = f"column '{column_name}': {message}" if column_name else message
+        super().__init__(detail, path=path, line=row)
+
+    def location(self) -> str:
+        if self.row:
+            return f"{self.path}: row {self.row}: "
+        return f"{self.path}: "
+
+
+class CampaignError(InputError):
+    """A campaign file is invalid."""
+
+
+class SegmentError(InputError):
+    """A segment filter uses an unknown field, an unknown operator or a wrong value."""
+
+
+class TemplateError(InputError):
+    """A template does not compile, uses an unknown variable, or was refused by the sandbox."""
+
+
+class Invalid(RetainError):
+    """Several problems found in one pass; ``problems`` lists each one."""
+
+    def __init__(self, problems: Iterable[InputError | ConfigError]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} found"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class NotFound(RetainError):
+    """Something named on the command line does not exist."""
+
+
+class DeliveryError(RetainError):
+    """The mail server refused the whole run (authentication, policy): fix settings, then rerun."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean "x"?)' when a close match exists, else a list of the valid choices."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f' (did you mean "{close[0]}"?)'
+    return f" (valid: {', '.join(choices)})"

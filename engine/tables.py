@@ -1,0 +1,156 @@
+"""Every database table and the closed vocabularies stored in them.
+
+One module for all tables, as SQLModel's documentation advises (relationships resolve in one
+place). Money is stored in integer minor units (cents) so sums are exact in SQL; datetimes are
+stored as UTC and come back timezone-aware (``UTCDateTime``). No behaviour lives here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL over SQLite returns text
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc)
+
+
+def utc_column(*, nullable: bool = False, index: bool = False) -> Column:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class OrderStatus(StrEnum):
+    paid = "paid"            # counted in metrics
+    refunded = "refunded"    # fully refunded: not counted
+    cancelled = "cancelled"  # not counted
+
+
+class Dormancy(StrEnum):
+    none = "none"                # never ordered
+    active = "active"
+    drowsy = "drowsy"
+    half_asleep = "half_asleep"
+    sleeping = "sleeping"
+
+
+class ValueTier(StrEnum):
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+class Lifecycle(StrEnum):
+    prospect = "prospect"        # no counted order yet
+    exploration = "exploration"  # one order
+    formation = "formation"      # repeat purchases growing
+    stable = "stable"            # loyal
+    decline = "decline"          # repeat buyer whose orders stopped
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    email: str
+    # lower(email): the address is unique case-insensitively, and looked up this way.
+    email_key: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    first_name: str = ""
+    last_name: str = ""
+    accepts_marketing: bool = False
+    consent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    consent_source: str | None = None
+    country: str | None = None
+    timezone: str | None = None
+    tags: str = ""  # comma-separated, lower-case, no spaces around commas
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    name: str
+    category: str = Field(default="", index=True)
+    price_cents: int
+    compare_at_price_cents: int | None = None
+    url: str = ""
+    image_url: str = ""
+    created_at: datetime = Field(sa_column=utc_column())
+    # When the price last dropped below compare-at (a "newly reduced" product), if ever.
+    price_reduced_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        # Covers the metrics scan: per customer, counted orders by date, with totals.
+        Index("ix_orders_customer_metrics", "customer_id", "status", "created_at", "total_cents"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    customer_id: int = Field(foreign_key="customers.id")
+    created_at: datetime = Field(sa_column=utc_column())
+    # The order's calendar date in the store's time zone: recency is counted in whole days.
+    local_date: date
+    status: OrderStatus = OrderStatus.paid
+    total_cents: int
+    currency: str = "EUR"
+    discount_code: str | None = Field(default=None, index=True)
+
+
+class OrderItem(SQLModel, table=True):
+    __tablename__ = "order_items"
+    __table_args__ = (Index("ix_order_items_sku_order", "sku", "order_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    sku: str
+    quantity: int = 1
+    unit_price_cents: int = 0
+
+
+class CustomerMetrics(SQLModel, table=True):
+    """Per-customer metrics as of ``Meta['metrics_as_of']``, rebuilt by ``metrics.refresh``."""
+
+    __tablename__ = "customer_metrics"
+    customer_id: int = Field(primary_key=True, foreign_key="customers.id")
+    orders: int = 0
+    spent_cents: int = 0
+    avg_order_value_cents: int = 0
+    first_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    recency_days: int | None = None
+    r_score: int | None = None
+    f_score: int | None = None
+    m_score: int | None = None
+    dormancy: Dormancy = Dormancy.none
+    value_tier: ValueTier | None = None
+    lifecycle: Lifecycle = Lifecycle.prospect
+
+
+class Meta(SQLModel, table=True):
+    """Small key/value facts about the database: schema version, data version, metrics as-of."""
+
+    __tablename__ = "meta"
+    __table_args__ = (UniqueConstraint("key"),)
+    key: str = Field(primary_key=True)
+    value: str

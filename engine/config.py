@@ -135,12 +135,12 @@ class Settings(Frozen):
         return Path(self.source).resolve().parent
 
 
-def _interpolate(node: Any, path: Path, key: str = "") -> Any:
+def _interpolate(node: Any, path: Path, environ: Mapping[str, str], key: str = "") -> Any:
     """Replace ${VAR} references in every string, keeping the Located* containers."""
     if isinstance(node, yamlfile.LocatedDict):
         for k in list(node):
             try:
-                node[k] = _interpolate(node[k], path, f"{key}.{k}" if key else str(k))
+                node[k] = _interpolate(node[k], path, environ, f"{key}.{k}" if key else str(k))
             except _MissingVariable as missing:
                 raise ConfigError(
                     f'"{key + "." if key else ""}{k}" refers to the environment variable '
@@ -149,13 +149,13 @@ def _interpolate(node: Any, path: Path, key: str = "") -> Any:
         return node
     if isinstance(node, yamlfile.LocatedList):
         for i, item in enumerate(node):
-            node[i] = _interpolate(item, path, f"{key}[{i}]")
+            node[i] = _interpolate(item, path, environ, f"{key}[{i}]")
         return node
     if isinstance(node, str):
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
+            if name in environ:
+                return environ[name]
             if default is not None:
                 return default
             raise _MissingVariable(name)
@@ -182,7 +182,7 @@ def load(path: str | Path | None = None, database_url: str | None = None,
         raise ConfigError(exc.message, path, exc.line) from None
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping of sections (store:, database:, ...)", path)
-    raw = _interpolate(raw, path)
+    raw = _interpolate(raw, path, environ)
     try:
         settings = Settings.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:
@@ -208,4 +208,4 @@ def resolve_sqlite_path(url: str, config_path: Path) -> str:
     file = url[len(prefix):]
     if file.startswith("/"):
         return url
-    return prefix + str((config_path.resolve().parent / file))
+    return prefix + str(config_path.resolve().parent / file)

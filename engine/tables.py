@@ -67,6 +67,33 @@ class Lifecycle(StrEnum):
     decline = "decline"          # repeat buyer whose orders stopped
 
 
+class DeliveryStatus(StrEnum):
+    planned = "planned"        # in the ledger, not yet handed to the mail server
+    sending = "sending"        # claimed by a sender; committed before DATA
+    sent = "sent"              # the server accepted it
+    failed = "failed"          # transient failure; retried with backoff
+    bounced = "bounced"        # permanent failure; the address is suppressed
+    suppressed = "suppressed"  # not sent: unsubscribed, bounced before, or on the suppression list
+    held_out = "held_out"      # not sent on purpose: the campaign's control group
+    unknown = "unknown"        # connection died after DATA: the server may have it; never resent
+    deferred = "deferred"      # not sent yet: frequency cap or quiet hours; tried next run
+    capped = "capped"          # dropped: a higher-priority campaign used the frequency cap
+
+
+class OfferKind(StrEnum):
+    coupon = "coupon"          # a unique code: percent or amount off
+    gift = "gift"              # a free product or gift card, once per period
+    bundle = "bundle"          # the rest of a bundle at the bundle price
+
+
+class SuppressionReason(StrEnum):
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+    complained = "complained"
+    imported = "imported"      # from a suppression list file
+    manual = "manual"
+
+
 class Customer(SQLModel, table=True):
     __tablename__ = "customers"
     id: int | None = Field(default=None, primary_key=True)
@@ -154,3 +181,74 @@ class Meta(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("key"),)
     key: str = Field(primary_key=True)
     value: str
+
+
+class Coupon(SQLModel, table=True):
+    """An offer issued to one customer by one campaign: a code, a gift or a bundle price."""
+
+    __tablename__ = "coupons"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    kind: OfferKind = OfferKind.coupon
+    campaign_id: str = Field(index=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    percent_off: int | None = None
+    amount_off_cents: int | None = None
+    min_spend_cents: int = 0
+    gift_sku: str | None = None
+    gift_card_cents: int | None = None
+    bundle_id: str | None = None
+    bundle_price_cents: int | None = None
+    # A gift is granted once per period ("2026-06", "2026-W24"): this records which.
+    period: str | None = None
+    issued_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Delivery(SQLModel, table=True):
+    """The send ledger: one row per (campaign, customer, occasion), written only by ledger.py.
+
+    The UNIQUE constraint, not a check in Python, is what makes "never twice" hold when two
+    processes plan the same campaign at once or a run restarts after a crash.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id", "occasion", name="uq_delivery_occasion"),
+        Index("ix_deliveries_status", "status", "next_attempt_at"),
+        Index("ix_deliveries_customer", "customer_id", "campaign_id", "planned_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str
+    customer_id: int = Field(foreign_key="customers.id")
+    occasion: str
+    status: DeliveryStatus = DeliveryStatus.planned
+    reason: str | None = None  # why it was skipped, deferred or failed (no addresses)
+    priority: int = 0
+    coupon_id: int | None = Field(default=None, foreign_key="coupons.id")
+    payload: str = "{}"  # JSON: the products, offer and nudge the email shows
+    message_id: str | None = Field(default=None, index=True)
+    attempts: int = 0
+    planned_at: datetime = Field(sa_column=utc_column())
+    next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class ProductAnnouncement(SQLModel, table=True):
+    """Which product was announced to which customer: a product is announced at most once."""
+
+    __tablename__ = "product_announcements"
+    customer_id: int = Field(primary_key=True, foreign_key="customers.id")
+    product_id: int = Field(primary_key=True, foreign_key="products.id")
+    delivery_id: int = Field(foreign_key="deliveries.id")
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses that must never receive marketing email, whatever the customer table says."""
+
+    __tablename__ = "suppressions"
+    email_key: str = Field(primary_key=True)  # lower(email); survives re-imports of customers
+    reason: SuppressionReason
+    source: str = ""
+    created_at: datetime = Field(sa_column=utc_column())

@@ -120,6 +120,13 @@ class Unsubscribe(Frozen):
     secret: SecretStr | None = None
 
 
+class Paths(Frozen):
+    """Folders, relative to config.yaml's folder unless absolute."""
+    campaigns: str = "campaigns"
+    templates: str = "templates"
+    outbox: str = "outbox"
+
+
 class Settings(Frozen):
     store: Store
     database: Database = Database()
@@ -127,12 +134,17 @@ class Settings(Frozen):
     sender: Sender | None = None
     smtp: Smtp = Smtp()
     unsubscribe: Unsubscribe = Unsubscribe()
+    paths: Paths = Paths()
     # Where the file was read from; relative paths (SQLite files) resolve against its folder.
     source: str = Field(default=DEFAULT_CONFIG, exclude=True)
 
     @property
     def base_dir(self) -> Path:
         return Path(self.source).resolve().parent
+
+    def folder(self, name: str) -> Path:
+        """A folder from ``paths:`` ("campaigns", "templates", "outbox"), resolved."""
+        return self.base_dir / getattr(self.paths, name)
 
 
 def _interpolate(node: Any, path: Path, environ: Mapping[str, str], key: str = "") -> Any:

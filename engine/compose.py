@@ -1,0 +1,146 @@
+"""What one email knows: the render context of a delivery, as plain data.
+
+Owns: turning a planned delivery (customer id, payload of products/offer/nudge, coupon code) into
+the dict the templates see — customer, metrics, products, offer, nudge, store, campaign, the
+unsubscribe URL and the "why you get this" sentence — and the headers that go with it. Reads the
+database in a few small queries per batch; must not render or send.
+
+Money in the context is integer cents (templates format it with the ``money`` filter); dates are
+ISO strings or ``date`` objects (the ``date`` filter formats them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from . import campaigns as cm
+from . import unsubscribe
+from .config import Settings
+from .tables import Customer, CustomerMetrics, Product
+
+CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
+
+WHY = {
+    "new_product": "You get this because you bought {category_phrase} from {store} and agreed "
+                   "to hear about new products.",
+    "winback": "You get this because you are a customer of {store} and agreed to hear from us.",
+    "spend_threshold": "You get this because of your orders at {store} this period and because "
+                       "you agreed to hear from us.",
+    "bundle": "You get this because you bought part of this set from {store} and agreed to "
+              "hear from us.",
+}
+
+
+def store_context(settings: Settings) -> dict[str, Any]:
+    s = settings.store
+    return {"name": s.name, "url": s.url, "postal_address": s.postal_address,
+            "currency": s.currency}
+
+
+def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
+    """Customers with their metrics, keyed by id, for a batch of deliveries."""
+    query = (select(CUSTOMERS.c.id, CUSTOMERS.c.email, CUSTOMERS.c.first_name,
+                    CUSTOMERS.c.last_name, CUSTOMERS.c.country, CUSTOMERS.c.timezone,
+                    METRICS.c.orders, METRICS.c.spent_cents, METRICS.c.recency_days,
+                    METRICS.c.dormancy, METRICS.c.value_tier, METRICS.c.lifecycle,
+                    METRICS.c.last_order_at)
+             .select_from(CUSTOMERS.outerjoin(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id))
+             .where(CUSTOMERS.c.id.in_(ids)))
+    return {row.id: dict(row._mapping) for row in conn.execute(query)}
+
+
+def product_rows(conn: Connection, skus: set[str]) -> dict[str, dict]:
+    if not skus:
+        return {}
+    query = select(PRODUCTS).where(PRODUCTS.c.sku.in_(sorted(skus)))
+    return {row.sku: dict(row._mapping) for row in conn.execute(query)}
+
+
+def _product(row: dict) -> dict[str, Any]:
+    return {"sku": row["sku"], "name": row["name"], "category": row["category"],
+            "price": row["price_cents"], "compare_at_price": row["compare_at_price_cents"],
+            "url": row["url"], "image_url": row["image_url"]}
+
+
+def offer_context(offer: dict | None, code: str | None, now: datetime,
+                  products: dict[str, dict]) -> dict[str, Any] | None:
+    if not offer:
+        return None
+    expires = (now + timedelta(days=offer.get("valid_days", 30))).date()
+    gift_sku = offer.get("gift_sku")
+    return {
+        "kind": offer["kind"],
+        "code": code,
+        "percent_off": offer.get("percent_off"),
+        "amount_off": offer.get("amount_off_cents"),
+        "min_spend": offer.get("min_spend_cents", 0),
+        "expires_on": expires,
+        "gift_name": offer.get("gift_name") or (products.get(gift_sku, {}).get("name")
+                                                if gift_sku else None),
+        "gift_card": offer.get("gift_card_cents"),
+        "bundle_id": offer.get("bundle_id"),
+        "bundle_name": offer.get("bundle_name"),
+        "bundle_price": offer.get("bundle_price_cents"),
+        "regular_price": offer.get("regular_price_cents"),
+        "bundle_skus": list(offer.get("bundle_skus", ())),
+    }
+
+
+def nudge_context(nudge: dict | None) -> dict[str, Any] | None:
+    if not nudge:
+        return None
+    return {"missing_amount": nudge["missing_cents"], "threshold": nudge["threshold_cents"],
+            "spent": nudge["spent_cents"], "period": nudge["period"]}
+
+
+def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: dict,
+            code: str | None, now: datetime, products: dict[str, dict]) -> dict[str, Any]:
+    """The template context for one delivery. ``products`` holds at least the payload's skus."""
+    shown = [_product(products[s]) for s in payload.get("products", []) if s in products]
+    categories = sorted({p["category"] for p in shown if p["category"]})
+    phrase = ("from " + ", ".join(categories[:2])) if categories else "from us"
+    why = WHY[campaign.kind].format(store=settings.store.name,
+                                    category_phrase=phrase.removeprefix("from "))
+    offer = offer_context(payload.get("offer"), code, now, products)
+    return {
+        "customer": {"id": customer["id"], "first_name": customer["first_name"] or "there",
+                     "last_name": customer["last_name"], "email": customer["email"],
+                     "country": customer["country"]},
+        "metrics": {"orders": customer["orders"] or 0, "spent": customer["spent_cents"] or 0,
+                    "recency_days": customer["recency_days"],
+                    "dormancy": str(customer["dormancy"] or "none"),
+                    "value_tier": customer["value_tier"] and str(customer["value_tier"]),
+                    "lifecycle": str(customer["lifecycle"] or "prospect")},
+        "store": store_context(settings),
+        "campaign": {"id": campaign.id, "kind": campaign.kind,
+                     "description": campaign.description},
+        "products": shown,
+        "offer": offer,
+        "nudge": nudge_context(payload.get("nudge")),
+        "unsubscribe_url": unsubscribe.url(settings, customer["id"]),
+        "why": why,
+        "preview_text": campaign.description,
+    }
+
+
+def subject_for(campaign: cm.Campaign, payload: dict) -> str:
+    """A nudge may have its own subject line; everything else uses the campaign's."""
+    if payload.get("nudge") and isinstance(campaign, cm.SpendThreshold) and campaign.nudge \
+            and campaign.nudge.subject:
+        return campaign.nudge.subject
+    return campaign.subject
+
+
+def skus_of(payloads: list[dict]) -> set[str]:
+    found: set[str] = set()
+    for payload in payloads:
+        found.update(payload.get("products", []))
+        offer = payload.get("offer") or {}
+        found.update(offer.get("bundle_skus", ()))
+        if offer.get("gift_sku"):
+            found.add(offer["gift_sku"])
+    return found

@@ -1,0 +1,173 @@
+"""``retain demo``: build the synthetic shop into a database of its own and show its segments.
+
+Owns: writing ``synthshop.SyntheticShop``'s rows in chunks (``build_shop``), keeping the demo from
+replacing a real shop, and the command's flow (``run``): a short sequence of steps, each printing
+what it did, so later steps (campaigns sent through a loopback SMTP server) slot in at the end.
+Must not generate data (synthshop.py does), compute metrics (metrics.py does) or read the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlmodel import SQLModel
+
+from . import db, tables
+from .config import Settings
+from .errors import ConfigError
+from .synthshop import SyntheticShop
+
+CHUNK = 1000  # customers generated and written per round: memory stays flat at any size
+SHOP_TABLES = ("customers", "products", "orders", "order_items", "customer_metrics")
+DEMO_MARK = "demo_shop"  # meta key: this database's shop was built by the demo
+
+
+@dataclass(frozen=True)
+class ShopStats:
+    """What ``build_shop`` wrote."""
+    products: int
+    customers: int
+    orders: int
+    order_items: int
+    last_order_at: datetime | None
+
+
+def run(engine: Engine, settings: Settings, now: datetime, customers: int = 3000, seed: int = 7,
+        shop_only: bool = False, console: Console | None = None) -> ShopStats:
+    """Build the demo shop as of ``now``, then show how its customers segment."""
+    console = console or Console()
+    refuse_foreign_shop(engine)
+    stats = build_shop(engine, settings, now, customers=customers, seed=seed, replace=True)
+    print_shop(console, stats, settings, now)
+    if shop_only:
+        return stats
+    from . import metrics  # imported here: building the shop alone does not need it
+
+    metrics.refresh(engine, settings, now)
+    print_segments(console, metrics.summary(engine, settings, now))
+    return stats
+
+
+def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int = 3000,
+               seed: int = 7, replace: bool = False) -> ShopStats:
+    """Write a synthetic shop whose history ends at ``now`` into an empty database.
+
+    Same ``seed`` and ``now``, same rows. Refuses a database that already has customers unless
+    ``replace`` is true, in which case the shop tables, and the rows that point at them
+    (deliveries, coupons, ...), are emptied first. One transaction: all or nothing.
+    """
+    shop = SyntheticShop(settings, now, seed)
+    counts = {"customers": 0, "orders": 0, "order_items": 0}
+    last_order_at: datetime | None = None
+    with engine.begin() as conn:
+        existing = _count_customers(conn)
+        if existing and not replace:
+            raise ConfigError(
+                f"the database {_where(engine)} already holds {existing} customers; the "
+                "synthetic shop is only built into an empty database: give it one of its own, "
+                "e.g. --db sqlite:///demo.db")
+        if replace:
+            _wipe(conn)
+        conn.execute(insert(tables.Product), shop.product_rows())
+        for start in range(0, customers, CHUNK):
+            people = [shop.customer(index) for index in range(start, min(start + CHUNK,
+                                                                            customers))]
+            customer_ids = _insert_returning_ids(conn, tables.Customer, [p[0] for p in people])
+            order_rows, baskets = [], []
+            for customer_id, (_, orders) in zip(customer_ids, people, strict=True):
+                for order_row, item_rows in orders:
+                    order_rows.append({**order_row, "customer_id": customer_id})
+                    baskets.append(item_rows)
+                    if last_order_at is None or order_row["created_at"] > last_order_at:
+                        last_order_at = order_row["created_at"]
+            order_ids = _insert_returning_ids(conn, tables.Order, order_rows)
+            item_rows = [{**item, "order_id": order_id}
+                         for order_id, items in zip(order_ids, baskets, strict=True)
+                         for item in items]
+            if item_rows:
+                conn.execute(insert(tables.OrderItem), item_rows)
+            counts["customers"] += len(people)
+            counts["orders"] += len(order_rows)
+            counts["order_items"] += len(item_rows)
+        db.set_meta(conn, DEMO_MARK, f"seed={seed} customers={customers} now={now.isoformat()}")
+        db.bump_data_version(conn)
+    return ShopStats(products=len(shop.products), last_order_at=last_order_at, **counts)
+
+
+def refuse_foreign_shop(engine: Engine) -> None:
+    """The demo replaces its database's shop: refuse a database holding a shop it did not build.
+
+    Without this, ``retain demo`` run without ``--db`` would wipe the shop in config.yaml's
+    database.
+    """
+    with engine.connect() as conn:
+        existing = _count_customers(conn)
+        if existing and db.get_meta(conn, DEMO_MARK) is None:
+            raise ConfigError(
+                f"the database {_where(engine)} holds a shop the demo did not build ({existing} "
+                "customers), and the demo replaces its database's shop: run it on a database of "
+                "its own, e.g. retain --db sqlite:///demo.db demo")
+
+
+def print_shop(console: Console, stats: ShopStats, settings: Settings, now: datetime) -> None:
+    local_now = now.astimezone(settings.store.zone)
+    console.print(
+        f"Built the synthetic shop: [bold]{stats.products}[/bold] products, "
+        f"[bold]{stats.customers}[/bold] customers, [bold]{stats.orders}[/bold] orders "
+        f"({stats.order_items} order items), history up to {local_now:%Y-%m-%d %H:%M %Z}.")
+    console.print(f"Database: {db.redact(settings.database.url)}", markup=False)
+
+
+def print_segments(console: Console, summary: dict[str, Any]) -> None:
+    """One table per dimension: how many customers in each dormancy tier, stage, value tier."""
+    dimensions = (("dormancy", "Dormancy tier", tables.Dormancy),
+                  ("lifecycle", "Lifecycle stage", tables.Lifecycle),
+                  ("value_tier", "Value tier", tables.ValueTier))
+    for key, title, vocabulary in dimensions:
+        counts = {str(k): v for k, v in (summary.get(key) or {}).items()}
+        total = sum(counts.values()) or 1
+        table = Table(title, "customers", "share", title_justify="left")
+        # The vocabulary's order (active before drowsy ...), then anything else metrics reports.
+        names = [v.value for v in vocabulary] + sorted(set(counts) - {v.value for v in vocabulary})
+        for name in names:
+            count = counts.get(name, 0)
+            table.add_row(name, str(count), f"{100 * count / total:.1f} %")
+        console.print(table)
+
+
+def _count_customers(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(tables.Customer)).scalar_one()
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _insert_returning_ids(conn: Connection, table: type[SQLModel], rows: list[dict]) -> list[int]:
+    if not rows:
+        return []
+    # One multi-row INSERT per batch (SQLAlchemy's insertmanyvalues); ids come back in row order
+    # on SQLite and PostgreSQL alike, so orders point at their customers without a lookup.
+    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
+    return list(conn.execute(statement, rows).scalars())
+
+
+def _wipe(conn: Connection) -> None:
+    """Empty the shop tables and every table whose rows point at them, children first.
+
+    Suppressions stay: they are keyed by address, not by customer row, and must outlive rebuilds.
+    """
+    doomed: list = []
+    for table in SQLModel.metadata.sorted_tables:  # parents before children
+        if table.name in SHOP_TABLES or any(fk.column.table in doomed
+                                             for fk in table.foreign_keys):
+            doomed.append(table)
+    present = set(inspect(conn).get_table_names())
+    for table in reversed(doomed):
+        if table.name in present:
+            conn.execute(table.delete())

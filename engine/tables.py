@@ -232,6 +232,7 @@ class Delivery(SQLModel, table=True):
     planned_at: datetime = Field(sa_column=utc_column())
     next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    claimed_by: str | None = None  # the run (runs.id) that moved it to `sending`
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
@@ -252,3 +253,22 @@ class Suppression(SQLModel, table=True):
     reason: SuppressionReason
     source: str = ""
     created_at: datetime = Field(sa_column=utc_column())
+
+
+class Run(SQLModel, table=True):
+    """One `retain run` (or scheduled run) process: who it is, whether it is alive, its summary.
+
+    Deliveries left in `sending` by a run that is no longer alive are marked `unknown` (the
+    server may have them), never resent silently.
+    """
+
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True)
+    pid: int
+    host: str
+    started_at: datetime = Field(sa_column=utc_column())
+    heartbeat_at: datetime = Field(sa_column=utc_column())
+    finished_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    campaigns: str = ""        # comma-separated campaign ids
+    summary: str = "{}"        # JSON counts per status
+    paused_reason: str | None = None

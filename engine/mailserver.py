@@ -1,0 +1,208 @@
+"""A real SMTP server on loopback, for the demo and for every test that sends mail.
+
+Owns: running aiosmtpd in a background thread (a context manager), keeping what it accepted
+(``messages``, and ``outbox/<n>.eml`` files when an outbox is given), counting connections, and
+answering as a test asks: any reply at MAIL, RCPT or after DATA, ``DROP`` to hang up without a
+reply, AUTH with one login, STARTTLS or implicit TLS with a given certificate.
+
+Must not: relay mail anywhere, or be used as a production mail server. It is a sink.
+
+    with MailServer(replies={"rcpt": {"gone@example.com": "550 5.1.1 User unknown"},
+                             "data": ["451 4.3.0 Try later", None]}) as server:
+        ...  # send to 127.0.0.1:server.port
+    server.messages  # [Received(mail_from, rcpt_tos, data, connection, tls), ...]
+
+A reply of ``"421 ..."`` also closes the connection afterwards, as RFC 5321 3.8 says a server
+does. Scripts see a stage (``"mail"``, ``"rcpt"``, ``"data"``) and the address concerned (the
+first recipient for ``"data"``) and return a reply line, or None to accept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+
+DROP = "DROP"   # scripted reply: close the connection without answering
+
+Script = Callable[[str, str], "str | None"]
+Replies = Mapping[str, "Mapping[str, str | None] | Sequence[str | None] | str"]
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    connection: int   # 1 for the first connection the server saw, 2 for the next ...
+    tls: bool         # whether it came over TLS (STARTTLS or implicit)
+
+
+def reply_table(replies: Replies) -> Script:
+    """A script from a table: per stage, a reply for every command, per address, or in turn.
+
+    ``{"rcpt": {"a@x.org": "550 5.1.1 No such user"}}`` answers RCPT for that address;
+    ``{"data": ["451 4.3.0 Busy", None]}`` answers the first DATA with 451, the second normally
+    (and every later one normally); ``{"mail": "421 4.7.0 Closing"}`` answers every MAIL.
+    """
+    turns = {stage: list(r) for stage, r in replies.items()
+             if not isinstance(r, str | Mapping)}
+    lock = threading.Lock()
+
+    def script(stage: str, address: str) -> str | None:
+        rule = replies.get(stage)
+        if isinstance(rule, str):
+            return rule
+        if isinstance(rule, Mapping):
+            return rule.get(address.lower(), rule.get(address))
+        if stage in turns:
+            with lock:
+                return turns[stage].pop(0) if turns[stage] else None
+        return None
+
+    return script
+
+
+class MailServer:
+    """aiosmtpd on ``host:port`` (port 0: a free port, read ``.port`` once started)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, outbox: Path | None = None,
+                 script: Script | None = None, replies: Replies | None = None,
+                 credentials: tuple[str, str] | None = None,
+                 tls_context: ssl.SSLContext | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.host, self.outbox = host, Path(outbox) if outbox else None
+        self.script = script or (reply_table(replies) if replies else None)
+        self.credentials = credentials
+        self.messages: list[Received] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        options: dict[str, Any] = {"tls_context": tls_context, "require_starttls": False}
+        if credentials:
+            # Loopback only: allow AUTH without TLS so tests need no certificate.
+            options.update(auth_required=True, auth_require_tls=False,
+                           authenticator=self._authenticate)
+        self._controller = _Controller(self, host, port, ssl_context, options)
+
+    @property
+    def port(self) -> int:
+        return self._controller.port
+
+    def start(self) -> MailServer:
+        # aiosmtpd logs every recipient at INFO: customers' addresses must not reach logs.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        if self.outbox:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> MailServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- aiosmtpd handler hooks (they run in the server's thread) -----------------------------
+
+    def _scripted(self, server: SMTP, stage: str, address: str) -> str | None:
+        reply = self.script(stage, address) if self.script else None
+        if reply == DROP:
+            server.transport.close()
+            return "250 OK"   # never reaches the client: the transport is closed
+        if reply and reply.startswith("421"):
+            server.loop.call_soon(server.transport.close)  # after the reply is written
+        return reply
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> Any:
+        reply = self._scripted(server, "mail", address)
+        if reply is None:
+            return MISSING
+        return reply
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> Any:
+        reply = self._scripted(server, "rcpt", address)
+        return MISSING if reply is None else reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        reply = self._scripted(server, "data", first)
+        if reply is not None:
+            return reply
+        data = envelope.original_content or b""
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        with self._lock:
+            number = len(self.messages) + 1
+            self.messages.append(Received(envelope.mail_from or "", tuple(envelope.rcpt_tos),
+                                          data, getattr(server, "connection_number", 0), tls))
+        if self.outbox:
+            _write_atomically(self.outbox / f"{number:06d}.eml", data)
+        return "250 OK"
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword) and self.credentials is not None
+              and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials)
+        return AuthResult(success=ok)
+
+    def _count_connection(self, server: SMTP) -> None:
+        with self._lock:
+            self.connections += 1
+            server.connection_number = self.connections  # type: ignore[attr-defined]
+
+
+class _Controller(Controller):
+    """aiosmtpd's Controller, able to bind port 0 and tell the server about each connection."""
+
+    def __init__(self, owner: MailServer, host: str, port: int,
+                 ssl_context: ssl.SSLContext | None, options: dict[str, Any]):
+        super().__init__(owner, hostname=host, port=port, ssl_context=ssl_context, **options)
+        self._owner = owner
+        self._triggered = False
+
+    def factory(self) -> SMTP:
+        server = super().factory()
+        # The first connection is Controller.start() checking that the server answers.
+        if self._triggered:
+            self._owner._count_connection(server)
+        self._triggered = True
+        return server
+
+    def _trigger_server(self) -> None:
+        self.port = self.server.sockets[0].getsockname()[1]  # the port the OS chose for 0
+        super()._trigger_server()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8025, outbox: Path = Path("outbox"),
+          stop: threading.Event | None = None) -> None:
+    """Run a sink until ``stop`` is set (or Ctrl-C), writing what arrives to ``outbox``."""
+    stop = stop or threading.Event()
+    with MailServer(host, port, outbox=outbox):
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    serve()

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from . import campaigns as cm
 from . import unsubscribe
 from .config import Settings
+from .errors import ConfigError
 from .tables import Customer, CustomerMetrics, Product
 
 CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
@@ -144,3 +145,36 @@ def skus_of(payloads: list[dict]) -> set[str]:
         if offer.get("gift_sku"):
             found.add(offer["gift_sku"])
     return found
+
+
+def sender_domain(settings: Settings) -> str:
+    return settings.sender.from_address.split("@", 1)[1] if settings.sender else "localhost"
+
+
+def message_id(settings: Settings, delivery_id: int, campaign_id: str) -> str:
+    """Derived from the delivery, so a resent message is recognisable as the same one."""
+    return f"<d{delivery_id}.{campaign_id}@{sender_domain(settings)}>"
+
+
+def return_path(settings: Settings) -> str:
+    if settings.delivery.return_path:
+        return settings.delivery.return_path
+    if settings.sender is None:
+        raise ConfigError("config.yaml has no sender: section; add sender: {from: "
+                          "you@your-shop.example}", settings.source)
+    return settings.sender.from_address
+
+
+def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaign_id: str,
+         now: datetime) -> bytes:
+    """The complete message: both parts, From/Reply-To, and the RFC 8058 headers."""
+    from . import render
+
+    if settings.sender is None:
+        return_path(settings)  # raises the ConfigError that says what to add
+    headers = {**unsubscribe.headers(settings, customer["id"]), "X-Campaign-Id": campaign_id}
+    name = " ".join(p for p in (customer.get("first_name"), customer.get("last_name")) if p)
+    return render.build_message(
+        rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
+        to_addr=customer["email"], to_name=name, reply_to=settings.sender.reply_to,
+        message_id=msg_id, headers=headers, date=now)

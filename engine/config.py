@@ -120,6 +120,18 @@ class Unsubscribe(Frozen):
     secret: SecretStr | None = None
 
 
+class Delivery(Frozen):
+    """Retries and the safety brakes of a run."""
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_base_seconds: float = Field(default=60, ge=0)
+    retry_cap_seconds: float = Field(default=6 * 3600, ge=0)
+    # Transient failures falling due within this many seconds are retried in the same run.
+    retry_within_run_seconds: float = Field(default=120, ge=0)
+    max_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    bounce_rate_min_sends: int = Field(default=50, ge=1)
+    return_path: str | None = None  # envelope sender for bounces; default: sender.from
+
+
 class Paths(Frozen):
     """Folders, relative to config.yaml's folder unless absolute."""
     campaigns: str = "campaigns"
@@ -134,6 +146,7 @@ class Settings(Frozen):
     sender: Sender | None = None
     smtp: Smtp = Smtp()
     unsubscribe: Unsubscribe = Unsubscribe()
+    delivery: Delivery = Delivery()
     paths: Paths = Paths()
     # Where the file was read from; relative paths (SQLite files) resolve against its folder.
     source: str = Field(default=DEFAULT_CONFIG, exclude=True)

@@ -1,0 +1,266 @@
+"""The send ledger: the only writer of ``deliveries`` (and of the offers issued with them).
+
+Owns the life of a delivery row:
+
+    planned ──claim──► sending ──reply──► sent | failed (retry later) | bounced | unknown
+    held_out, suppressed, deferred, capped: written at plan time, never sent
+
+- ``record_plan`` inserts a plan's rows with INSERT … ON CONFLICT DO NOTHING on the unique key
+  (campaign, customer, occasion) and issues coupons only for the rows actually inserted, all in
+  one transaction: two planners racing, or a replan after a crash, cannot duplicate anything.
+- ``claim`` moves one row from planned/failed to ``sending`` in its own committed transaction
+  *before* the message's DATA goes out, together with the previous message's outcome.
+- ``recover`` turns ``sending`` rows whose run died into ``unknown``: the server may have them,
+  so they are reported, never resent silently (``retry_unknown`` resends on purpose).
+Must not render or send.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from . import offers
+from .planner import Candidate
+from .tables import Coupon, Delivery, DeliveryStatus, OfferKind, Product, ProductAnnouncement, Run
+
+DELIVERIES, COUPONS, RUNS = Delivery.__table__, Coupon.__table__, Run.__table__
+PRODUCTS, ANNOUNCED = Product.__table__, ProductAnnouncement.__table__
+S = DeliveryStatus
+SENDABLE = (S.planned.value, S.failed.value)
+
+
+def _insert(conn: Connection, table):
+    return (postgresql.insert(table) if conn.dialect.name == "postgresql"
+            else sqlite.insert(table))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery taken for sending."""
+    id: int
+    campaign_id: str
+    customer_id: int
+    occasion: str
+    payload: dict
+    coupon_id: int | None
+    attempts: int
+
+
+def record_plan(engine: Engine, batches: Iterable[list[Candidate]], now: datetime) -> dict:
+    """Write a plan's deliveries and offers in one transaction; returns counts by status."""
+    counts: dict[str, int] = {}
+    with engine.begin() as conn:
+        for batch in batches:
+            rows = [c for c in batch if c.status is not None]
+            if not rows:
+                continue
+            inserted = _insert_deliveries(conn, rows, now)
+            for candidate in rows:
+                delivery_id = inserted.get((candidate.customer_id, candidate.occasion))
+                if delivery_id is None:
+                    counts["already_planned"] = counts.get("already_planned", 0) + 1
+                    continue
+                counts[candidate.status.value] = counts.get(candidate.status.value, 0) + 1
+                if candidate.status == S.planned:
+                    _issue(conn, candidate, delivery_id, now)
+    return counts
+
+
+def _insert_deliveries(conn: Connection, rows: list[Candidate],
+                       now: datetime) -> dict[tuple[int, str], int]:
+    values = [{"campaign_id": c.campaign_id, "customer_id": c.customer_id,
+               "occasion": c.occasion, "status": c.status.value, "priority": c.priority,
+               "payload": json.dumps(c.payload, sort_keys=True), "planned_at": now,
+               "next_attempt_at": now} for c in rows]
+    statement = (_insert(conn, DELIVERIES).values(values)
+                 .on_conflict_do_nothing(index_elements=["campaign_id", "customer_id",
+                                                         "occasion"])
+                 .returning(DELIVERIES.c.id, DELIVERIES.c.customer_id, DELIVERIES.c.occasion))
+    return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement)}
+
+
+def _issue(conn: Connection, candidate: Candidate, delivery_id: int, now: datetime) -> None:
+    offer = candidate.offer
+    if offer is not None:
+        values = {"kind": OfferKind(offer.kind).value, "campaign_id": candidate.campaign_id,
+                  "customer_id": candidate.customer_id, "percent_off": offer.percent_off,
+                  "amount_off_cents": offer.amount_off_cents,
+                  "min_spend_cents": offer.min_spend_cents, "gift_sku": offer.gift_sku,
+                  "gift_card_cents": offer.gift_card_cents, "bundle_id": offer.bundle_id,
+                  "bundle_price_cents": offer.bundle_price_cents, "period": offer.period,
+                  "issued_at": now, "expires_at": offer.expires_at(now)}
+        # 80+ random bits make a collision practically impossible; the UNIQUE index on
+        # the code makes it impossible, and a clash simply draws again.
+        for _ in range(5):
+            code = offers.new_code(offer.prefix)
+            result = conn.execute(_insert(conn, COUPONS).values(code=code, **values)
+                                  .on_conflict_do_nothing(index_elements=["code"])
+                                  .returning(COUPONS.c.id))
+            coupon_id = result.scalar()
+            if coupon_id is not None:
+                conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id)
+                             .values(coupon_id=coupon_id))
+                break
+    if candidate.products:
+        ids = conn.execute(select(PRODUCTS.c.id).where(PRODUCTS.c.sku.in_(candidate.products)))
+        conn.execute(_insert(conn, ANNOUNCED).values(
+            [{"customer_id": candidate.customer_id, "product_id": pid,
+              "delivery_id": delivery_id} for (pid,) in ids]).on_conflict_do_nothing())
+
+
+# --- runs: who is sending, and are they alive -------------------------------------------------
+
+def start_run(engine: Engine, campaign_ids: Iterable[str], now: datetime) -> str:
+    run_id = uuid.uuid4().hex
+    with engine.begin() as conn:
+        conn.execute(RUNS.insert().values(id=run_id, pid=os.getpid(), host=socket.gethostname(),
+                                          started_at=now, heartbeat_at=now,
+                                          campaigns=",".join(campaign_ids)))
+    return run_id
+
+
+def finish_run(engine: Engine, run_id: str, now: datetime, summary: dict,
+               paused_reason: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
+            finished_at=now, heartbeat_at=now, summary=json.dumps(summary),
+            paused_reason=paused_reason))
+
+
+def _alive(row, now: datetime, stale_after: timedelta) -> bool:
+    if row.finished_at is not None:
+        return False
+    if row.host == socket.gethostname():
+        try:
+            os.kill(row.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return row.heartbeat_at > now - stale_after
+
+
+def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(minutes=10),
+            current_run: str | None = None) -> int:
+    """Mark ``sending`` rows of dead runs ``unknown``; returns how many."""
+    with engine.begin() as conn:
+        claimants = conn.execute(select(DELIVERIES.c.claimed_by).distinct()
+                                 .where(DELIVERIES.c.status == S.sending.value)).scalars().all()
+        dead = []
+        for run_id in claimants:
+            if run_id == current_run:
+                continue
+            row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+            if row is None or not _alive(row, now, stale_after):
+                dead.append(run_id)
+        if not dead:
+            return 0
+        result = conn.execute(update(DELIVERIES).where(
+            DELIVERIES.c.status == S.sending.value,
+            or_(DELIVERIES.c.claimed_by.in_([d for d in dead if d]),
+                DELIVERIES.c.claimed_by.is_(None)))
+            .values(status=S.unknown.value,
+                    reason="the sending process stopped after handing the message over; "
+                           "the server may have it"))
+        return result.rowcount
+
+
+# --- sending -------------------------------------------------------------------------------
+
+def due(engine: Engine, campaign_ids: list[str], now: datetime, after_id: int = 0,
+        limit: int = 500) -> list[int]:
+    """Ids of deliveries ready to send (planned, or failed and due for a retry), by id."""
+    # A failed row whose retries are used up has no next attempt (NULL) and is never due.
+    query = (select(DELIVERIES.c.id)
+             .where(DELIVERIES.c.status.in_(SENDABLE), DELIVERIES.c.id > after_id,
+                    DELIVERIES.c.next_attempt_at <= now)
+             .order_by(DELIVERIES.c.id).limit(limit))
+    if campaign_ids:
+        query = query.where(DELIVERIES.c.campaign_id.in_(campaign_ids))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def claim(conn: Connection, delivery_id: int, run_id: str, now: datetime) -> Claimed | None:
+    """Take one delivery for sending; None if another run took it first."""
+    result = conn.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.status.in_(SENDABLE))
+        .values(status=S.sending.value, claimed_at=now, claimed_by=run_id,
+                attempts=DELIVERIES.c.attempts + 1)
+        .returning(DELIVERIES.c.id, DELIVERIES.c.campaign_id, DELIVERIES.c.customer_id,
+                   DELIVERIES.c.occasion, DELIVERIES.c.payload, DELIVERIES.c.coupon_id,
+                   DELIVERIES.c.attempts))
+    row = result.first()
+    if row is None:
+        return None
+    return Claimed(row.id, row.campaign_id, row.customer_id, row.occasion,
+                   json.loads(row.payload), row.coupon_id, row.attempts)
+
+
+def mark(conn: Connection, delivery_id: int, status: DeliveryStatus, now: datetime,
+         reason: str | None = None, message_id: str | None = None,
+         retry_at: datetime | None = None) -> None:
+    """Record the server's answer for a delivery this run holds in ``sending``."""
+    values: dict = {"status": status.value, "reason": reason}
+    if message_id:
+        values["message_id"] = message_id
+    if status == S.sent:
+        values["sent_at"] = now
+    if status == S.failed:
+        values["next_attempt_at"] = retry_at
+    conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id,
+                                          DELIVERIES.c.status == S.sending.value)
+                 .values(**values))
+
+
+def next_retry(engine: Engine, campaign_ids: list[str]) -> datetime | None:
+    """When the earliest failed delivery of these campaigns falls due again, if any does."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.min(DELIVERIES.c.next_attempt_at)).where(
+            DELIVERIES.c.status == S.failed.value,
+            DELIVERIES.c.campaign_id.in_(campaign_ids))).scalar()
+
+
+def release(engine: Engine, run_id: str) -> int:
+    """Give back rows this run claimed but never handed to the server (a graceful stop)."""
+    with engine.begin() as conn:
+        return conn.execute(update(DELIVERIES).where(
+            DELIVERIES.c.claimed_by == run_id, DELIVERIES.c.status == S.sending.value,
+            DELIVERIES.c.message_id.is_(None))
+            .values(status=S.planned.value, attempts=DELIVERIES.c.attempts - 1)).rowcount
+
+
+def retry_unknown(engine: Engine, campaign_ids: list[str], now: datetime) -> int:
+    """Put ``unknown`` deliveries back to ``planned``: an explicit decision to resend."""
+    condition = [DELIVERIES.c.status == S.unknown.value]
+    if campaign_ids:
+        condition.append(DELIVERIES.c.campaign_id.in_(campaign_ids))
+    with engine.begin() as conn:
+        return conn.execute(update(DELIVERIES).where(and_(*condition)).values(
+            status=S.planned.value, next_attempt_at=now,
+            reason="resent on purpose after an unknown outcome")).rowcount
+
+
+def counts(engine: Engine, campaign_ids: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """Per campaign, deliveries by status."""
+    query = select(DELIVERIES.c.campaign_id, DELIVERIES.c.status, func.count()).group_by(
+        DELIVERIES.c.campaign_id, DELIVERIES.c.status)
+    if campaign_ids:
+        query = query.where(DELIVERIES.c.campaign_id.in_(campaign_ids))
+    found: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for campaign_id, status, n in conn.execute(query):
+            found.setdefault(campaign_id, {})[str(status)] = n
+    return found

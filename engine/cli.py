@@ -209,3 +209,228 @@ def demo_command(
     now = as_of_moment(as_of, cfg)
     demo.run(engine_for(cfg), cfg, now, customers=customers, seed=seed, shop_only=shop_only,
              console=out)
+
+
+CampaignIds = Annotated[list[str] | None, typer.Argument(
+    help="Campaign ids (default: every enabled campaign).")]
+
+
+@app.command("validate")
+@user_errors
+def validate_command() -> None:
+    """Check config.yaml, every campaign and every template. Example: retain validate"""
+    from . import validate
+
+    cfg = settings()
+    found = validate.check(cfg)
+    out.print(f"ok: config.yaml and {len(found)} campaigns are valid "
+              f"({', '.join(c.id for c in found)})")
+
+
+@app.command("plan")
+@user_errors
+def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJson = False,
+                 sample: Annotated[int, typer.Option(help="Recipients to show.")] = 5) -> None:
+    """Show who would get what, without sending or writing. Example: retain plan winback"""
+    from . import planner, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, campaigns)
+    result = planner.summarize(engine_for(cfg), cfg, chosen, now, sample=sample)
+    if as_json:
+        print_json({"as_of": now.isoformat(), "campaigns": result})
+        return
+    table = Table("campaign", "kind", "in segment", "recipients", "held out", "suppressed",
+                  "skipped", "offers", "offer value", "budget",
+                  title=f"Plan as of {now:%Y-%m-%d %H:%M %Z}")
+    for c in result:
+        skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "-"
+        budget = c["budget"]
+        limit = " / ".join(x for x in (budget["max_offers"] and f"{budget['max_offers']} offers",
+                                       budget["max_value"] and f"{budget['max_value']}") if x)
+        table.add_row(c["id"], c["kind"], str(c["in_segment"]), str(c["recipients"]),
+                      str(c["held_out"]), str(c["suppressed"]), skipped, str(c["offers"]),
+                      c["offer_value"], limit or "-")
+    out.print(table)
+    for c in result:
+        out.print(f"[bold]{c['id']}[/bold]: {c['segment']}", markup=True)
+        for example in c["sample"]:
+            offer = example["offer"] or {}
+            what = ", ".join(example["products"]) or offer.get("kind", "")
+            out.print(f"  customer {example['customer']}: {example['occasion']} {what}",
+                      markup=False)
+
+
+class PreviewFormat(StrEnum):
+    html = "html"
+    text = "text"
+    eml = "eml"
+
+
+@app.command("preview")
+@user_errors
+def preview_command(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    customer: Annotated[str, typer.Option("--customer", help="Customer id, external id or email.")],
+    as_of: AsOf = None,
+    format: Annotated[PreviewFormat, typer.Option("--format")] = PreviewFormat.html,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open in the browser.")] = False,
+) -> None:
+    """The real email for a real customer. Example: retain preview winback --customer 42 --open"""
+    from . import preview, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, [campaign])[0]
+    result = preview.build(engine_for(cfg), cfg, chosen, customer, now)
+    if result.warning:
+        err.print(f"warning: customer {result.customer_id} {result.warning}", markup=False)
+    body = {"html": result.html.encode(), "text": result.text.encode(), "eml": result.eml}[format]
+    if open_browser and out_file is None:
+        import tempfile
+        out_file = Path(tempfile.mkstemp(suffix=f".{format.value}", prefix="retain-preview-")[1])
+    if out_file is not None:
+        out_file.write_bytes(body)
+        err.print(f"wrote {out_file} (subject: {result.subject})", markup=False)
+        if open_browser:
+            import webbrowser
+            webbrowser.open(out_file.resolve().as_uri())
+        return
+    sys.stdout.write(body.decode("utf-8", errors="replace"))
+
+
+@app.command("run")
+@user_errors
+def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
+                as_json: AsJson = False) -> None:
+    """Plan and send now. Example: retain run winback"""
+    import time as _time
+
+    from . import runner, validate
+    from .smtp import SmtpTransport
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, campaigns)
+    transport = None if dry_run else SmtpTransport(cfg.smtp)
+    offset = now - datetime.now(timezone.utc)  # --as-of shifts the whole run, sends included
+    try:
+        report = runner.run(engine_for(cfg), cfg, chosen, now, transport, dry_run=dry_run,
+                            clock=lambda: datetime.now(timezone.utc) + offset,
+                            sleep=_time.sleep)
+    finally:
+        if transport is not None:
+            transport.close()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    print_run_report(report)
+
+
+def print_run_report(report) -> None:
+    table = Table("campaign", "planned", "sent", "failed", "bounced", "suppressed", "held out",
+                  "unknown", "skipped", title="Dry run (nothing written)" if report.dry_run
+                  else "Run")
+    for c in report.campaigns.values():
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(c.skipped.items())) or "-"
+        table.add_row(c.id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
+                      str(c.suppressed), str(c.held_out), str(c.unknown), skipped)
+    out.print(table)
+    if report.recovered_unknown:
+        out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "
+                  "(the server may have them); resend on purpose with: retain retry --unknown")
+    if report.paused:
+        err.print(f"paused: {report.paused}", markup=False)
+        raise typer.Exit(2)
+
+
+@app.command("deliveries")
+@user_errors
+def deliveries_command(
+    campaign: Annotated[str | None, typer.Argument(help="Campaign id.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """What happened to whom. Example: retain deliveries winback --status failed --json"""
+    from . import reports
+
+    cfg = settings()
+    rows = reports.deliveries(engine_for(cfg), campaign, status, limit)
+    if as_json:
+        print_json({"deliveries": rows})
+        return
+    table = Table("id", "campaign", "customer", "occasion", "status", "attempts", "sent_at",
+                  "reason")
+    for r in rows:
+        table.add_row(str(r["id"]), r["campaign"], str(r["customer"]), r["occasion"],
+                      r["status"], str(r["attempts"]), r["sent_at"] or "-", r["reason"] or "")
+    out.print(table)
+
+
+@app.command("retry")
+@user_errors
+def retry_command(campaigns: CampaignIds = None,
+                  unknown: Annotated[bool, typer.Option(
+                      "--unknown", help="Resend deliveries whose outcome is unknown.")] = False
+                  ) -> None:
+    """Put deliveries back in the queue on purpose. Example: retain retry --unknown"""
+    from . import ledger
+
+    if not unknown:
+        raise typer.BadParameter("say what to retry: --unknown")
+    cfg = settings()
+    n = ledger.retry_unknown(engine_for(cfg), campaigns or [], datetime.now(timezone.utc))
+    out.print(f"{n} deliveries will be sent again by the next run")
+
+
+@app.command("unsubscribe")
+@user_errors
+def unsubscribe_command(
+    who: Annotated[str, typer.Argument(help="Email address, or an unsubscribe token.")],
+) -> None:
+    """Suppress an address for good. Example: retain unsubscribe anna@example.com"""
+    from . import suppressions, unsubscribe
+
+    cfg = settings()
+    now = datetime.now(timezone.utc)
+    if "@" not in who:
+        verified = unsubscribe.verify(cfg, who)
+        if verified is None:
+            raise typer.BadParameter("not an email address, nor a valid unsubscribe token")
+        suppressions.unsubscribe(engine_for(cfg), verified[0], now, source="token")
+    else:
+        suppressions.unsubscribe(engine_for(cfg), who, now)
+    out.print("unsubscribed: no marketing email will be sent to this address")
+
+
+suppress_app = typer.Typer(help="The suppression list.", no_args_is_help=True)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("import")
+@user_errors
+def suppress_import(file: Annotated[Path, typer.Argument(help="CSV or list of addresses.")]
+                    ) -> None:
+    """Suppress every address in a file. Example: retain suppress import blocklist.csv"""
+    from . import suppressions
+
+    cfg = settings()
+    read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(timezone.utc))
+    out.print(f"{file}: {read} addresses, {added} newly suppressed")
+
+
+@app.command("bounces")
+@user_errors
+def bounces_command(path: Annotated[Path, typer.Argument(help="mbox file or Maildir folder.")]
+                    ) -> None:
+    """Read bounce reports (RFC 3464) and suppress hard bounces. Example: retain bounces ~/Maildir
+    """
+    from . import bounces
+
+    cfg = settings()
+    report = bounces.process(engine_for(cfg), path, datetime.now(timezone.utc))
+    out.print(report.summary())

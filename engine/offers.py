@@ -33,6 +33,12 @@ def new_code(prefix: str = "") -> str:
     return f"{prefix}-{groups}" if prefix else groups
 
 
+def money(amount_cents: int) -> str:
+    """Cents as a plain decimal string ("1234.50"), the form JSON output uses."""
+    sign = "-" if amount_cents < 0 else ""
+    return f"{sign}{abs(amount_cents) // 100}.{abs(amount_cents) % 100:02d}"
+
+
 def cents(amount: Decimal | int | float) -> int:
     return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 

@@ -104,13 +104,22 @@ def in_holdout(campaign_id: str, customer_id: int, fraction: float) -> bool:
 
 
 def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
-         stats: PlanStats | None = None) -> Iterator[list[Candidate]]:
-    """Batches of candidates for ``campaign`` at ``now``, in customer id order."""
+         stats: PlanStats | None = None, only_customer: int | None = None,
+         use_segment: bool = True) -> Iterator[list[Candidate]]:
+    """Batches of candidates for ``campaign`` at ``now``, in customer id order.
+
+    ``only_customer`` plans for one customer (previews, ``retain why``); ``use_segment=False``
+    ignores the segment so a preview can show what someone outside it would get.
+    """
     metrics.refresh(engine, settings, now)
     stats = stats if stats is not None else PlanStats()
     kind = _KIND_PLANNERS[campaign.kind](engine, settings, campaign, now)
     budget = _Budget(campaign)
-    for rows in _audience(engine, campaign, now, kind.extra_columns(), kind.extra_where()):
+    where = kind.extra_where()
+    if only_customer is not None:
+        where.append(CUSTOMERS.c.id == only_customer)
+    segment = campaign.segment if use_segment else None
+    for rows in _audience(engine, segment, now, kind.extra_columns(), where):
         ids = [row.id for row in rows]
         history = _history(engine, campaign, ids)
         kind.prepare(ids)
@@ -164,7 +173,7 @@ class _Budget:
         return True
 
 
-def _audience(engine: Engine, campaign: cm.Campaign, now: datetime, extra_columns: list,
+def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
               extra_where: list) -> Iterator[list[Any]]:
     """The segment's customers with what the planner needs, by keyset pages of customer id."""
     columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, METRICS.c.dormancy,
@@ -174,8 +183,8 @@ def _audience(engine: Engine, campaign: cm.Campaign, now: datetime, extra_column
              .select_from(CUSTOMERS.join(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id)
                           .outerjoin(SUPPRESSIONS,
                                      SUPPRESSIONS.c.email_key == CUSTOMERS.c.email_key)))
-    if campaign.segment is not None:
-        query = query.where(campaign.segment.where(now))
+    if segment is not None:
+        query = query.where(segment.where(now))
     for condition in extra_where:
         query = query.where(condition)
     last_id = 0
@@ -378,3 +387,33 @@ _KIND_PLANNERS: dict[str, type[_KindPlanner]] = {
     "spend_threshold": _SpendThreshold,
     "bundle": _Bundle,
 }
+
+
+def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now: datetime,
+              sample: int = 5) -> list[dict[str, Any]]:
+    """``retain plan``: per campaign, who would get what, without writing anything."""
+    result = []
+    for campaign in sorted(chosen, key=lambda c: -c.priority):
+        stats = PlanStats()
+        examples: list[dict[str, Any]] = []
+        for batch in plan(engine, settings, campaign, now, stats):
+            for c in batch:
+                if c.status == DeliveryStatus.planned and len(examples) < sample:
+                    examples.append({"customer": c.customer_id, "occasion": c.occasion,
+                                     "products": list(c.products),
+                                     "offer": c.offer.as_dict() if c.offer else None})
+        budget = campaign.budget
+        result.append({
+            "id": campaign.id, "kind": campaign.kind, "enabled": campaign.enabled,
+            "segment": campaign.segment.explain() if campaign.segment is not None
+            else "all customers",
+            "in_segment": stats.segment, "recipients": stats.recipients,
+            "held_out": stats.held_out, "suppressed": stats.suppressed,
+            "skipped": dict(sorted(stats.skipped.items())),
+            "offers": stats.offers, "offer_value": offers.money(stats.offer_value_cents),
+            "budget": {"max_offers": budget.max_offers,
+                       "max_value": str(budget.max_value) if budget.max_value is not None
+                       else None},
+            "sample": examples,
+        })
+    return result

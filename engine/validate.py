@@ -1,0 +1,51 @@
+"""``retain validate``: every campaign, template and config.yaml checked before anything runs.
+
+Owns the order of the checks and the collection of every problem (not only the first): campaign
+schemas and segments (file:line:column), campaign ids unique, templates present, each campaign's
+template and subject compiled and their variables checked against the context of its kind.
+config.yaml is checked by loading it. Must not touch the database.
+"""
+
+from __future__ import annotations
+
+from . import campaigns as cm
+from . import render
+from .config import Settings
+from .errors import InputError, Invalid
+
+
+def check(settings: Settings) -> list[cm.Campaign]:
+    """The valid campaigns; raises Invalid listing every problem found."""
+    templates = settings.folder("templates")
+    problems: list[InputError] = []
+    try:
+        found = cm.load_folder(settings.folder("campaigns"), templates)
+    except Invalid as exc:
+        problems.extend(exc.problems)
+        found = []
+    for campaign in found:
+        problems.extend(template_problems(campaign, settings))
+    if problems:
+        raise Invalid(problems)
+    return found
+
+
+def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
+    linter = render.Linter(settings.folder("templates"))
+    problems: list[InputError] = list(linter.lint(campaign.template, campaign.kind))
+    subjects = [campaign.subject]
+    if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
+        subjects.append(campaign.nudge.subject)
+    for subject in subjects:
+        for problem in linter.lint_subject(subject, campaign.kind):
+            problems.append(InputError(f"subject: {problem.message}", campaign.source,
+                                       campaign.source_line))
+    return problems
+
+
+def load(settings: Settings, ids: list[str] | None = None) -> list[cm.Campaign]:
+    """The campaigns to run: all enabled ones, or those named (enabled or not)."""
+    found = check(settings)
+    if ids:
+        return cm.select(found, ids)
+    return [c for c in found if c.enabled]

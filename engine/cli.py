@@ -316,10 +316,10 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
     now = as_of_moment(as_of, cfg)
     chosen = validate.load(cfg, campaigns)
     transport = None if dry_run else SmtpTransport(cfg.smtp)
-    offset = now - datetime.now(timezone.utc)  # --as-of shifts the whole run, sends included
+    offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
     try:
         report = runner.run(engine_for(cfg), cfg, chosen, now, transport, dry_run=dry_run,
-                            clock=lambda: datetime.now(timezone.utc) + offset,
+                            clock=lambda: datetime.now(UTC) + offset,
                             sleep=_time.sleep)
     finally:
         if transport is not None:
@@ -383,7 +383,7 @@ def retry_command(campaigns: CampaignIds = None,
     if not unknown:
         raise typer.BadParameter("say what to retry: --unknown")
     cfg = settings()
-    n = ledger.retry_unknown(engine_for(cfg), campaigns or [], datetime.now(timezone.utc))
+    n = ledger.retry_unknown(engine_for(cfg), campaigns or [], datetime.now(UTC))
     out.print(f"{n} deliveries will be sent again by the next run")
 
 
@@ -396,7 +396,7 @@ def unsubscribe_command(
     from . import suppressions, unsubscribe
 
     cfg = settings()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if "@" not in who:
         verified = unsubscribe.verify(cfg, who)
         if verified is None:
@@ -419,7 +419,7 @@ def suppress_import(file: Annotated[Path, typer.Argument(help="CSV or list of ad
     from . import suppressions
 
     cfg = settings()
-    read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(timezone.utc))
+    read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(UTC))
     out.print(f"{file}: {read} addresses, {added} newly suppressed")
 
 
@@ -432,5 +432,5 @@ def bounces_command(path: Annotated[Path, typer.Argument(help="mbox file or Mail
     from . import bounces
 
     cfg = settings()
-    report = bounces.process(engine_for(cfg), path, datetime.now(timezone.utc))
+    report = bounces.process(engine_for(cfg), path, datetime.now(UTC))
     out.print(report.summary())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, insert, inspect, select
@@ -48,8 +49,7 @@ def run(engine: Engine, settings: Settings, now: datetime, customers: int = 3000
         return stats
     from . import metrics  # imported here: building the shop alone does not need it
 
-    metrics.refresh(engine, settings, now)
-    print_segments(console, metrics.summary(engine, settings, now))
+    print_segments(console, metrics.summary(engine, settings, now))  # refreshes metrics first
     return stats
 
 
@@ -128,16 +128,21 @@ def print_segments(console: Console, summary: dict[str, Any]) -> None:
     dimensions = (("dormancy", "Dormancy tier", tables.Dormancy),
                   ("lifecycle", "Lifecycle stage", tables.Lifecycle),
                   ("value_tier", "Value tier", tables.ValueTier))
+    shown = []
     for key, title, vocabulary in dimensions:
         counts = {str(k): v for k, v in (summary.get(key) or {}).items()}
-        total = sum(counts.values()) or 1
+        total = summary.get("customers") or sum(counts.values()) or 1  # share of all customers
         table = Table(title, "customers", "share", title_justify="left")
         # The vocabulary's order (active before drowsy ...), then anything else metrics reports.
         names = [v.value for v in vocabulary] + sorted(set(counts) - {v.value for v in vocabulary})
         for name in names:
             count = counts.get(name, 0)
             table.add_row(name, str(count), f"{100 * count / total:.1f} %")
-        console.print(table)
+        if total > sum(counts.values()):  # value tiers rank buyers only: prospects have none
+            rest = total - sum(counts.values())
+            table.add_row("(none)", str(rest), f"{100 * rest / total:.1f} %")
+        shown.append(table)
+    console.print(Columns(shown, padding=(0, 2)))
 
 
 def _count_customers(conn: Connection) -> int:
@@ -149,12 +154,16 @@ def _where(engine: Engine) -> str:
 
 
 def _insert_returning_ids(conn: Connection, table: type[SQLModel], rows: list[dict]) -> list[int]:
+    """Insert ``rows`` (one executemany) and return their new ids, in row order."""
     if not rows:
         return []
-    # One multi-row INSERT per batch (SQLAlchemy's insertmanyvalues); ids come back in row order
-    # on SQLite and PostgreSQL alike, so orders point at their customers without a lookup.
-    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
-    return list(conn.execute(statement, rows).scalars())
+    conn.execute(insert(table), rows)
+    # Read the ids back by external id. INSERT ... RETURNING with rows kept in order would fall
+    # back to one statement per row on SQLite, several times slower than this second query.
+    keys = [row["external_id"] for row in rows]
+    found = dict(conn.execute(select(table.external_id, table.id)
+                              .where(table.external_id.in_(keys))).all())
+    return [found[key] for key in keys]
 
 
 def _wipe(conn: Connection) -> None:

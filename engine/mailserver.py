@@ -24,6 +24,7 @@ import os
 import ssl
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,7 @@ class MailServer:
         options: dict[str, Any] = {"tls_context": tls_context, "require_starttls": False}
         if credentials:
             # Loopback only: allow AUTH without TLS so tests need no certificate.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
             options.update(auth_required=True, auth_require_tls=False,
                            authenticator=self._authenticate)
         self._controller = _Controller(self, host, port, ssl_context, options)
@@ -156,7 +158,7 @@ class MailServer:
                       mechanism: str, auth_data: Any) -> AuthResult:
         ok = (isinstance(auth_data, LoginPassword) and self.credentials is not None
               and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials)
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
     def _count_connection(self, server: SMTP) -> None:
         with self._lock:

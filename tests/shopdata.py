@@ -69,3 +69,23 @@ class Shop:
                     order_id=order_id, sku=sku, quantity=1, unit_price_cents=price))
             db.bump_data_version(conn)
         return order_id
+
+    def buyers(self, n: int, *, days_ago: int, total: int = 1000) -> list[int]:
+        """``n`` consenting customers with one order each, in one transaction."""
+        ids = []
+        with self.engine.begin() as conn:
+            for _ in range(n):
+                k = next(self._n)
+                email = f"c{k}@example.com"
+                cid = conn.execute(insert(tables.Customer.__table__).values(
+                    external_id=f"ext-{k}", email=email, email_key=email, first_name="Ann",
+                    accepts_marketing=True, created_at=NOW - timedelta(days=500))
+                ).inserted_primary_key[0]
+                created = datetime.combine(TODAY - timedelta(days=days_ago),
+                                           datetime.min.time(), tzinfo=PARIS).replace(hour=12)
+                conn.execute(insert(tables.Order.__table__).values(
+                    external_id=f"o{k}", customer_id=cid, created_at=created,
+                    local_date=created.date(), status="paid", total_cents=total))
+                ids.append(cid)
+            db.bump_data_version(conn)
+        return ids

@@ -229,9 +229,7 @@ def test_bundle_mining_finds_pairs_bought_together(engine, settings, shop, tmp_p
 
 
 def test_holdout_is_deterministic_and_near_the_fraction(engine, settings, shop, tmp_path):
-    ids = [shop.customer() for _ in range(1500)]
-    for who in ids:
-        shop.order(who, days_ago=90)
+    ids = shop.buyers(1500, days_ago=90)
     camp = campaign(tmp_path, WINBACK + "    holdout: 0.2\n")
     first = plan(engine, settings, camp)
     held = {c for c, cand in first.items() if cand.status == tables.DeliveryStatus.held_out}
@@ -243,9 +241,7 @@ def test_holdout_is_deterministic_and_near_the_fraction(engine, settings, shop, 
 
 
 def test_budget_caps_offers_per_run(engine, settings, shop, tmp_path):
-    ids = [shop.customer() for _ in range(10)]
-    for who in ids:
-        shop.order(who, days_ago=90, total=5000)
+    shop.buyers(10, days_ago=90, total=5000)
     by_count = plan(engine, settings, campaign(tmp_path, WINBACK + "    budget: {max_offers: 3}\n"))
     planned = [c for c in by_count.values() if c.status == tables.DeliveryStatus.planned]
     assert len(planned) == 3

@@ -300,7 +300,11 @@ _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 def _wire(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled (RFC 5321 4.5.2), final dot."""
-    data = _LEADING_DOT.sub(b"..", _LINE_END.sub(b"\r\n", data))
+    # The regexes cost ~0.3 ms each on 20 KB; the counts ~10 µs, and render already wrote CRLF.
+    if not data.count(b"\n") == data.count(b"\r") == data.count(b"\r\n"):
+        data = _LINE_END.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"

@@ -90,6 +90,19 @@ def test_message_arrives_intact(transport, server):
     assert parsed.get_content().replace("\r\n", "\n") == "Prix : 12,50 €\n.point en tête\nfin\n"
 
 
+def test_bare_line_feeds_are_sent_as_crlf(transport, server):
+    # email's default policy writes bare LF; SMTP needs CRLF (aiosmtpd refuses long bare lines).
+    msg = EmailMessage()
+    msg["To"], msg["Subject"], msg["Message-ID"] = "ada@example.com", "LF", "<lf@x.example>"
+    msg.set_content("line one\n" + "x" * 900 + "\n.dot\n")
+    data = msg.as_bytes()
+    assert b"\r\n" not in data
+    outcome = transport.send(OutgoingMessage(SENDER, "ada@example.com", data, "<lf@x.example>"))
+    assert outcome.status is SendStatus.sent
+    received = server.messages[0].data
+    assert received.count(b"\n") == received.count(b"\r\n") and b"\r\n.dot\r\n" in received
+
+
 def test_one_connection_carries_many_messages(transport, server):
     outcomes = [transport.send(make_message(f"c{n}@example.com", n)) for n in range(5)]
     assert {o.status for o in outcomes} == {SendStatus.sent}

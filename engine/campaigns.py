@@ -87,6 +87,11 @@ class CampaignBase(Frozen):
     on_cap: Literal["defer", "drop"] = "defer"
     source: str = Field(default="", exclude=True)
     source_line: int = Field(default=1, exclude=True)
+    # Line of each top-level key in the file, so later checks (templates) can point at it.
+    key_lines: dict[str, int] = Field(default_factory=dict, exclude=True)
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.source_line)
 
     @field_validator("schedule")
     @classmethod
@@ -226,8 +231,9 @@ def parse(raw: Any, path: str | Path) -> Campaign:
     """Validate one campaign document; raises Invalid listing every problem found in it."""
     path = str(path)
     if not isinstance(raw, yamlfile.LocatedDict):
+        line = getattr(raw, "start", (1, 1))[0]
         raise Invalid([CampaignError("a campaign file is a mapping of keys (id:, kind:, ...)",
-                                     path, 1)])
+                                     path, line)])
     kind = raw.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -237,8 +243,9 @@ def parse(raw: Any, path: str | Path) -> Campaign:
         raise Invalid([CampaignError(what, path, line, column)])
     problems: list[InputError] = []
     try:
-        campaign = model.model_validate({**raw, "source": path,
-                                         "source_line": raw.start[0]})
+        campaign = model.model_validate({
+            **raw, "source": path, "source_line": raw.start[0],
+            "key_lines": {str(k): line for k, (line, _col) in raw.lines.items()}})
     except ValidationError as exc:
         problems.extend(CampaignError(p.message, path, p.line, p.column)
                         for p in yamlfile.problems_from_validation(exc, raw, path, model))
@@ -302,8 +309,8 @@ def cross_file_problems(found: Iterable[Campaign],
         seen.setdefault(campaign.id, campaign)
         if templates_dir is not None and not (Path(templates_dir) / campaign.template).is_file():
             problems.append(CampaignError(
-                f'template "{campaign.template}" not found in {templates_dir}/',
-                campaign.source, campaign.source_line))
+                f'template "{campaign.template}" not found in {templates_dir}/; create it or '
+                'fix the name', campaign.source, campaign.line_of("template")))
     return problems
 
 

@@ -31,15 +31,13 @@ def check(settings: Settings) -> list[cm.Campaign]:
 
 
 def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
-    linter = render.Linter(settings.folder("templates"))
-    problems: list[InputError] = list(linter.lint(campaign.template, campaign.kind))
-    subjects = [campaign.subject]
+    problems: list[InputError] = list(
+        render.lint(settings.folder("templates"), campaign.template, campaign.kind))
+    subjects = [(campaign.subject, campaign.line_of("subject"))]
     if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
-        subjects.append(campaign.nudge.subject)
-    for subject in subjects:
-        for problem in linter.lint_subject(subject, campaign.kind):
-            problems.append(InputError(f"subject: {problem.message}", campaign.source,
-                                       campaign.source_line))
+        subjects.append((campaign.nudge.subject, campaign.line_of("nudge")))
+    for subject, line in subjects:
+        problems.extend(render.lint_subject(subject, campaign.kind, campaign.source, line))
     return problems
 
 

@@ -77,8 +77,15 @@ def parse(text: str, path: str | Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
     except yaml.MarkedYAMLError as exc:
+        problem = exc.problem or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark and exc.problem_mark and \
+                exc.context_mark.line != exc.problem_mark.line:
+            # "while scanning a quoted scalar" starts where the mistake is (an unclosed quote);
+            # the problem mark is where the parser gave up, often the end of the file.
+            problem = (f"{exc.context} that starts here, {problem} "
+                       f"(line {exc.problem_mark.line + 1}); check quotes and brackets")
+            mark = exc.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         raise InputError(f"invalid YAML: {problem}", path, line, column) from None
@@ -156,7 +163,14 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
     validated) lets an unknown key get a "did you mean" from the keys allowed beside it.
     """
     problems: list[InputError] = []
-    for error in exc.errors():  # type: ignore[attr-defined]
+    errors = exc.errors()  # type: ignore[attr-defined]
+    deeper = [e["loc"] for e in errors]
+    for error in errors:
+        # A list whose only item is invalid is also reported "too short": say the real thing.
+        if error["type"] == "too_short" and any(
+                len(other) > len(error["loc"]) and other[:len(error["loc"])] == error["loc"]
+                for other in deeper):
+            continue
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and
                                                    (p.startswith("function-") or
                                                     p[:1].isupper() or "[" in p)))
@@ -175,6 +189,9 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
             text = error["msg"]
             if text.startswith("Value error, "):
                 text = text[len("Value error, "):]
+            # Pydantic's words for our tuples; a marketer writes lists.
+            text = text.replace("Tuple should", "The list should").replace(
+                " after validation", "")
             message = f"{where}: {text}"
         problems.append(InputError(message, path, line, column))
     return problems

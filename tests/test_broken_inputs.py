@@ -71,3 +71,69 @@ def test_broken_campaign_is_refused_with_its_location(tmp_path, broken):
     run = invoke(project, "run")
     assert run.exit_code == 1
     assert not (project / "shop.db").exists()
+
+
+TEMPLATES = sorted((CORPUS / "templates").glob("*.html"))
+
+
+@pytest.mark.parametrize("broken", TEMPLATES, ids=lambda p: p.stem)
+def test_broken_template_is_refused_with_its_location(tmp_path, broken):
+    project = make_project(tmp_path)
+    kind, _ = broken.stem.split("__")
+    target = project / "templates" / broken.name
+    shutil.copy(broken, target)
+    (project / "campaigns" / "c.yaml").write_text(
+        f"id: c\nkind: {kind}\ntemplate: {broken.name}\nsubject: Hello\n" +
+        {"winback": "steps: [{tier: drowsy, coupon: {percent_off: 10}}]\n",
+         "new_product": ""}[kind])
+    line, _, message = expectation_of_template(broken)
+    result = invoke(project, "validate")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert_located(result.output, target, line, None, message)
+    assert invoke(project, "run").exit_code == 1
+    assert not (project / "shop.db").exists()
+
+
+def expectation_of_template(path: Path) -> tuple[int, None, str]:
+    match = re.match(r"^\{# expect: (\d+) ?(.*?) ?#\}$", path.read_text().splitlines()[0])
+    assert match, f"{path} must start with '{{# expect: LINE message #}}'"
+    return int(match[1]), None, match[2]
+
+
+CONFIGS = sorted((CORPUS / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("broken", CONFIGS, ids=lambda p: p.stem)
+def test_broken_config_is_refused_with_its_location(tmp_path, broken, monkeypatch):
+    monkeypatch.delenv("SHOP_SMTP_SECRET_FOR_TEST", raising=False)
+    project = make_project(tmp_path)
+    shutil.copy(broken, project / "config.yaml")
+    line, _, message = expectation(broken)
+    for command in (["validate"], ["run"], ["segment", str(project / "config.yaml")]):
+        result = invoke(project, *command)
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert f"{project / 'config.yaml'}:{line}: " in result.output, result.output
+        assert message in result.output
+    assert not list(project.glob("*.db"))
+
+
+def test_subject_with_unknown_variable_points_at_the_subject_line(tmp_path):
+    project = make_project(tmp_path)
+    target = project / "campaigns" / "c.yaml"
+    target.write_text("id: c\nkind: winback\ntemplate: winback.html\n"
+                      "subject: '{{ custome.first_name }}, come back'\n"
+                      "steps: [{tier: drowsy, coupon: {percent_off: 10}}]\n")
+    result = invoke(project, "validate")
+    assert result.exit_code == 1
+    assert_located(result.output, target, 4, None, 'unknown variable "custome"')
+
+
+def test_every_problem_is_listed_not_only_the_first(tmp_path):
+    project = make_project(tmp_path)
+    for name in ("unknown_key.yaml", "bad_cron.yaml", "bad_tier.yaml"):
+        shutil.copy(CORPUS / "campaigns" / name, project / "campaigns" / name)
+    result = invoke(project, "validate")
+    assert result.exit_code == 1
+    assert "3 problem(s) found" in result.output

@@ -95,6 +95,7 @@ def _part(boundary: str, content_type: str, body: str) -> bytes:
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode("ascii"),
         encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n",
+        b"\r\n",  # belongs to the next boundary line (RFC 2046), not to the body
     ])
 
 

@@ -196,10 +196,16 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8025, outbox: Path = Path("outbox"),
-          stop: threading.Event | None = None) -> None:
-    """Run a sink until ``stop`` is set (or Ctrl-C), writing what arrives to ``outbox``."""
+          stop: threading.Event | None = None, ready: threading.Event | None = None) -> None:
+    """Run a sink until ``stop`` is set (or Ctrl-C), writing what arrives to ``outbox``.
+
+    For a thread: ``ready`` is set once the server listens. Code that can use a ``with`` block
+    is simpler with ``MailServer(host, port, outbox=...)`` itself.
+    """
     stop = stop or threading.Event()
     with MailServer(host, port, outbox=outbox):
+        if ready:
+            ready.set()
         try:
             stop.wait()
         except KeyboardInterrupt:

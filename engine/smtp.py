@@ -114,7 +114,12 @@ class SmtpTransport:
                  ssl_context: ssl.SSLContext | None = None, local_hostname: str | None = None,
                  burst: float = 1.0, domain_backoff: tuple[float, float] = (30.0, 900.0)):
         self.settings = settings
-        self._ssl_context = ssl_context
+        # One context for all connections: loading the trust store costs ~40 ms each time.
+        self._ssl_context = ssl_context or (
+            ssl.create_default_context() if settings.security != "none" else None)
+        if settings.username and settings.security == "none" and not _loopback(settings.host):
+            log.warning("smtp.security is none: the SMTP password would cross the network "
+                        "unencrypted; set security: starttls or ssl")
         self._local_hostname = local_hostname
         self.limiter = RateLimiter(settings.rate_per_second, burst, clock, sleep)
         self.throttle = DomainThrottle(*domain_backoff, clock=clock)
@@ -133,10 +138,13 @@ class SmtpTransport:
             return Outcome(SendStatus.failed, detail=f"{domain} asked us to back off",
                            retry_after=wait)
         self.limiter.wait()
-        outcome = self._send_once(message, allow_stale_retry=True)
+        outcome, stage = self._send_once(message, allow_stale_retry=True)
         if outcome.status is SendStatus.sent:
             self.throttle.clear(domain)
-        elif outcome.status is SendStatus.failed and outcome.code in DEFER_CODES:
+        elif (outcome.status is SendStatus.failed and outcome.code in DEFER_CODES
+              and stage not in (Stage.connect, Stage.mail)):
+            # Only a reply about the recipient defers its domain; a 421 to our greeting or
+            # MAIL is the server speaking for every domain.
             outcome = replace(outcome, retry_after=self.throttle.defer(domain))
         log_level = logging.DEBUG if outcome.status is SendStatus.sent else logging.INFO
         log.log(log_level, "%s to %s: %s %s", outcome.status, domain,
@@ -165,19 +173,20 @@ class SmtpTransport:
 
     # -- one message -------------------------------------------------------------------------
 
-    def _send_once(self, message: OutgoingMessage, allow_stale_retry: bool) -> Outcome:
+    def _send_once(self, message: OutgoingMessage, allow_stale_retry: bool
+                   ) -> tuple[Outcome, Stage]:
         try:
             connection, fresh = self._checkout()
         except smtplib.SMTPResponseException as error:
-            return classify(error.smtp_code, error.smtp_error, Stage.connect)
+            return classify(error.smtp_code, error.smtp_error, Stage.connect), Stage.connect
         except ssl.SSLError as error:      # wrong port or protocol, untrusted certificate
-            return replace(dropped(Stage.connect, error), status=SendStatus.blocked)
+            return _blocked(dropped(Stage.connect, error)), Stage.connect
         except smtplib.SMTPServerDisconnected as error:
-            return dropped(Stage.connect, error)
+            return dropped(Stage.connect, error), Stage.connect
         except smtplib.SMTPException as error:  # no STARTTLS or AUTH offered: settings mismatch
-            return replace(dropped(Stage.connect, error), status=SendStatus.blocked)
+            return _blocked(dropped(Stage.connect, error)), Stage.connect
         except OSError as error:           # refused, unreachable, timed out: try later
-            return dropped(Stage.connect, error)
+            return dropped(Stage.connect, error), Stage.connect
         outcome, stage, reusable = _transact(connection, message)
         self._checkin(connection, reusable)
         # A reused connection the server closed while idle, or a per-connection message limit
@@ -186,7 +195,7 @@ class SmtpTransport:
         stale = stage is Stage.mail and (outcome.code in (None, 421))
         if stale and not fresh and allow_stale_retry and outcome.status is SendStatus.failed:
             return self._send_once(message, allow_stale_retry=False)
-        return outcome
+        return outcome, stage
 
     # -- the pool ----------------------------------------------------------------------------
 
@@ -228,7 +237,7 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        context = self._ssl_context or ssl.create_default_context()
+        context = self._ssl_context
         connection: smtplib.SMTP
         if s.security == "ssl":
             connection = smtplib.SMTP_SSL(s.host, s.port, self._local_hostname,
@@ -283,6 +292,14 @@ def _reset(connection: smtplib.SMTP) -> bool:
         return connection.rset()[0] == 250
     except OSError:
         return False
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _blocked(outcome: Outcome) -> Outcome:
+    return replace(outcome, status=SendStatus.blocked)
 
 
 def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[str]:

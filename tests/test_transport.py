@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from engine import config
-from engine.mailserver import DROP, MailServer
+from engine.mailserver import DROP, MailServer, serve
 from engine.smtp import DomainThrottle, RateLimiter, SmtpTransport
 from engine.transport import (
     FileTransport,
@@ -119,6 +119,13 @@ def test_421_fails_and_the_next_send_reconnects(transport, server):
     assert server.connections == 2
 
 
+def test_a_server_wide_421_does_not_defer_the_recipient_domain(transport, server):
+    server.script = lambda stage, _: "421 4.7.0 Too busy, closing" if stage == "mail" else None
+    outcome = transport.send(make_message("ada@example.com"))
+    assert outcome.status is SendStatus.failed and outcome.code == 421
+    assert outcome.retry_after is None and transport.deferred_for("example.com") == 0
+
+
 def test_421_to_mail_on_a_reused_connection_is_retried_on_a_fresh_one(settings, server):
     # A per-connection message limit: nothing of the message was sent, so resend at once.
     with SmtpTransport(smtp_for(settings, server)) as smtp:
@@ -189,11 +196,14 @@ def test_connection_dropped_before_data_is_a_transient_failure(transport, server
     assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
 
 
-def test_no_server_listening_is_a_transient_failure(settings):
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    smtp = settings.smtp.model_copy(update={"port": free_port, "timeout_seconds": 2})
+        return probe.getsockname()[1]
+
+
+def test_no_server_listening_is_a_transient_failure(settings):
+    smtp = settings.smtp.model_copy(update={"port": free_port(), "timeout_seconds": 2})
     with SmtpTransport(smtp) as transport:
         outcome = transport.send(make_message())
     assert outcome.status is SendStatus.failed and "Connection" in outcome.detail
@@ -362,6 +372,22 @@ def test_mail_server_writes_its_outbox(settings, tmp_path):
     assert files == ["000001.eml", "000002.eml"]
     second = email.message_from_bytes((tmp_path / "outbox" / files[1]).read_bytes())
     assert second["To"] == "c2@example.com"
+
+
+def test_serve_runs_in_a_thread_until_stopped(settings, tmp_path):
+    port = free_port()
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=serve, args=("127.0.0.1", port, tmp_path / "out", stop, ready))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        with SmtpTransport(settings.smtp.model_copy(update={"port": port})) as smtp:
+            assert smtp.send(make_message()).status is SendStatus.sent
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive() and [p.name for p in (tmp_path / "out").iterdir()] == [
+        "000001.eml"]
 
 
 # -- TLS, with a certificate made for the test -------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
+import html
 import random
 import re
 import smtplib
@@ -375,6 +376,18 @@ def test_message_round_trips_through_the_stdlib_parser(renderer, subject):
     assert not parsed.defects and not plain.defects and not html.defects
 
 
+def test_html_is_sent_unencoded_as_ascii_with_character_references(renderer):
+    rendered = renderer.render("new_product.html", "x", sample_context("new_product"))
+    parsed = email.message_from_bytes(message_for(rendered), policy=email.policy.default)
+    plain, html_part = parsed.iter_parts()
+    assert html_part["Content-Transfer-Encoding"] == "7bit"
+    content = html_part.get_content()
+    assert content.isascii() and "&#8364;12.50" in content
+    assert html.unescape(content.replace("\r\n", "\n")).strip() == html.unescape(rendered.html)
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"  # text has "€", "日本"
+    assert plain.get_content().replace("\r\n", "\n") == rendered.text
+
+
 def test_message_for_mostly_japanese_text_uses_base64_and_reads_back():
     rendered = RenderedEmail("日本", "<p>" + "日本語のテキスト" * 50 + "</p>", "日本語" * 300)
     parsed = email.message_from_bytes(message_for(rendered), policy=email.policy.default)
@@ -405,7 +418,7 @@ def test_message_bytes_are_accepted_by_a_real_smtp_server(renderer):
         controller.stop()
     parsed = email.message_from_bytes(received[0], policy=email.policy.default)
     assert parsed["Subject"] == "Nouveautés 🌿"
-    assert "Sencha Kyoto 日本" in parsed.get_body(("html",)).get_content()
+    assert 'alt="Sencha Kyoto &#26085;&#26412; 100 g"' in parsed.get_body(("html",)).get_content()
 
 
 def test_message_refuses_header_injection_and_unwritable_addresses():

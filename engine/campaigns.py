@@ -119,6 +119,9 @@ class NewProduct(CampaignBase):
     categories: tuple[str, ...] = ()
     match: Literal["affinity", "all"] = "affinity"
     max_products: int = Field(default=4, ge=1, le=12)
+    # One digest a week at most, unless the marketer says otherwise: products left out of a
+    # full digest wait for the next one instead of arriving the same day.
+    cooldown_days: int = Field(default=6, ge=0)
 
 
 class WinbackStep(Frozen):

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from . import campaigns as cm
-from . import unsubscribe
+from . import contract, unsubscribe
 from .config import Settings
 from .errors import ConfigError
 from .tables import Customer, CustomerMetrics, Product
@@ -69,33 +69,26 @@ def _product(row: dict) -> dict[str, Any]:
 
 def offer_context(offer: dict | None, code: str | None, now: datetime,
                   products: dict[str, dict]) -> dict[str, Any] | None:
+    """The ``offer`` the templates see, with exactly the keys of contract.OFFER_KEYS."""
     if not offer:
         return None
-    expires = (now + timedelta(days=offer.get("valid_days", 30))).date()
     gift_sku = offer.get("gift_sku")
-    return {
-        "kind": offer["kind"],
-        "code": code,
-        "percent_off": offer.get("percent_off"),
-        "amount_off": offer.get("amount_off_cents"),
-        "min_spend": offer.get("min_spend_cents", 0),
-        "expires_on": expires,
-        "gift_name": offer.get("gift_name") or (products.get(gift_sku, {}).get("name")
-                                                if gift_sku else None),
-        "gift_card": offer.get("gift_card_cents"),
-        "bundle_id": offer.get("bundle_id"),
-        "bundle_name": offer.get("bundle_name"),
-        "bundle_price": offer.get("bundle_price_cents"),
-        "regular_price": offer.get("regular_price_cents"),
-        "bundle_skus": list(offer.get("bundle_skus", ())),
-    }
+    gift_name = offer.get("gift_name") or (products.get(gift_sku, {}).get("name")
+                                           if gift_sku else None)
+    return contract.empty_offer(
+        offer["kind"], code=code, percent_off=offer.get("percent_off"),
+        amount_off=offer.get("amount_off_cents"), min_spend=offer.get("min_spend_cents", 0),
+        expires_on=(now + timedelta(days=offer.get("valid_days", 30))).date().isoformat(),
+        gift_name=gift_name, bundle_name=offer.get("bundle_name"),
+        bundle_price=offer.get("bundle_price_cents"),
+        bundle_skus=list(offer.get("bundle_skus", ())))
 
 
 def nudge_context(nudge: dict | None) -> dict[str, Any] | None:
     if not nudge:
         return None
     return {"missing_amount": nudge["missing_cents"], "threshold": nudge["threshold_cents"],
-            "spent": nudge["spent_cents"], "period": nudge["period"]}
+            "gift_name": nudge.get("gift_name"), "period_ends_on": nudge.get("period_ends_on")}
 
 
 def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: dict,
@@ -168,13 +161,12 @@ def return_path(settings: Settings) -> str:
 def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaign_id: str,
          now: datetime) -> bytes:
     """The complete message: both parts, From/Reply-To, and the RFC 8058 headers."""
-    from . import render
+    from . import mime as mime_module
 
     if settings.sender is None:
         return_path(settings)  # raises the ConfigError that says what to add
     headers = {**unsubscribe.headers(settings, customer["id"]), "X-Campaign-Id": campaign_id}
-    name = " ".join(p for p in (customer.get("first_name"), customer.get("last_name")) if p)
-    return render.build_message(
+    return mime_module.build_message(
         rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
-        to_addr=customer["email"], to_name=name, reply_to=settings.sender.reply_to,
+        to_addr=customer["email"], reply_to=settings.sender.reply_to,
         message_id=msg_id, headers=headers, date=now)

@@ -157,8 +157,12 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
 
 
 def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
-                 line: int | None = None) -> list[TemplateError]:
-    """Problems of a subject line (a Jinja string), located at ``path``:``line`` (the YAML)."""
+                 line: int | None = None, needs: str | None = None) -> list[TemplateError]:
+    """Problems of a subject line (a Jinja string), located at ``path``:``line`` (the YAML).
+
+    ``needs`` names a context key the subject is only used with (a nudge's own subject is
+    only rendered when there is a nudge), so only samples that have it are tried.
+    """
     env = Sandbox()
     if kind not in CONTEXT_KEYS:
         return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
@@ -172,8 +176,8 @@ def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
     if problems:
         return problems
     template = env.from_string(subject)
-    problems = _render_problems(env, template, kind, path, line)
-    for sample in sample_contexts(kind):
+    problems = _render_problems(env, template, kind, path, line, needs)
+    for sample in _samples(kind, needs):
         try:
             rendered = env.render(template, sample)
         except RENDER_ERRORS:
@@ -206,10 +210,14 @@ def _line_of(env: Sandbox, source: str, name: str) -> int | None:
     return None
 
 
+def _samples(kind: str, needs: str | None) -> list[dict[str, Any]]:
+    return [s for s in sample_contexts(kind) if needs is None or s.get(needs)]
+
+
 def _render_problems(env: Sandbox, template: jinja2.Template, kind: str, path: Any,
-                     line: int | None = None) -> list[TemplateError]:
+                     line: int | None = None, needs: str | None = None) -> list[TemplateError]:
     problems = []
-    for sample in sample_contexts(kind):
+    for sample in _samples(kind, needs):
         try:
             env.render(template, {**sample, "subject": "Sample subject"})
         except RENDER_ERRORS as exc:

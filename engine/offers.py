@@ -82,18 +82,32 @@ def coupon_offer(coupon: Coupon, avg_order_value_cents: int) -> OfferSpec:
                      prefix=coupon.prefix)
 
 
-def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: int) -> OfferSpec:
+def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: int,
+               threshold_cents: int = 0, currency: str = "EUR") -> OfferSpec:
+    """The gift of a spend-threshold campaign; ``min_spend`` records the threshold crossed."""
     if gift.coupon is not None:
         spec = coupon_offer(gift.coupon, avg_cents)
-        return OfferSpec(**{**spec.__dict__, "kind": "gift", "period": period})
+        name = (f"{spec.percent_off}% off your next order" if spec.percent_off else
+                f"{money_text(spec.amount_off_cents or 0, currency)} off your next order")
+        return OfferSpec(**{**spec.__dict__, "kind": "gift", "period": period,
+                            "gift_name": name})
     if gift.gift_card is not None:
         value = cents(gift.gift_card)
         return OfferSpec(kind="gift", face_value_cents=value, gift_card_cents=value,
-                         valid_days=gift.valid_days, period=period, prefix="GIFT")
+                         gift_name=f"a {money_text(value, currency)} gift card",
+                         min_spend_cents=threshold_cents, valid_days=gift.valid_days,
+                         period=period, prefix="GIFT")
     product = catalogue.get(gift.product or "", {})
     return OfferSpec(kind="gift", face_value_cents=product.get("price_cents", 0),
                      gift_sku=gift.product, gift_name=product.get("name", gift.product),
-                     valid_days=gift.valid_days, period=period, prefix="GIFT")
+                     min_spend_cents=threshold_cents, valid_days=gift.valid_days,
+                     period=period, prefix="GIFT")
+
+
+def money_text(amount_cents: int, currency: str) -> str:
+    from .templating import money as format_money
+
+    return format_money(amount_cents, currency)
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,10 @@ class _KindPlanner:
         return bool(days) and any(at > now - timedelta(days=days) for at in past.values())
 
 
+def settings_currency(settings: Settings) -> str:
+    return settings.store.currency
+
+
 def _counted(now: datetime):
     return and_(ORDERS.c.status == OrderStatus.paid.value, ORDERS.c.created_at < now)
 
@@ -302,11 +306,15 @@ class _SpendThreshold(_KindPlanner):
         today = cm.local_today(self.now, self.zone)
         if c.period == "month":
             start_day = today.replace(day=1)
+            end_day = (start_day + timedelta(days=32)).replace(day=1) - timedelta(days=1)
         elif c.period == "week":
             start_day = today - timedelta(days=today.weekday())
+            end_day = start_day + timedelta(days=6)
         else:
             start_day = today - timedelta(days=c.period_days - 1)
+            end_day = today
         self.period = cm.period_key(c, today)
+        self.period_ends_on = end_day.isoformat()
         self.since = datetime.combine(start_day, datetime.min.time(), tzinfo=self.zone)
         threshold = offers.cents(c.threshold)
         self.threshold = threshold
@@ -317,6 +325,8 @@ class _SpendThreshold(_KindPlanner):
                  .where(_counted(self.now), ORDERS.c.created_at >= self.since)
                  .group_by(ORDERS.c.customer_id).subquery("period_spend"))
         self.spent = spent
+        self.gift_name = offers.gift_offer(c.gift, self.period, self.catalogue, 0,
+                                           threshold, settings_currency(self.settings)).gift_name
 
     def extra_columns(self):
         return [self.spent.c.spent.label("period_spent")]
@@ -329,11 +339,13 @@ class _SpendThreshold(_KindPlanner):
         spent = row.period_spent or 0
         if spent >= self.threshold:
             offer = offers.gift_offer(self.campaign.gift, self.period, self.catalogue,
-                                      row.avg_order_value_cents or 0)
+                                      row.avg_order_value_cents or 0, self.threshold,
+                                      settings_currency(self.settings))
             return f"gift:{self.period}", offer, (), None
         if self.campaign.nudge and spent >= self.floor:
             nudge = {"missing_cents": self.threshold - spent, "threshold_cents": self.threshold,
-                     "spent_cents": spent, "period": self.period}
+                     "spent_cents": spent, "period": self.period,
+                     "period_ends_on": self.period_ends_on, "gift_name": self.gift_name}
             return f"nudge:{self.period}", None, (), nudge
         return None
 

@@ -33,11 +33,12 @@ def check(settings: Settings) -> list[cm.Campaign]:
 def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
     problems: list[InputError] = list(
         render.lint(settings.folder("templates"), campaign.template, campaign.kind))
-    subjects = [(campaign.subject, campaign.line_of("subject"))]
+    subjects = [(campaign.subject, campaign.line_of("subject"), None)]
     if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
-        subjects.append((campaign.nudge.subject, campaign.line_of("nudge")))
-    for subject, line in subjects:
-        problems.extend(render.lint_subject(subject, campaign.kind, campaign.source, line))
+        subjects.append((campaign.nudge.subject, campaign.line_of("nudge"), "nudge"))
+    for subject, line, needs in subjects:
+        problems.extend(render.lint_subject(subject, campaign.kind, campaign.source, line,
+                                            needs=needs))
     return problems
 
 

@@ -14,8 +14,9 @@ finding the original Message-ID, and recording the verdict:
 
 A report is matched to its delivery by the ``deliveries.message_id`` column, and only when that
 is empty (a run that died after DATA) by the delivery id inside our Message-ID
-(``<d123.campaign@domain>``). Must not send, and must not log or return a customer's address
-(only its domain).
+(``<d123.campaign@domain>``). ``_mark_bounced`` is the one write to ``deliveries`` outside
+ledger.py; it belongs there as ``ledger.mark_bounced``. Must not send, and must not log or return
+a customer's address (only its domain).
 """
 
 from __future__ import annotations
@@ -113,21 +114,25 @@ class Parsed:
 def read(raw: bytes) -> Parsed | None:
     """The bounce report in one raw message, or None when it is not one."""
     msg = BytesParser(policy=policy.default).parsebytes(raw)
-    if msg.get_content_type() == "multipart/report":
+    # Each part's type once: with policy.default every header read is a parse, and it shows.
+    parts = [(part.get_content_type(), part) for part in msg.walk()]
+    returned, notice = _returned_headers(parts), _notice_text(msg)
+    if parts[0][0] == "multipart/report":
         if (msg.get_param("report-type") or "").lower() != "delivery-status":
             return None  # read receipts (MDN), abuse reports (ARF): not bounces
-        recipients = _dsn_recipients(msg)
+        recipients = _dsn_recipients(parts)
     else:
-        recipients = _text_recipients(msg)
+        recipients = _text_recipients(msg, notice, returned)
     if not recipients:
         return None
-    return Parsed(tuple(recipients), tuple(dict.fromkeys(_original_ids(msg))))
+    ids = _original_ids(msg, parts, returned, notice)
+    return Parsed(tuple(recipients), tuple(dict.fromkeys(ids)))
 
 
-def _dsn_recipients(msg: EmailMessage) -> list[Recipient]:
+def _dsn_recipients(parts: list[tuple[str, EmailMessage]]) -> list[Recipient]:
     found = []
-    for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status":
+    for content_type, part in parts:
+        if content_type != "message/delivery-status":
             continue
         for block in part.get_payload()[1:]:  # the first block holds per-message fields
             address = _typed_value(block.get("Final-Recipient"))
@@ -143,7 +148,8 @@ def _typed_value(value) -> str:
     return (text.partition(";")[2] if ";" in text else text).strip()
 
 
-def _text_recipients(msg: EmailMessage) -> list[Recipient]:
+def _text_recipients(msg: EmailMessage, notice: str,
+                     returned: list[EmailMessage]) -> list[Recipient]:
     """A non-standard bounce: a status code in the text of a daemon's message."""
     subject, sender = str(msg.get("Subject", "")), str(msg.get("From", ""))
     if (msg.get("X-Autoreply") or msg.get("X-Autorespond") or _AUTO_REPLY_SUBJECT.search(subject)
@@ -151,15 +157,15 @@ def _text_recipients(msg: EmailMessage) -> list[Recipient]:
         return []
     if not (_DAEMON.search(sender) or _BOUNCE_SUBJECT.search(subject)):
         return []
-    text = _notice_text(msg).split("--- Below this line is a copy", 1)[0]
+    text = notice.split("--- Below this line is a copy", 1)[0]
     match = _SMTP_AND_ENHANCED.search(text) or _ENHANCED.search(text)
     if match is None:
         return []
     diagnostic = text[match.start():].split("\n\n", 1)[0]
     before = _ADDRESS.findall(text[:match.start()].rsplit("\n\n", 1)[-1])
     # We send each message to one recipient: the returned To is the address that bounced.
-    returned = [a for h in _returned_headers(msg) for a in _ADDRESS.findall(str(h.get("To", "")))]
-    address = (returned or before or [None])[0]
+    to = [a for headers in returned for a in _ADDRESS.findall(str(headers.get("To", "")))]
+    address = (to or before or [None])[0]
     status = _ENHANCED.search(match.group(0)).group(0)
     action = "failed" if status.startswith("5") else "delayed"
     return [_recipient(address, action, status, diagnostic)]
@@ -191,24 +197,25 @@ def _notice_text(msg: EmailMessage) -> str:
         return ""
 
 
-def _returned_headers(msg: EmailMessage) -> list[EmailMessage]:
+def _returned_headers(parts: list[tuple[str, EmailMessage]]) -> list[EmailMessage]:
     """The original message's headers, from a message/rfc822 or text/rfc822-headers part."""
     found = []
-    for part in msg.walk():
-        if part.get_content_type() == "message/rfc822":
+    for content_type, part in parts:
+        if content_type == "message/rfc822":
             found.extend(part.get_payload())
-        elif part.get_content_type() == "text/rfc822-headers":
+        elif content_type == "text/rfc822-headers":
             found.append(HeaderParser(policy=policy.default).parsestr(part.get_content()))
     return found
 
 
-def _original_ids(msg: EmailMessage) -> list[str]:
-    found = [str(h.get("Message-ID", "")) for h in _returned_headers(msg)]
+def _original_ids(msg: EmailMessage, parts: list[tuple[str, EmailMessage]],
+                  returned: list[EmailMessage], notice: str) -> list[str]:
+    found = [str(headers.get("Message-ID", "")) for headers in returned]
     found += [str(part.get_payload()[0].get("X-Original-Message-ID", ""))  # Gmail's DSN field
-              for part in msg.walk() if part.get_content_type() == "message/delivery-status"
-              and part.get_payload()]
+              for content_type, part in parts
+              if content_type == "message/delivery-status" and part.get_payload()]
     found += [str(msg.get("In-Reply-To", "")), str(msg.get("References", ""))]
-    found += _QUOTED_ID.findall(_notice_text(msg))  # qmail quotes the original in its text
+    found += _QUOTED_ID.findall(notice)  # qmail quotes the original in its text
     return [mid for value in found for mid in _ANGLE_ID.findall(value)]
 
 
@@ -269,17 +276,21 @@ def process(engine: Engine, path: str | Path, now: datetime) -> BounceReport:
     a suppressed address stays suppressed with its first reason.
     """
     box, file_name = _open(Path(path))
-    counts: Counter[str] = Counter()
+    # Parse first, write after: parsing is the slow part (milliseconds a message), and the
+    # write transaction must not keep a sending run waiting on SQLite's lock meanwhile. What
+    # is kept per message is a few short strings.
+    found: list[tuple[str, Parsed | None]] = []
+    for key in box.iterkeys():
+        try:
+            found.append((file_name or key, read(box.get_bytes(key))))
+        except (LookupError, ValueError) as exc:  # unknown charset, broken encoding
+            log.warning("bounces: %s is unreadable, ignored (%s)", file_name or key,
+                        type(exc).__name__)
+            found.append((file_name or key, None))
+    counts: Counter[str] = Counter(messages=len(found))
     with engine.begin() as conn:
-        for key in box.iterkeys():
-            counts["messages"] += 1
-            try:
-                parsed = read(box.get_bytes(key))
-            except (LookupError, ValueError) as exc:  # unknown charset, broken encoding
-                log.warning("bounces: %s is unreadable, ignored (%s)", file_name or key,
-                            type(exc).__name__)
-                parsed = None
-            _record(conn, parsed, file_name or key, now, counts)
+        for source, parsed in found:
+            _record(conn, parsed, source, now, counts)
     report = BounceReport(**counts)
     log.info("bounces: %s", report.summary())
     return report

@@ -25,13 +25,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from . import offers
 from .planner import Candidate
-from .tables import Coupon, Delivery, DeliveryStatus, OfferKind, Product, ProductAnnouncement, Run
+from .tables import (
+    Coupon,
+    Delivery,
+    DeliveryStatus,
+    OfferKind,
+    Product,
+    ProductAnnouncement,
+    Run,
+    UTCDateTime,
+)
 
 DELIVERIES, COUPONS, RUNS = Delivery.__table__, Coupon.__table__, Run.__table__
 PRODUCTS, ANNOUNCED = Product.__table__, ProductAnnouncement.__table__
@@ -52,7 +61,6 @@ class Claimed:
     customer_id: int
     occasion: str
     payload: dict
-    coupon_id: int | None
     attempts: int
 
 
@@ -65,6 +73,7 @@ def record_plan(engine: Engine, batches: Iterable[list[Candidate]], now: datetim
             if not rows:
                 continue
             inserted = _insert_deliveries(conn, rows, now)
+            issued = []
             for candidate in rows:
                 delivery_id = inserted.get((candidate.customer_id, candidate.occasion))
                 if delivery_id is None:
@@ -72,7 +81,9 @@ def record_plan(engine: Engine, batches: Iterable[list[Candidate]], now: datetim
                     continue
                 counts[candidate.status.value] = counts.get(candidate.status.value, 0) + 1
                 if candidate.status == S.planned:
-                    _issue(conn, candidate, delivery_id, now)
+                    issued.append((candidate, delivery_id))
+            _issue_offers(conn, [(c, d) for c, d in issued if c.offer is not None], now)
+            _announce(conn, [(c, d) for c, d in issued if c.products])
     return counts
 
 
@@ -82,40 +93,55 @@ def _insert_deliveries(conn: Connection, rows: list[Candidate],
                "occasion": c.occasion, "status": c.status.value, "priority": c.priority,
                "payload": json.dumps(c.payload, sort_keys=True), "planned_at": now,
                "next_attempt_at": now} for c in rows]
-    statement = (_insert(conn, DELIVERIES).values(values)
+    # executemany with RETURNING (SQLAlchemy batches it as multi-row INSERTs, compiled once);
+    # the conflict clause is what makes a duplicate occasion impossible.
+    statement = (_insert(conn, DELIVERIES)
                  .on_conflict_do_nothing(index_elements=["campaign_id", "customer_id",
                                                          "occasion"])
                  .returning(DELIVERIES.c.id, DELIVERIES.c.customer_id, DELIVERIES.c.occasion))
-    return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement)}
+    return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement, values)}
 
 
-def _issue(conn: Connection, candidate: Candidate, delivery_id: int, now: datetime) -> None:
-    offer = candidate.offer
-    if offer is not None:
-        values = {"kind": OfferKind(offer.kind).value, "campaign_id": candidate.campaign_id,
-                  "customer_id": candidate.customer_id, "percent_off": offer.percent_off,
-                  "amount_off_cents": offer.amount_off_cents,
-                  "min_spend_cents": offer.min_spend_cents, "gift_sku": offer.gift_sku,
-                  "gift_card_cents": offer.gift_card_cents, "bundle_id": offer.bundle_id,
-                  "bundle_price_cents": offer.bundle_price_cents, "period": offer.period,
-                  "issued_at": now, "expires_at": offer.expires_at(now)}
-        # 80+ random bits make a collision practically impossible; the UNIQUE index on
-        # the code makes it impossible, and a clash simply draws again.
-        for _ in range(5):
-            code = offers.new_code(offer.prefix)
-            result = conn.execute(_insert(conn, COUPONS).values(code=code, **values)
-                                  .on_conflict_do_nothing(index_elements=["code"])
-                                  .returning(COUPONS.c.id))
-            coupon_id = result.scalar()
-            if coupon_id is not None:
-                conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id)
-                             .values(coupon_id=coupon_id))
-                break
-    if candidate.products:
-        ids = conn.execute(select(PRODUCTS.c.id).where(PRODUCTS.c.sku.in_(candidate.products)))
-        conn.execute(_insert(conn, ANNOUNCED).values(
-            [{"customer_id": candidate.customer_id, "product_id": pid,
-              "delivery_id": delivery_id} for (pid,) in ids]).on_conflict_do_nothing())
+def _issue_offers(conn: Connection, issued: list[tuple[Candidate, int]], now: datetime) -> None:
+    """One coupon row per delivery with an offer, each with a fresh unguessable code."""
+    if not issued:
+        return
+    rows = []
+    prefixes = {delivery_id: candidate.offer.prefix for candidate, delivery_id in issued}
+    for candidate, delivery_id in issued:
+        offer = candidate.offer
+        rows.append({
+            "code": offers.new_code(offer.prefix), "kind": OfferKind(offer.kind).value,
+            "campaign_id": candidate.campaign_id, "customer_id": candidate.customer_id,
+            "delivery_id": delivery_id, "percent_off": offer.percent_off,
+            "amount_off_cents": offer.amount_off_cents, "min_spend_cents": offer.min_spend_cents,
+            "gift_sku": offer.gift_sku, "gift_card_cents": offer.gift_card_cents,
+            "bundle_id": offer.bundle_id, "bundle_price_cents": offer.bundle_price_cents,
+            "period": offer.period, "issued_at": now, "expires_at": offer.expires_at(now)})
+    # 80+ random bits make a clash practically impossible; the UNIQUE index on the code makes
+    # it impossible, and the rare clash draws new codes for the rows that lost.
+    for _ in range(5):
+        written = set(conn.execute(
+            _insert(conn, COUPONS).on_conflict_do_nothing(index_elements=["code"])
+            .returning(COUPONS.c.delivery_id), rows).scalars())
+        rows = [dict(r, code=offers.new_code(prefixes[r["delivery_id"]]))
+                for r in rows if r["delivery_id"] not in written]
+        if not rows:
+            return
+    raise RuntimeError("could not draw unique coupon codes; is the coupons table corrupt?")
+
+
+def _announce(conn: Connection, announced: list[tuple[Candidate, int]]) -> None:
+    """Remember which products each digest announced: a product is announced once."""
+    if not announced:
+        return
+    skus = sorted({s for c, _ in announced for s in c.products})
+    ids = dict(conn.execute(select(PRODUCTS.c.sku, PRODUCTS.c.id).where(PRODUCTS.c.sku.in_(skus))
+                            ).all())
+    values = [{"customer_id": c.customer_id, "product_id": ids[s], "delivery_id": d}
+              for c, d in announced for s in c.products if s in ids]
+    if values:
+        conn.execute(_insert(conn, ANNOUNCED).on_conflict_do_nothing(), values)
 
 
 # --- runs: who is sending, and are they alive -------------------------------------------------
@@ -192,37 +218,38 @@ def due(engine: Engine, campaign_ids: list[str], now: datetime, after_id: int = 
         return list(conn.execute(query).scalars())
 
 
+_UTC = UTCDateTime()
+# The per-message statements are written once as text: building SQLAlchemy expressions for
+# each of a million messages costs more than running them.
+_CLAIM = text(
+    "UPDATE deliveries SET status = 'sending', claimed_at = :now, claimed_by = :run, "
+    "attempts = attempts + 1 WHERE id = :id AND status IN ('planned', 'failed') "
+    "RETURNING id, campaign_id, customer_id, occasion, payload, attempts"
+).bindparams(bindparam("now", type_=_UTC))
+_MARK = text(
+    "UPDATE deliveries SET status = :status, reason = :reason, "
+    "message_id = COALESCE(:message_id, message_id), "
+    "sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END, "
+    "next_attempt_at = :retry_at WHERE id = :id AND status = 'sending'"
+).bindparams(bindparam("now", type_=_UTC), bindparam("retry_at", type_=_UTC))
+
+
 def claim(conn: Connection, delivery_id: int, run_id: str, now: datetime) -> Claimed | None:
     """Take one delivery for sending; None if another run took it first."""
-    result = conn.execute(
-        update(DELIVERIES)
-        .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.status.in_(SENDABLE))
-        .values(status=S.sending.value, claimed_at=now, claimed_by=run_id,
-                attempts=DELIVERIES.c.attempts + 1)
-        .returning(DELIVERIES.c.id, DELIVERIES.c.campaign_id, DELIVERIES.c.customer_id,
-                   DELIVERIES.c.occasion, DELIVERIES.c.payload, DELIVERIES.c.coupon_id,
-                   DELIVERIES.c.attempts))
-    row = result.first()
+    row = conn.execute(_CLAIM, {"now": now, "run": run_id, "id": delivery_id}).first()
     if row is None:
         return None
     return Claimed(row.id, row.campaign_id, row.customer_id, row.occasion,
-                   json.loads(row.payload), row.coupon_id, row.attempts)
+                   json.loads(row.payload), row.attempts)
 
 
 def mark(conn: Connection, delivery_id: int, status: DeliveryStatus, now: datetime,
          reason: str | None = None, message_id: str | None = None,
          retry_at: datetime | None = None) -> None:
     """Record the server's answer for a delivery this run holds in ``sending``."""
-    values: dict = {"status": status.value, "reason": reason}
-    if message_id:
-        values["message_id"] = message_id
-    if status == S.sent:
-        values["sent_at"] = now
-    if status == S.failed:
-        values["next_attempt_at"] = retry_at
-    conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id,
-                                          DELIVERIES.c.status == S.sending.value)
-                 .values(**values))
+    conn.execute(_MARK, {"status": status.value, "reason": reason, "message_id": message_id,
+                         "now": now, "retry_at": retry_at if status == S.failed else None,
+                         "id": delivery_id})
 
 
 def next_retry(engine: Engine, campaign_ids: list[str]) -> datetime | None:

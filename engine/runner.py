@@ -109,8 +109,7 @@ class Sender:
     def _message(self, campaign: cm.Campaign, claimed: ledger.Claimed, customer: dict,
                  prefetched: _Prefetch, now: datetime) -> OutgoingMessage:
         context = compose.context(self.settings, campaign, customer, claimed.payload,
-                                  prefetched.codes.get(claimed.coupon_id), now,
-                                  prefetched.products)
+                                  prefetched.codes.get(claimed.id), now, prefetched.products)
         rendered = self.renderer.render(campaign.template,
                                         compose.subject_for(campaign, claimed.payload), context)
         message_id = compose.message_id(self.settings, claimed.id, claimed.campaign_id)
@@ -164,17 +163,13 @@ class _Prefetch:
     """A page's customers, coupon codes and products in three queries."""
 
     def __init__(self, conn, ids: list[int]):
-        rows = conn.execute(select(ledger.DELIVERIES.c.customer_id, ledger.DELIVERIES.c.coupon_id,
-                                   ledger.DELIVERIES.c.payload)
-                            .where(ledger.DELIVERIES.c.id.in_(ids))).all()
+        d, coupons = ledger.DELIVERIES, Coupon.__table__
+        rows = conn.execute(select(d.c.customer_id, d.c.payload).where(d.c.id.in_(ids))).all()
         self.customers = compose.customer_rows(conn, sorted({r.customer_id for r in rows}))
-        coupon_ids = [r.coupon_id for r in rows if r.coupon_id]
-        coupons = Coupon.__table__
-        self.codes = dict(conn.execute(select(coupons.c.id, coupons.c.code)
-                                       .where(coupons.c.id.in_(coupon_ids))).all()) \
-            if coupon_ids else {}
-        skus = compose.skus_of([json.loads(r.payload) for r in rows])
-        self.products = compose.product_rows(conn, skus)
+        self.codes = dict(conn.execute(select(coupons.c.delivery_id, coupons.c.code)
+                                       .where(coupons.c.delivery_id.in_(ids))).all())
+        self.products = compose.product_rows(
+            conn, compose.skus_of([json.loads(r.payload) for r in rows]))
 
     def customer(self, conn, customer_id: int) -> dict:
         if customer_id not in self.customers:

@@ -192,6 +192,8 @@ class Coupon(SQLModel, table=True):
     kind: OfferKind = OfferKind.coupon
     campaign_id: str = Field(index=True)
     customer_id: int = Field(foreign_key="customers.id", index=True)
+    # The delivery that carries it (one offer per delivery).
+    delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", unique=True)
     percent_off: int | None = None
     amount_off_cents: int | None = None
     min_spend_cents: int = 0
@@ -225,7 +227,6 @@ class Delivery(SQLModel, table=True):
     status: DeliveryStatus = DeliveryStatus.planned
     reason: str | None = None  # why it was skipped, deferred or failed (no addresses)
     priority: int = 0
-    coupon_id: int | None = Field(default=None, foreign_key="coupons.id")
     payload: str = "{}"  # JSON: the products, offer and nudge the email shows
     message_id: str | None = Field(default=None, index=True)
     attempts: int = 0

@@ -96,6 +96,7 @@ NEW_PRODUCT = """
     subject: "New in"
     lookback_days: 14
     max_products: 2
+    cooldown_days: 0
 """
 
 
@@ -129,6 +130,10 @@ def test_new_products_go_to_customers_of_their_category_and_never_twice(engine, 
         announced = conn.execute(select(func.count()).select_from(
             tables.ProductAnnouncement.__table__)).scalar()
     assert announced == 5
+    # By default a digest goes out at most weekly: the rest waits for next week's.
+    weekly = campaign(tmp_path, NEW_PRODUCT.replace("    cooldown_days: 0\n", ""))
+    assert plan(engine, settings, weekly, NOW + timedelta(days=1))[yogi].skip == \
+        planner.Skip.cooldown
 
 
 SPEND = """

@@ -14,8 +14,8 @@ finding the original Message-ID, and recording the verdict:
 
 A report is matched to its delivery by the ``deliveries.message_id`` column, and only when that
 is empty (a run that died after DATA) by the delivery id inside our Message-ID
-(``<d123.campaign@domain>``). ``_mark_bounced`` is the one write to ``deliveries`` outside
-ledger.py; it belongs there as ``ledger.mark_bounced``. Must not send, and must not log or return
+(``<d123.campaign@domain>``). The delivery's status is changed through ``ledger.mark_bounced``.
+Must not send, and must not log or return
 a customer's address (only its domain).
 """
 
@@ -32,10 +32,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser, HeaderParser
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
-from . import suppressions
+from . import ledger, suppressions
 from .errors import InputError, NotFound
 from .tables import Customer, Delivery, DeliveryStatus
 from .transport import SendStatus, Stage, classify, domain_of, scrub
@@ -46,7 +46,6 @@ S = DeliveryStatus
 HARD, SOFT, REFUSED = "hard", "soft", "refused"
 # A bounce may only turn a delivery that was (or may have been) handed over into `bounced`;
 # held_out, suppressed, deferred... were never sent and keep their status.
-BOUNCEABLE = (S.sent.value, S.unknown.value, S.sending.value, S.failed.value)
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _SMTP_AND_ENHANCED = re.compile(r"\b([45]\d\d)[\s-]+([45]\.\d{1,3}\.\d{1,3})(?![\d.])")
@@ -241,12 +240,6 @@ def _delivery(conn: Connection, message_ids: tuple[str, ...]):
     return None
 
 
-def _mark_bounced(conn: Connection, delivery_id: int, reason: str) -> int:
-    return conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id,
-                                                 DELIVERIES.c.status.in_(BOUNCEABLE))
-                        .values(status=S.bounced.value, reason=reason)).rowcount
-
-
 def _open(path: Path) -> tuple[mailbox.Mailbox, str | None]:
     """The mailbox at path, and the file name to cite (None: cite each Maildir file)."""
     if path.is_dir():
@@ -314,7 +307,7 @@ def _record(conn: Connection, parsed: Parsed | None, source: str, now: datetime,
     address = None
     if row is not None:
         reason = f"dsn {recipient.status} {recipient.diagnostic}".strip()
-        counts["bounced_new"] += _mark_bounced(conn, row.id, reason)
+        counts["bounced_new"] += ledger.mark_bounced(conn, row.id, reason)
         address = row.email
     elif recipient.address:  # unmatched: suppress the address only if it is a customer's
         address = conn.execute(select(CUSTOMERS.c.email_key).where(

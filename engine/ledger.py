@@ -252,6 +252,16 @@ def mark(conn: Connection, delivery_id: int, status: DeliveryStatus, now: dateti
                          "id": delivery_id})
 
 
+BOUNCEABLE = (S.sent.value, S.unknown.value, S.sending.value, S.failed.value)
+
+
+def mark_bounced(conn: Connection, delivery_id: int, reason: str) -> int:
+    """A bounce report arrived for a delivery; held-out or suppressed rows are left alone."""
+    return conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id,
+                                                 DELIVERIES.c.status.in_(BOUNCEABLE))
+                        .values(status=S.bounced.value, reason=reason)).rowcount
+
+
 def next_retry(engine: Engine, campaign_ids: list[str]) -> datetime | None:
     """When the earliest failed delivery of these campaigns falls due again, if any does."""
     with engine.connect() as conn:

@@ -32,8 +32,10 @@ app = typer.Typer(
 customers_app = typer.Typer(help="Look at customers and their metrics.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (CI logs, `make demo | tee`) gets wide tables instead of rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,17 +200,33 @@ def customers_show(
 def demo_command(
     shop_only: Annotated[bool, typer.Option(
         "--shop-only", help="Build the synthetic shop and stop.")] = False,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Build a new shop even if the demo database has one.")] = False,
     customers: Annotated[int, typer.Option(help="How many customers.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same shop.")] = 7,
     as_of: AsOf = None,
 ) -> None:
-    """Build a synthetic shop and show its segments. Example: retain --db sqlite:///demo.db demo"""
+    """Build a synthetic shop and send every campaign through a loopback SMTP server.
+
+    Example: retain --db sqlite:///demo.db demo
+    """
     from . import demo
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
-    demo.run(engine_for(cfg), cfg, now, customers=customers, seed=seed, shop_only=shop_only,
-             console=out)
+    offset = now - datetime.now(UTC)
+    report = demo.run(engine_for(cfg), cfg, now, customers=customers, seed=seed,
+                      shop_only=shop_only, console=out, fresh=fresh,
+                      clock=lambda: datetime.now(UTC) + offset)
+    if report is None:
+        return
+    print_run_report(report)
+    db_flag = f"--db {cfg.database.url}" if state.database_url else ""
+    example = next((c for c in report.campaigns.values() if c.sent), None)
+    out.print("Look closer:", markup=False)
+    out.print(f"  retain {db_flag} deliveries --limit 20", markup=False)
+    if example is not None:
+        out.print(f"  retain {db_flag} plan {example.id}", markup=False)
 
 
 CampaignIds = Annotated[list[str] | None, typer.Argument(

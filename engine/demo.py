@@ -39,18 +39,56 @@ class ShopStats:
 
 
 def run(engine: Engine, settings: Settings, now: datetime, customers: int = 3000, seed: int = 7,
-        shop_only: bool = False, console: Console | None = None) -> ShopStats:
-    """Build the demo shop as of ``now``, then show how its customers segment."""
+        shop_only: bool = False, console: Console | None = None, fresh: bool = False,
+        clock: Any = None) -> Any:
+    """The demo: a shop (built once, reused after), its segments, then every campaign sent
+    through a real SMTP server on loopback. Returns the run's report (None with shop_only).
+
+    A second demo reuses the shop and the ledger, so it sends nothing that was already sent.
+    """
     console = console or Console()
     refuse_foreign_shop(engine)
-    stats = build_shop(engine, settings, now, customers=customers, seed=seed, replace=True)
-    print_shop(console, stats, settings, now)
+    with engine.connect() as conn:
+        built = db.get_meta(conn, DEMO_MARK)
+    if built is None or fresh or shop_only:
+        stats = build_shop(engine, settings, now, customers=customers, seed=seed, replace=True)
+        print_shop(console, stats, settings, now)
+    else:
+        console.print(f"Reusing the demo shop already in {db.redact(settings.database.url)} "
+                      f"({built}); pass --fresh to build a new one.", markup=False)
     if shop_only:
-        return stats
+        return None
     from . import metrics  # imported here: building the shop alone does not need it
 
     print_segments(console, metrics.summary(engine, settings, now))  # refreshes metrics first
-    return stats
+    return send_campaigns(engine, settings, now, console, clock)
+
+
+def send_campaigns(engine: Engine, settings: Settings, now: datetime, console: Console,
+                   clock: Any = None) -> Any:
+    """Every enabled campaign, through an aiosmtpd server on 127.0.0.1 writing to outbox/."""
+    from . import runner, validate
+    from .mailserver import MailServer
+    from .smtp import SmtpTransport
+
+    campaigns = validate.load(settings)
+    outbox = settings.folder("outbox")
+    with MailServer(outbox=outbox) as server:
+        local = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={
+            "host": "127.0.0.1", "port": server.port, "security": "none", "username": None,
+            "password": None})})
+        console.print(f"SMTP server listening on 127.0.0.1:{server.port}, writing to "
+                      f"{outbox}/", markup=False)
+        transport = SmtpTransport(local.smtp)
+        try:
+            report = runner.run(engine, local, campaigns, now, transport,
+                                clock=clock or (lambda: now))
+        finally:
+            transport.close()
+        received = len(server.messages)
+    console.print(f"The server received {received} new messages; every email is a .eml file in "
+                  f"{outbox}/ (open one in a mail client).", markup=False)
+    return report
 
 
 def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int = 3000,

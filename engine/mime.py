@@ -31,6 +31,7 @@ from .errors import InputError
 MAX_LINE = 998  # RFC 5322: bytes a line, CRLF excluded
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ":"
 _RAW_TEXT_ELEMENT = re.compile(r"<(?:style|script)\b.*?</(?:style|script)", re.S | re.I)
+_ADDRESS_BREAKER = re.compile(r"[\s<>,]")  # would end the address or start another header
 _RESERVED = frozenset({"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
                        "mime-version", "content-type", "content-transfer-encoding"})
 
@@ -104,7 +105,9 @@ def _encode_body(body: str, html: bool, boundary: bytes) -> tuple[str, bytes]:
     references are not decoded. Otherwise quoted-printable keeps Latin text readable, and base64
     wins when most bytes are not ASCII (Japanese).
     """
-    text = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    text = body.replace("\n", "\r\n")
     if not text.endswith("\r\n"):
         text += "\r\n"
     data = text.encode("utf-8")
@@ -179,8 +182,9 @@ def _b_word(text: str) -> str:
 
 def _ascii_address(address: str, role: str) -> str:
     """The address as it may appear in a header: an internationalised domain in its ASCII form."""
-    local, _, domain = address.strip().rpartition("@")
-    if not local or not domain or any(c in address for c in "\r\n<>, "):
+    address = address.strip()
+    local, _, domain = address.rpartition("@")
+    if not local or not domain or _ADDRESS_BREAKER.search(address):
         raise InputError(f"the {role} address is not a valid email address; fix it in the data")
     if not local.isascii():
         raise InputError(f"the {role} address has non-ASCII characters before the @, which "

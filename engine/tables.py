@@ -273,3 +273,25 @@ class Run(SQLModel, table=True):
     campaigns: str = ""        # comma-separated campaign ids
     summary: str = "{}"        # JSON counts per status
     paused_reason: str | None = None
+
+
+class Lease(SQLModel, table=True):
+    """A named lock with an expiry: one scheduler leads; another takes over when it lapses."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True)
+    holder: str                 # host:pid:random of the process holding it
+    acquired_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+
+
+class CampaignState(SQLModel, table=True):
+    """What the scheduler remembers per campaign: paused or not, and when it last fired."""
+
+    __tablename__ = "campaign_state"
+    campaign_id: str = Field(primary_key=True)
+    paused: bool = False
+    paused_reason: str | None = None
+    paused_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_fire_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_run_id: str | None = None

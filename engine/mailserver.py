@@ -130,9 +130,7 @@ class MailServer:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> Any:
         reply = self._scripted(server, "mail", address)
-        if reply is None:
-            return MISSING
-        return reply
+        return MISSING if reply is None else reply
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> Any:

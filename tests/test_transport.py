@@ -137,12 +137,16 @@ def test_421_to_mail_on_a_reused_connection_is_retried_on_a_fresh_one(settings, 
     assert [m.connection for m in server.messages] == [1, 2]
 
 
-def test_451_is_a_transient_failure_with_a_delay(transport, server):
-    server.script = lambda stage, _: "451 4.3.0 Local error, try later" if stage == "data" else None
-    outcome = transport.send(make_message())
-    assert outcome.status is SendStatus.failed and outcome.code == 451
-    assert outcome.retry_after and outcome.retry_after > 0
-    assert server.messages == []
+def test_451_is_a_transient_failure_with_a_delay(settings):
+    replies = {"data": ["451 4.3.0 Local error, try later", None],
+               "rcpt": {"gone@example.org": "550 5.1.1 User unknown"}}
+    with MailServer(replies=replies) as server, SmtpTransport(smtp_for(settings, server)) as smtp:
+        outcome = smtp.send(make_message("ada@example.com"))
+        assert outcome.status is SendStatus.failed and outcome.code == 451
+        assert outcome.retry_after and outcome.retry_after > 0
+        assert smtp.send(make_message("gone@example.org", 2)).status is SendStatus.bounced
+        assert smtp.send(make_message("bob@example.org", 3)).status is SendStatus.sent
+    assert [m.rcpt_tos for m in server.messages] == [("bob@example.org",)]
 
 
 def test_unknown_address_bounces_and_the_connection_stays_usable(transport, server):

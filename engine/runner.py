@@ -78,6 +78,7 @@ class Sender:
         self.delivery = settings.delivery
         self.lock = threading.Lock()
         self.paused: str | None = None
+        self.stop: threading.Event | None = None  # set by a graceful shutdown
         self.attempted = 0
         self.bounced = 0
 
@@ -85,9 +86,13 @@ class Sender:
         with self.engine.connect() as conn:
             prefetched = _Prefetch(conn, ids)
         for delivery_id in ids:
-            if self.paused:
+            if self.halted():
                 return
             self._send_one(delivery_id, prefetched)
+
+    def halted(self) -> bool:
+        """Paused by the server's answers, or asked to stop: claim nothing more."""
+        return bool(self.paused) or (self.stop is not None and self.stop.is_set())
 
     def _send_one(self, delivery_id: int, prefetched: _Prefetch) -> None:
         now = self.clock()
@@ -180,7 +185,8 @@ class _Prefetch:
 def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: datetime,
         transport: Transport | None, *, clock: Clock | None = None, dry_run: bool = False,
         sleep: Callable[[float], None] | None = None,
-        progress: Callable[[int], None] | None = None) -> RunReport:
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None) -> RunReport:
     """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing."""
     chosen = sorted(chosen, key=lambda c: -c.priority)
     clock = clock or (lambda: now)
@@ -202,6 +208,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     if dry_run or transport is None:
         return report
     sender = Sender(engine, settings, {c.id: c for c in chosen}, transport, run_id, clock, report)
+    sender.stop = stop
     try:
         _deliver(engine, sender, [c.id for c in chosen], clock, sleep, progress)
     finally:
@@ -215,9 +222,9 @@ def _deliver(engine: Engine, sender: Sender, campaign_ids: list[str], clock: Clo
              ) -> None:
     """Send everything due; retry transient failures within the run while they fall due soon."""
     deadline = clock() + timedelta(seconds=sender.delivery.retry_within_run_seconds)
-    while not sender.paused:
+    while not sender.halted():
         after = 0
-        while not sender.paused:
+        while not sender.halted():
             ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
             if not ids:
                 break

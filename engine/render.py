@@ -42,12 +42,22 @@ import html2text
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from .contract import CONTEXT_KEYS, lint, lint_subject, sample_context, sample_contexts
+from .contract import (
+    CONTEXT_KEYS,
+    OFFER_KEYS,
+    WHY_SENTENCE,
+    empty_offer,
+    lint,
+    lint_subject,
+    sample_context,
+    sample_contexts,
+)
 from .errors import TemplateError
 from .templating import RENDER_ERRORS, Sandbox, located
 
-__all__ = ["CONTEXT_KEYS", "RenderedEmail", "Renderer", "html_to_text", "lint", "lint_subject",
-           "sample_context", "sample_contexts"]
+__all__ = ["CONTEXT_KEYS", "OFFER_KEYS", "WHY_SENTENCE", "RenderedEmail", "Renderer",
+           "empty_offer", "html_to_text", "lint", "lint_subject", "sample_context",
+           "sample_contexts"]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +195,8 @@ class Renderer:
                             template_name, exc)
             else:
                 prepared = self._verified(template_name, prepared, slow, context)
+                if prepared is None:  # nothing rendered to compare with: decide next time
+                    return slow
         self._prepared[template_name] = prepared
         return prepared
 
@@ -230,11 +242,13 @@ class Renderer:
         return merger.get_template(template_name).render()
 
     def _verified(self, template_name: str, fast: _Prepared, slow: _Prepared,
-                  context: dict[str, Any]) -> _Prepared:
+                  context: dict[str, Any]) -> _Prepared | None:
+        """``fast`` where it equals ``slow`` for this context and the samples of its kind."""
         kind = context.get("campaign", {}).get("kind")
         checks = [context] + [{**sample, "store": self.store, "subject": "Sample"}
                               for sample in (sample_contexts(kind) if kind in CONTEXT_KEYS else [])]
         html_ok = text_ok = True
+        compared = 0
         for check in checks:
             try:
                 want_html, want_text = self.render_slow(template_name, check)
@@ -244,9 +258,13 @@ class Renderer:
                 got_html = self.env.render(fast.html, check)
                 got_text = _tidy(self.env.render(fast.text, check))  # type: ignore[arg-type]
             except RENDER_ERRORS:
-                return slow
+                html_ok = text_ok = False
+                break
+            compared += 1
             html_ok = html_ok and _same_html(got_html, want_html)
             text_ok = text_ok and _same_text(got_text, want_text)
+        if html_ok and text_ok and not compared:
+            return None
         if not (html_ok and text_ok):
             log.warning("%s: the fast path differs from a full render (%s); using the full "
                         "render", template_name, "HTML" if not html_ok else "text")

@@ -16,6 +16,8 @@ over 100,000 items) the sandbox refuses, each as a SecurityError that ``located(
   friends, and format widths (``'%999999999s'``, ``'{:>999999999}'``);
 - more than MAX_ITEMS ``range()`` items in one render (nested loops over big ranges);
 - a rendered template longer than MAX_SIZE characters.
+Every render goes through ``Sandbox.render`` (a fresh loop budget). For speed, ``a.b`` on a dict
+looks the key up first, so a key named like a dict method (``items``) wins over the method.
 Not covered: CPU spent in nested loops over long strings or lists that are each under the caps;
 run workers under a memory/CPU limit if templates come from people you do not trust.
 """

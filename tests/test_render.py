@@ -257,6 +257,8 @@ PAYLOADS = {
                 "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
     "output size": "{% for i in range(3000) %}{{ 'x' * 999 }}{% endfor %}",
     "lipsum": "{{ lipsum(n=10**6) }}",
+    "attr filter": "{{ (customer|attr('__class__')).__subclasses__() }}",
+    "include outside": "{% include '../config.yaml' %}",
 }
 
 

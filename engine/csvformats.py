@@ -109,14 +109,18 @@ class CsvFile:
         except OSError as exc:
             raise CsvError(f"cannot read the file ({exc.strerror}); check the path",
                            self.name) from None
+        self.header: list[str] = []
         lines = self._text_lines()
         first = next(lines, "")
         # The header decides the delimiter: spreadsheets in comma-decimal locales write ';'.
         delimiter = max((",", ";", "\t"), key=first.count)
         self._reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
-        self.header = [cell.strip() for cell in next(self._reader, [])]
-        if not any(self.header):
+        # Shopify's product descriptions can outgrow csv's 128 KiB default for one cell.
+        csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
+        header = [cell.strip() for cell in self._next_cells() or []]
+        if not any(header):
             raise CsvError("the file is empty; its first row must name the columns", self.name)
+        self.header = header
         self.index: dict[str, int] = {}
         for position, cell in enumerate(self.header):
             if cell.lower() in self.index:
@@ -166,9 +170,19 @@ class CsvFile:
         raise CsvError(f"required column '{column}' is missing from the {fmt} {kind} header"
                        f"{hint}. Columns found: {', '.join(self.header)}", self.name, 1)
 
+    def _next_cells(self) -> list[str] | None:
+        try:
+            return next(self._reader, None)
+        except csv.Error as exc:
+            raise CsvError(f"cannot be read as CSV ({exc}); check the quotes around values",
+                           self.name, self._row_being_read()) from None
+
+    def _row_being_read(self) -> int:
+        return self.rows_read + 2 if self.header else 1
+
     def rows(self) -> Iterator[Row]:
         width = len(self.header)
-        for cells in self._reader:
+        while (cells := self._next_cells()) is not None:
             if not any(cells):
                 continue  # a blank line (spreadsheets leave them at the end) holds no record
             self.rows_read += 1
@@ -189,7 +203,7 @@ class CsvFile:
                 raise CsvError(
                     f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read); "
                     "save it as 'CSV UTF-8' from your spreadsheet and import it again",
-                    self.name, self.rows_read + 2) from None
+                    self.name, self._row_being_read()) from None
 
 
 class Row:
@@ -247,6 +261,7 @@ _SPACED_OFFSET = re.compile(r" ([+-]\d\d:?\d\d)$")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
+@lru_cache(maxsize=8192)  # a shop has a few thousand price points, repeated on every order
 def cents(text: str) -> int:
     """'1234.50' or '1,234.50' → 123450. A decimal comma is refused: '1,234' could be either."""
     whole, dot, fraction = text.partition(".")
@@ -264,6 +279,7 @@ def cents(text: str) -> int:
     return int(whole.replace(",", "")) * 100 + int((fraction or "0").ljust(2, "0"))
 
 
+@lru_cache(maxsize=1024)
 def quantity(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise BadCell(f'"{text}" is not a quantity; write a whole number like 2')
@@ -451,9 +467,13 @@ def _orders(source: CsvFile, context: Context) -> Iterator[dict[str, Any]]:
     first_raw: list[str] = []
     level_positions = [source.positions[column] for column in level]
     for row in source.rows():
-        external_id = row.value(id_column, str, need="every row needs its order's id")
+        external_id = row.text(id_column)
+        if not external_id:
+            row.fail(id_column, "is empty; every row needs its order's id")
         if order is not None and external_id == order["external_id"]:
             raw = [row.cells[p] if p < len(row.cells) else "" for p in level_positions]
+            if not order["customer_key"]:
+                source.skipped += 1
             if not shopify and raw != first_raw:  # a repeated order must agree with its first row
                 for column in level:
                     if row.text(column) not in ("", first.text(column)):
@@ -518,11 +538,14 @@ def _shopify_order(row: Row, external_id: str, context: Context) -> dict[str, An
     }
 
 
+ITEM_COLUMNS = {True: ("Lineitem sku", "Lineitem quantity", "Lineitem price"),
+                False: ("sku", "quantity", "unit_price")}
+
+
 def _add_item(order: dict[str, Any], row: Row, shopify: bool) -> None:
     if order["items"] is None:
         return
-    sku_column, count, price = ("Lineitem sku", "Lineitem quantity", "Lineitem price") \
-        if shopify else ("sku", "quantity", "unit_price")
+    sku_column, count, price = ITEM_COLUMNS[shopify]
     sku = row.text(sku_column)
     if not sku and not shopify:
         return  # a generic row without a SKU is an order without items

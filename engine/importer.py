@@ -127,11 +127,11 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
         try:
             with engine.begin() as conn, _roomy_cache(conn), \
                     _progress_bar(source, progress) as tick:
-                _scratch(conn, "CREATE TEMPORARY TABLE IF NOT EXISTS")
+                _create_scratch(conn)
                 for chunk in _chunks(records(source, kind, context), CHUNK_SIZE):
                     writers[kind](conn, chunk, job)
                     tick()
-                _scratch(conn, "DROP TABLE")
+                _drop_scratch(conn)
                 if job.inserted or job.updated:  # an import that changed nothing keeps metrics
                     db.bump_data_version(conn)
         except IntegrityError as exc:
@@ -249,7 +249,8 @@ def _write_orders(conn: Connection, chunk: list[dict[str, Any]], job: _Job) -> N
         values["customer_id"] = customer_ids[record["customer_key"]]
         old = by_id.get(record["external_id"])
         if old is None:
-            new.append({"external_id": record["external_id"], **values})
+            values["external_id"] = record["external_id"]
+            new.append(values)
             new_records.append(record)
             continue
         difference = _differences(values, old)
@@ -348,13 +349,15 @@ CHUNK_KEYS = table("chunk_keys", column("slot"), column("import_key"))
 LOOKUP_KEYS = table("lookup_keys", column("import_key"))
 
 
-def _scratch(conn: Connection, verb: str) -> None:
+def _create_scratch(conn: Connection) -> None:
     for name, columns in SCRATCH.items():
-        if verb == "DROP TABLE":
-            conn.exec_driver_sql(f"DROP TABLE {name}")
-        else:
-            conn.exec_driver_sql(f"{verb} {name} ({columns})")
-            conn.exec_driver_sql(f"DELETE FROM {name}")  # left over by an earlier rollback
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns})")
+        conn.exec_driver_sql(f"DELETE FROM {name}")  # rows an earlier, failed import left
+
+
+def _drop_scratch(conn: Connection) -> None:
+    for name in SCRATCH:
+        conn.exec_driver_sql(f"DROP TABLE {name}")
 
 
 def _marks(conn: Connection, count: int) -> str:

@@ -343,6 +343,26 @@ def test_a_file_that_is_not_utf8_is_refused_at_its_row(shop, settings, tmp_path)
     assert state(shop) == before
 
 
+def test_a_header_that_is_not_utf8_is_row_1(engine, settings, tmp_path):
+    path = write(tmp_path, "customers.csv", "customer_id,email,pr\xe9nom\n", encoding="latin-1")
+    with pytest.raises(CsvError, match=r"customers.csv: row 1: the file is not UTF-8 text"):
+        run(engine, settings, "customers", path)
+
+
+def test_an_empty_file_asks_for_a_header(engine, settings, tmp_path):
+    with pytest.raises(CsvError, match="the file is empty; its first row must name the columns"):
+        run(engine, settings, "customers", write(tmp_path, "customers.csv", "\n"))
+
+
+def test_a_cell_too_large_for_csv_is_refused_at_its_row(shop, settings, tmp_path):
+    before = state(shop)
+    huge = "x" * (17 * 1024 * 1024)
+    path = write(tmp_path, "products.csv", f"sku,name,price\nA,a,1\nB,{huge},1\n")
+    with pytest.raises(CsvError, match="row 3: cannot be read as CSV .*field larger than"):
+        run(shop, settings, "products", path)
+    assert state(shop) == before
+
+
 def test_an_error_in_a_later_chunk_rolls_back_the_chunks_written(
         shop, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "CHUNK_SIZE", 2)

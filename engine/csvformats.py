@@ -29,7 +29,8 @@ from .tables import OrderStatus
 T = TypeVar("T")
 
 # Per format and kind: (required columns, optional columns), spelled as the format spells them.
-# Generic orders need customer_id or email; columns() checks that pair separately.
+# Generic orders need customer_id or email; choose_format() checks that pair. The optional
+# columns are the documented rest: any other column is ignored.
 COLUMNS = {
     ("generic", "customers"): (
         ("customer_id", "email"),

@@ -135,7 +135,9 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
                 if job.inserted or job.updated:  # an import that changed nothing keeps metrics
                     db.bump_data_version(conn)
         except IntegrityError as exc:
-            raise CsvError(f"conflicts with data already in the database ({exc.orig}); "
+            # The first line only: PostgreSQL adds a DETAIL line quoting the value (an address).
+            reason = str(exc.orig).splitlines()[0]
+            raise CsvError(f"conflicts with data already in the database ({reason}); "
                            "check that ids and emails are not reused", source.name) from None
         return ImportResult(source.rows_read, job.inserted, job.updated, job.unchanged, kind,
                             job.customers_created, source.skipped)

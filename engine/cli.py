@@ -466,10 +466,15 @@ def scheduler_command(
     ] = False,
 ) -> None:
     """Run every enabled campaign on its schedule, until SIGTERM. Example: retain scheduler"""
+    import logging
+
     from . import leader
     from .scheduler import Scheduler
     from .smtp import SmtpTransport
 
+    # An unattended service reports through its log (stderr); no addresses or secrets are logged.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
     cfg = settings()
     engine = engine_for(cfg)
     service = Scheduler(engine, cfg, lambda: SmtpTransport(cfg.smtp), reload_every=reload_every,
@@ -545,3 +550,7 @@ def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")]
         out.print(f"{campaign} resumed", markup=False)
     else:
         out.print(f"{campaign} was not paused", markup=False)
+
+
+if __name__ == "__main__":
+    app()

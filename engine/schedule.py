@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.cron import CronTrigger  # noqa: F401 - the type returned
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -28,7 +28,7 @@ STATE = CampaignState.__table__
 def trigger(campaign: cm.Campaign, zone: ZoneInfo) -> CronTrigger | None:
     if not campaign.schedule:
         return None
-    return CronTrigger.from_crontab(campaign.schedule, timezone=zone)
+    return cm.cron_trigger(campaign.schedule, zone)
 
 
 def next_fire(campaign: cm.Campaign, zone: ZoneInfo, after: datetime) -> datetime | None:
@@ -36,7 +36,7 @@ def next_fire(campaign: cm.Campaign, zone: ZoneInfo, after: datetime) -> datetim
     cron = trigger(campaign, zone)
     if cron is None:
         return None
-    return cron.get_next_fire_time(None, after + timedelta(microseconds=1))
+    return cron.get_next_fire_time(after, after + timedelta(microseconds=1))
 
 
 def last_tick(campaign: cm.Campaign, zone: ZoneInfo, now: datetime,
@@ -46,7 +46,7 @@ def last_tick(campaign: cm.Campaign, zone: ZoneInfo, now: datetime,
     if cron is None:
         return None
     found = None
-    tick = cron.get_next_fire_time(None, since + timedelta(microseconds=1))
+    tick = cron.get_next_fire_time(since, since + timedelta(microseconds=1))
     while tick is not None and tick <= now:
         found = tick
         tick = cron.get_next_fire_time(tick, tick + timedelta(microseconds=1))

@@ -192,6 +192,8 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
             # Pydantic's words for our tuples; a marketer writes lists.
             text = text.replace("Tuple should", "The list should").replace(
                 " after validation", "")
+            if kind in ("literal_error", "enum") and isinstance(error.get("input"), str | int):
+                text += f', not "{error["input"]}"'
             message = f"{where}: {text}"
         problems.append(InputError(message, path, line, column))
     return problems

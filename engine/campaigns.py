@@ -348,8 +348,8 @@ def load_folder(folder: str | Path, templates_dir: str | Path | None = None) -> 
     """Every ``*.yaml``/``*.yml`` in ``folder``, checked together; Invalid lists all problems."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise Invalid([CampaignError("campaigns folder not found; pass --campaigns PATH",
-                                     folder)])
+        raise Invalid([CampaignError("campaigns folder not found; create it, or set "
+                                     "paths.campaigns in config.yaml", folder)])
     problems: list[InputError] = []
     found: list[Campaign] = []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):

@@ -213,16 +213,27 @@ def test_demo_will_not_replace_a_shop_it_did_not_build(engine, settings):
     assert count(engine, "SELECT count(*) FROM customers") == 1
 
 
-def test_demo_prints_counts_per_tier_and_stage(engine, settings):
+def test_demo_sends_every_campaign_once_and_prints_counts(engine, settings, project):
     screen = Console(file=io.StringIO(), width=160)
-    stats = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
+    report = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
 
     shown = screen.file.getvalue()
-    assert f"{stats.orders} orders" in shown and str(settings.database.url) in shown
+    assert "orders" in shown and str(settings.database.url) in shown
     for heading in ("Dormancy tier", "Lifecycle stage", "Value tier"):
         assert heading in shown
     for name in [*tables.Dormancy, *tables.Lifecycle]:
         assert f" {name.value} " in shown
+    # Every campaign in campaigns/ ran, through a real SMTP server writing to outbox/.
+    assert set(report.campaigns) == {"winback", "new-arrivals", "spend-gift", "bundles"}
+    sent = sum(c.sent for c in report.campaigns.values())
+    assert all(c.sent > 0 for c in report.campaigns.values())
+    outbox = settings.folder("outbox")
+    assert len(list(outbox.glob("*.eml"))) == sent
+    assert str(outbox) in shown
+    # Running the demo again reuses the shop and the ledger: nothing new is sent.
+    again = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
+    assert sum(c.sent for c in again.campaigns.values()) == 0
+    assert len(list(outbox.glob("*.eml"))) == sent
 
 
 def test_cli_builds_the_shop_and_prints_counts(config_path, tmp_path):

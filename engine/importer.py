@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from .csvformats import Context, CsvFile, records
 from .errors import CsvError, InputError
 
 CHUNK_SIZE = 5000
+SQLITE_CACHE_KIB = 64 * 1024  # page cache while importing; see _roomy_cache
 KINDS = ("customers", "products", "orders")
 FORMATS = ("auto", "generic", "shopify")
 
@@ -93,6 +95,10 @@ class _Job:
     customers_created: int = 0
     has_items: bool = False            # the file has line-item columns
     customers_by_email: bool = False   # orders name their customer by email, not id
+
+    @cached_property
+    def consent_source(self) -> str:
+        return f"import:{Path(self.name).name}"
 
     def moment(self, record: dict[str, Any], *candidates: datetime | None) -> datetime:
         for candidate in candidates:
@@ -172,7 +178,8 @@ def _write_customers(conn: Connection, chunk: list[dict[str, Any]], job: _Job) -
         if record["created_at"] is not None:
             values["created_at"] = record["created_at"]
         if old is None:
-            values.setdefault("external_id", _email_customer_id(values["email"]))
+            if "external_id" not in values:
+                values["external_id"] = _email_customer_id(values["email"])
             values["created_at"] = job.moment(record, record["created_at"], job.now)
             new.append({"first_name": "", "last_name": "", "accepts_marketing": False,
                         "tags": "", **values, **_consent(record, None, job)})
@@ -193,7 +200,7 @@ def _consent(record: dict[str, Any], old: Any, job: _Job) -> dict[str, Any]:
     # A new customer consented when they signed up; an existing one who opts in, at this import.
     when = job.moment(record, record["created_at"], job.now) if old is None else \
         job.moment(record, job.now, record["created_at"])
-    return {"consent_at": when, "consent_source": f"import:{Path(job.name).name}"}
+    return {"consent_at": when, "consent_source": job.consent_source}
 
 
 def _email_customer_id(address: str) -> str:
@@ -396,9 +403,11 @@ def _refuse_repeats(conn: Connection, chunk: list[dict[str, Any]], job: _Job,
     conn.exec_driver_sql("DELETE FROM chunk_keys")
     conn.exec_driver_sql(f"INSERT INTO chunk_keys VALUES ({_marks(conn, 3)})",
                          [(slot, key, row) for (slot, key), row in seen.items()])
+    # CROSS JOIN makes SQLite walk the chunk and probe the register; with a plain JOIN it scans
+    # the whole register for every chunk, and a million-row import turns quadratic.
     earlier = conn.exec_driver_sql(
         "SELECT chunk_keys.slot, chunk_keys.import_key, import_keys.first_row FROM chunk_keys "
-        "JOIN import_keys ON import_keys.slot = chunk_keys.slot "
+        "CROSS JOIN import_keys WHERE import_keys.slot = chunk_keys.slot "
         "AND import_keys.import_key = chunk_keys.import_key LIMIT 1").first()
     if earlier is not None:
         slot, key, first_row = earlier
@@ -433,7 +442,7 @@ def _roomy_cache(conn: Connection) -> Iterator[None]:
         yield
         return
     previous = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql("PRAGMA cache_size = -65536")
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
     try:
         yield
     finally:

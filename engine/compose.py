@@ -1,9 +1,12 @@
-"""What one email knows: the render context of a delivery, as plain data.
+"""What one email knows, and the finished message: from a planned delivery to bytes for SMTP.
 
 Owns: turning a planned delivery (customer id, payload of products/offer/nudge, coupon code) into
 the dict the templates see — customer, metrics, products, offer, nudge, store, campaign, the
-unsubscribe URL and the "why you get this" sentence — and the headers that go with it. Reads the
-database in a few small queries per batch; must not render or send.
+unsubscribe URL and the "why you get this" sentence — and the headers that go with it; then, a
+page at a time (``fetch`` reads a page in three queries, ``Composer`` renders it with
+render.Renderer and builds the MIME bytes with mime.py), the messages ready for the transport,
+in this process or in worker processes (``ComposerPool``) for big runs.
+Must not: write to the database, send, or read the clock (``now`` is a parameter).
 
 Money in the context is integer cents (templates format it with the ``money`` filter); dates are
 ISO strings or ``date`` objects (the ``date`` filter formats them).
@@ -11,19 +14,32 @@ ISO strings or ``date`` objects (the ``date`` filter formats them).
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from . import campaigns as cm
-from . import contract, unsubscribe
+from . import contract, render, unsubscribe
 from .config import Settings
 from .errors import ConfigError
-from .tables import Customer, CustomerMetrics, Product
+from .tables import Coupon, Customer, CustomerMetrics, Delivery, Product
+from .transport import OutgoingMessage
 
 CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
+DELIVERIES, COUPONS = Delivery.__table__, Coupon.__table__
 
 WHY = {
     "new_product": "You get this because you bought {category_phrase} from {store} and agreed "
@@ -170,3 +186,185 @@ def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaig
         rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
         to_addr=customer["email"], reply_to=settings.sender.reply_to,
         message_id=msg_id, headers=headers, date=now)
+
+
+# --- a page of deliveries → messages ready for the transport ----------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of deliveries and everything their emails show, as plain data (it may cross to a
+    worker process)."""
+    rows: list[tuple[int, str, int, dict]]  # (delivery id, campaign id, customer id, payload)
+    customers: dict[int, dict]
+    codes: dict[int, str]                   # delivery id → coupon code
+    products: dict[str, dict]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A message composed for a delivery, not yet claimed: claiming happens right before DATA."""
+    delivery_id: int
+    campaign_id: str
+    message: OutgoingMessage
+
+
+def fetch(conn: Connection, ids: list[int]) -> Page:
+    """The deliveries ``ids`` with their customers, coupon codes and products: three queries."""
+    d = DELIVERIES
+    rows = [(r.id, r.campaign_id, r.customer_id, json.loads(r.payload)) for r in conn.execute(
+        select(d.c.id, d.c.campaign_id, d.c.customer_id, d.c.payload)
+        .where(d.c.id.in_(ids)).order_by(d.c.id))]
+    codes = dict(conn.execute(select(COUPONS.c.delivery_id, COUPONS.c.code)
+                              .where(COUPONS.c.delivery_id.in_(ids))).all())
+    return Page(rows, customer_rows(conn, sorted({r[2] for r in rows})), codes,
+                product_rows(conn, skus_of([r[3] for r in rows])))
+
+
+class Composer:
+    """Renders pages of deliveries into messages, in this process."""
+
+    lookahead = 0  # pages composed ahead of sending: none, composing here is sending's turn
+
+    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign]):
+        self.settings, self.campaigns = settings, dict(campaigns)
+        self.renderer = render.Renderer(settings.folder("templates"), store_context(settings))
+        self.mail_from = return_path(settings)
+
+    def compose(self, page: Page, now: datetime) -> list[Ready]:
+        """The page's messages; TemplateError (with file and line) if a template fails."""
+        ready = []
+        for delivery_id, campaign_id, customer_id, payload in page.rows:
+            campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
+            rendered = self.renderer.render(
+                campaign.template, subject_for(campaign, payload),
+                context(self.settings, campaign, customer, payload, page.codes.get(delivery_id),
+                        now, page.products))
+            msg_id = message_id(self.settings, delivery_id, campaign_id)
+            data = mime(self.settings, rendered, customer, msg_id, campaign_id, now)
+            ready.append(Ready(delivery_id, campaign_id, OutgoingMessage(
+                mail_from=self.mail_from, rcpt_to=customer["email"], data=data,
+                message_id=msg_id)))
+        return ready
+
+    def submit(self, page: Page, now: datetime) -> Composing:
+        return Composing(self, None, page, now)
+
+    def close(self) -> None:
+        pass
+
+
+class Composing:
+    """A page being composed; ``result()`` waits for its messages."""
+
+    def __init__(self, composer: Composer, future: Future | None, page: Page, now: datetime):
+        self.composer, self.future, self.page, self.now = composer, future, page, now
+
+    def result(self) -> list[Ready]:
+        ready = self.future.result() if self.future is not None else None
+        # In this process when there is no worker, or when the worker failed on the page:
+        # composing it here raises the error with its file and line.
+        return ready if ready is not None else self.composer.compose(self.page, self.now)
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()
+
+
+class ComposerPool(Composer):
+    """Renders pages in ``processes`` worker processes, so rendering uses the other cores while
+    this process sends.
+
+    Each worker is a fresh interpreter (``python -c``, not multiprocessing: that would re-run
+    the caller's main script, or fork this process's threads and locks) that reads pickled
+    pages on stdin and writes pickled messages on stdout; it exits when its stdin closes, so it
+    dies with this process, even by SIGKILL. Pages go round the workers in turn; a reader thread
+    a worker keeps its pipe flowing. A page a worker fails on is composed again here, which
+    raises the located error.
+    """
+
+    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign], processes: int):
+        super().__init__(settings, campaigns)
+        self.lookahead = processes
+        # Workers render, they do not plan: the compiled segment (not picklable) stays here.
+        shipped = {k: c.model_copy(update={"segment": None}) for k, c in self.campaigns.items()}
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._workers = [_Worker(env, (settings, shipped)) for _ in range(processes)]
+        self._turn = 0
+
+    def submit(self, page: Page, now: datetime) -> Composing:
+        worker = self._workers[self._turn % len(self._workers)]
+        self._turn += 1
+        return Composing(self, worker.submit(page, now), page, now)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
+class _Worker:
+    """One worker process and the thread that reads its answers, in the order asked."""
+
+    def __init__(self, env: dict[str, str], setup: tuple) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from engine.compose import _serve; _serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.waiting: deque[Future] = deque()
+        self.lock = threading.Lock()
+        pickle.dump(setup, self.process.stdin)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def submit(self, page: Page, now: datetime) -> Future:
+        future: Future = Future()
+        with self.lock:
+            self.waiting.append(future)
+        pickle.dump((page, now), self.process.stdin)
+        self.process.stdin.flush()
+        return future
+
+    def _read(self) -> None:
+        while True:
+            try:
+                answer = pickle.load(self.process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as error:
+                with self.lock:
+                    waiting, self.waiting = self.waiting, deque()
+                for future in waiting:
+                    future.set_exception(RuntimeError(f"a render worker stopped: {error!r}"))
+                return
+            with self.lock:
+                future = self.waiting.popleft()
+            future.set_result(answer)
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.reader.join()
+
+
+def _serve() -> None:
+    """A worker process: compose each page read on stdin until stdin closes."""
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+    settings, campaigns = pickle.load(requests)
+    composer = Composer(settings, campaigns)
+    while True:
+        try:
+            page, now = pickle.load(requests)
+        except EOFError:
+            return
+        try:
+            ready = composer.compose(page, now)
+        except Exception:  # noqa: BLE001 - the parent composes the page again to raise it
+            ready = None
+        pickle.dump(ready, answers)
+        answers.flush()

@@ -12,24 +12,27 @@ schedules retries (the CLI passes the wall clock, tests a fake one).
 
 from __future__ import annotations
 
-import json
+import os
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from . import campaigns as cm
-from . import compose, ledger, planner, render, suppressions
+from . import compose, ledger, planner
 from .config import Settings
-from .tables import Coupon, DeliveryStatus
-from .transport import OutgoingMessage, SendStatus, Transport, backoff
+from .tables import DeliveryStatus
+from .transport import SendStatus, Transport, backoff
 
 S = DeliveryStatus
 Clock = Callable[[], datetime]
 PAGE = 200
+POOL_MIN = 2000  # due messages from which rendering in worker processes pays
 
 
 @dataclass
@@ -62,90 +65,141 @@ class RunReport:
                 "campaigns": [c.as_dict() for c in self.campaigns.values()]}
 
 
-class _Pause(Exception):
-    pass
-
-
 class Sender:
-    """Turns claimed deliveries into messages and records what the transport says."""
+    """Sender threads, one SMTP connection each (``smtp.max_connections``): claim → send →
+    record, and the run's brakes.
 
-    def __init__(self, engine: Engine, settings: Settings, campaigns: dict[str, cm.Campaign],
-                 transport: Transport, run_id: str, clock: Clock, report: RunReport):
-        self.engine, self.settings, self.campaigns = engine, settings, campaigns
-        self.transport, self.run_id, self.clock, self.report = transport, run_id, clock, report
-        self.renderer = render.Renderer(settings.folder("templates"),
-                                        compose.store_context(settings))
+    Each thread takes composed messages from a bounded queue and, per message, runs one ledger
+    transaction (``ledger.Outbox.step``: record the previous outcome, claim this one) then hands
+    the message to the transport. A bounce is recorded at once, with its suppression. A policy
+    refusal (5.7.x) or too many bounces pauses the run: nothing more is claimed, what is queued
+    stays ``planned``. ``stop`` (the scheduler's graceful stop) halts the same way, unpaused.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, transport: Transport, run_id: str,
+                 clock: Clock, report: RunReport, stop: threading.Event | None = None):
+        self.engine, self.transport, self.run_id = engine, transport, run_id
+        self.clock, self.report, self.stop = clock, report, stop
         self.delivery = settings.delivery
+        self.queue: queue.Queue[compose.Ready | None] = queue.Queue(maxsize=2 * PAGE)
+        self.pending = 0  # messages put and not yet recorded or skipped
+        self.idle = threading.Condition()
         self.lock = threading.Lock()
+        self.halt = threading.Event()
         self.paused: str | None = None
-        self.stop: threading.Event | None = None  # set by a graceful shutdown
+        self.error: BaseException | None = None
         self.attempted = 0
         self.bounced = 0
-
-    def send_page(self, ids: list[int]) -> None:
-        with self.engine.connect() as conn:
-            prefetched = _Prefetch(conn, ids)
-        for delivery_id in ids:
-            if self.halted():
-                return
-            self._send_one(delivery_id, prefetched)
+        self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
+                        for n in range(settings.smtp.max_connections)]
+        for thread in self.threads:
+            thread.start()
 
     def halted(self) -> bool:
-        """Paused by the server's answers, or asked to stop: claim nothing more."""
-        return bool(self.paused) or (self.stop is not None and self.stop.is_set())
+        return self.halt.is_set() or (self.stop is not None and self.stop.is_set())
 
-    def _send_one(self, delivery_id: int, prefetched: _Prefetch) -> None:
-        now = self.clock()
-        with self.engine.begin() as conn:
-            claimed = ledger.claim(conn, delivery_id, self.run_id, now)
-            if claimed is None:
-                return  # another run took it
-            customer = prefetched.customer(conn, claimed.customer_id)
-            # Checked again right before sending: an unsubscribe during the run counts at once.
-            if suppressions.is_suppressed(conn, customer["email"]):
-                ledger.mark(conn, claimed.id, S.suppressed, now, reason="suppressed before send")
-                self._count(claimed.campaign_id, "suppressed")
+    def put(self, ready: list[compose.Ready]) -> None:
+        for item in ready:
+            with self.idle:
+                self.pending += 1
+            self.queue.put(item)
+
+    def drain(self) -> None:
+        """Wait until every message put so far is recorded (or skipped)."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.pending == 0)
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    # -- one sender thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        held: list[ledger.Result] = []  # a sent message's outcome, recorded with the next claim
+        with ledger.Outbox(self.engine, self.run_id) as outbox:
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    self._safely(self._record, outbox, held)  # nothing to claim: record now
+                    item = self.queue.get()
+                if item is None:
+                    self._safely(self._record, outbox, held)
+                    return
+                self._safely(self._send, outbox, held, item)
+
+    def _safely(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except BaseException as error:  # noqa: BLE001 - drain() raises it in the run's thread
+            with self.lock:
+                self.error = self.error or error
+            self.halt.set()
+            held = args[1]
+            self._finished(len(held))  # not recorded: stays `sending`, the next run says unknown
+            held.clear()
+
+    def _record(self, outbox: ledger.Outbox, held: list[ledger.Result]) -> None:
+        if held:
+            outbox.step(held[0], None, self.clock())
+            held.clear()
+            self._finished(1)
+
+    def _send(self, outbox: ledger.Outbox, held: list[ledger.Result],
+              item: compose.Ready) -> None:
+        finished = 1  # this message, unless its outcome is held to be recorded later
+        try:
+            if self.halted():
+                self._record(outbox, held)
                 return
-        campaign = self.campaigns[claimed.campaign_id]
-        message = self._message(campaign, claimed, customer, prefetched, now)
-        outcome = self.transport.send(message)
-        self._record(claimed, customer, message, outcome)
+            claim = outbox.step(held[0] if held else None, item.delivery_id, self.clock())
+            self._finished(len(held))
+            held.clear()
+            if claim is None:
+                return  # another run took it
+            if claim.suppressed:
+                self._count(item.campaign_id, "suppressed")
+                return
+            outcome = self.transport.send(item.message)
+            held.append(self._judge(item, claim, outcome))
+            finished = 0
+            if held[0].suppress:  # suppress the address before anyone sends to it again
+                self._record(outbox, held)
+        finally:
+            self._finished(finished)
 
-    def _message(self, campaign: cm.Campaign, claimed: ledger.Claimed, customer: dict,
-                 prefetched: _Prefetch, now: datetime) -> OutgoingMessage:
-        context = compose.context(self.settings, campaign, customer, claimed.payload,
-                                  prefetched.codes.get(claimed.id), now, prefetched.products)
-        rendered = self.renderer.render(campaign.template,
-                                        compose.subject_for(campaign, claimed.payload), context)
-        message_id = compose.message_id(self.settings, claimed.id, claimed.campaign_id)
-        data = compose.mime(self.settings, rendered, customer, message_id, campaign.id, now)
-        return OutgoingMessage(mail_from=compose.return_path(self.settings),
-                               rcpt_to=customer["email"], data=data, message_id=message_id)
+    def _finished(self, count: int) -> None:
+        if count:
+            with self.idle:
+                self.pending -= count
+                if self.pending == 0:
+                    self.idle.notify_all()
 
-    def _record(self, claimed: ledger.Claimed, customer: dict, message: OutgoingMessage,
-                outcome) -> None:
+    def _judge(self, item: compose.Ready, claim: ledger.Claim, outcome) -> ledger.Result:
         now = self.clock()
-        status = outcome.status
+        status, message_id = outcome.status, item.message.message_id
         detail = f"{outcome.code or ''} {outcome.enhanced or ''} {outcome.detail}".strip()
-        with self.engine.begin() as conn:
-            if status == SendStatus.sent:
-                ledger.mark(conn, claimed.id, S.sent, now, message_id=message.message_id)
-            elif status == SendStatus.bounced:
-                ledger.mark(conn, claimed.id, S.bounced, now, reason=detail,
-                            message_id=message.message_id)
-                suppressions.add(conn, customer["email"], "bounced", f"smtp {detail[:60]}", now)
-            elif status == SendStatus.unknown:
-                ledger.mark(conn, claimed.id, S.unknown, now, reason=detail,
-                            message_id=message.message_id)
-            else:  # failed (transient) or blocked (about us): try again later
-                delay = max(outcome.retry_after or 0,
-                            backoff(claimed.attempts, self.delivery.retry_base_seconds,
-                                    self.delivery.retry_cap_seconds))
-                retry_at = now + timedelta(seconds=delay)
-                if claimed.attempts >= self.delivery.max_attempts:
-                    retry_at, detail = None, f"gave up after {claimed.attempts} attempts: {detail}"
-                ledger.mark(conn, claimed.id, S.failed, now, reason=detail, retry_at=retry_at)
-        self._count(claimed.campaign_id, {SendStatus.blocked: "failed"}.get(status, status.value))
+        if status == SendStatus.sent:
+            result = ledger.Result(item.delivery_id, S.sent, message_id)
+        elif status == SendStatus.bounced:
+            result = ledger.Result(item.delivery_id, S.bounced, message_id, detail,
+                                   suppress=item.message.rcpt_to)
+        elif status == SendStatus.unknown:
+            result = ledger.Result(item.delivery_id, S.unknown, message_id, detail)
+        else:  # failed (transient) or blocked (about us): try again later
+            delay = max(outcome.retry_after or 0,
+                        backoff(claim.attempts, self.delivery.retry_base_seconds,
+                                self.delivery.retry_cap_seconds))
+            retry_at: datetime | None = now + timedelta(seconds=delay)
+            if claim.attempts >= self.delivery.max_attempts:
+                retry_at, detail = None, f"gave up after {claim.attempts} attempts: {detail}"
+            result = ledger.Result(item.delivery_id, S.failed, None, detail, retry_at)
+        self._count(item.campaign_id, {SendStatus.blocked: "failed"}.get(status, status.value))
         with self.lock:
             self.attempted += 1
             self.bounced += status == SendStatus.bounced
@@ -157,6 +211,9 @@ class Sender:
                 self.paused = (f"{self.bounced} of {self.attempted} messages bounced, more "
                                f"than {self.delivery.max_bounce_rate:.0%}; clean the list, "
                                "then run again")
+        if self.paused:
+            self.halt.set()
+        return result
 
     def _count(self, campaign_id: str, what: str) -> None:
         with self.lock:
@@ -164,30 +221,16 @@ class Sender:
             setattr(report, what, getattr(report, what) + 1)
 
 
-class _Prefetch:
-    """A page's customers, coupon codes and products in three queries."""
-
-    def __init__(self, conn, ids: list[int]):
-        d, coupons = ledger.DELIVERIES, Coupon.__table__
-        rows = conn.execute(select(d.c.customer_id, d.c.payload).where(d.c.id.in_(ids))).all()
-        self.customers = compose.customer_rows(conn, sorted({r.customer_id for r in rows}))
-        self.codes = dict(conn.execute(select(coupons.c.delivery_id, coupons.c.code)
-                                       .where(coupons.c.delivery_id.in_(ids))).all())
-        self.products = compose.product_rows(
-            conn, compose.skus_of([json.loads(r.payload) for r in rows]))
-
-    def customer(self, conn, customer_id: int) -> dict:
-        if customer_id not in self.customers:
-            self.customers.update(compose.customer_rows(conn, [customer_id]))
-        return self.customers[customer_id]
-
-
 def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: datetime,
         transport: Transport | None, *, clock: Clock | None = None, dry_run: bool = False,
         sleep: Callable[[float], None] | None = None,
-        progress: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None) -> RunReport:
-    """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing."""
+        progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+        render_processes: int | None = None) -> RunReport:
+    """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
+
+    ``render_processes``: worker processes that render while this one sends; None chooses one
+    per core for runs of POOL_MIN messages or more (starting them costs ~1 s), else none.
+    """
     chosen = sorted(chosen, key=lambda c: -c.priority)
     clock = clock or (lambda: now)
     run_id = ledger.start_run(engine, [c.id for c in chosen], now) if not dry_run else "dry-run"
@@ -207,34 +250,64 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         entry.suppressed, entry.skipped = stats.suppressed, dict(stats.skipped)
     if dry_run or transport is None:
         return report
-    sender = Sender(engine, settings, {c.id: c for c in chosen}, transport, run_id, clock, report)
-    sender.stop = stop
+    ids = [c.id for c in chosen]
+    if render_processes is None:
+        cores = os.cpu_count() or 1
+        render_processes = cores if cores > 1 and \
+            ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
+    by_id = {c.id: c for c in chosen}
+    composer = (compose.ComposerPool(settings, by_id, render_processes) if render_processes
+                else compose.Composer(settings, by_id))
+    sender = Sender(engine, settings, transport, run_id, clock, report, stop)
     try:
-        _deliver(engine, sender, [c.id for c in chosen], clock, sleep, progress)
+        _deliver(engine, sender, composer, ids, clock, sleep, progress)
     finally:
+        composer.close()
+        sender.close()
         report.paused = sender.paused
         ledger.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
     return report
 
 
-def _deliver(engine: Engine, sender: Sender, campaign_ids: list[str], clock: Clock,
-             sleep: Callable[[float], None] | None, progress: Callable[[int], None] | None
-             ) -> None:
+def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaign_ids: list[str],
+             clock: Clock, sleep: Callable[[float], None] | None,
+             progress: Callable[[int], None] | None) -> None:
     """Send everything due; retry transient failures within the run while they fall due soon."""
     deadline = clock() + timedelta(seconds=sender.delivery.retry_within_run_seconds)
     while not sender.halted():
-        after = 0
-        while not sender.halted():
-            ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
-            if not ids:
-                break
-            sender.send_page(ids)
-            after = ids[-1]
-            if progress:
-                progress(len(ids))
+        _one_pass(engine, sender, composer, campaign_ids, clock, progress)
         retry_at = ledger.next_retry(engine, campaign_ids)
-        if retry_at is None or sleep is None or retry_at > deadline:
+        if retry_at is None or sleep is None or retry_at > deadline or sender.halted():
             return
         wait = (retry_at - clock()).total_seconds()
         if wait > 0:
             sleep(wait)
+
+
+def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
+              campaign_ids: list[str], clock: Clock,
+              progress: Callable[[int], None] | None) -> None:
+    """The due deliveries by id, a page at a time; composing runs ``composer.lookahead`` pages
+    ahead of sending. Returns when every message is recorded."""
+    window: deque[compose.Composing] = deque()
+    after = 0
+    try:
+        while not sender.halted():
+            ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
+            if ids:
+                with engine.connect() as conn:
+                    window.append(composer.submit(compose.fetch(conn, ids), clock()))
+                after = ids[-1]
+            if not window:
+                break
+            if ids and len(window) <= composer.lookahead:
+                continue
+            ready = window.popleft().result()
+            sender.put(ready)
+            ledger.heartbeat(engine, sender.run_id, clock())
+            if progress:
+                progress(len(ready))
+    finally:
+        for composing in window:
+            composing.cancel()
+    sender.drain()

@@ -1,0 +1,237 @@
+"""Messages per second through the whole pipeline: plan, record, render, MIME, send.
+
+On the synthetic demo shop (engine.demo.build_shop, 20,000 customers by default, every campaign
+in campaigns/), prints:
+  - each stage alone: planning (audience + decisions), recording the plan in the ledger,
+    building the render context + rendering, building the MIME bytes, and sending ready
+    messages through SmtpTransport into the minimal sink (one connection);
+  - the whole run, ``runner.run`` from an empty ledger to the last reply, into
+    (a) the minimal asyncio sink of bench/smtp_sink.py over loopback (SmtpTransport) and
+    (b) MemoryTransport (no network),
+    with messages/s for the run and for its delivery part alone, and the peak memory (max RSS)
+    of the process that ran it.
+The shop and its metrics are built once (timed, reported apart: they are not per-run work);
+each measurement then runs in a fresh child process on its own copy of that database, so
+peak memory is the run's own.
+
+    .venv/bin/python bench/pipeline.py [--customers 20000] [--repeat 1] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import json
+import pstats
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine import compose, config, db, demo, ledger, metrics, planner, render, runner, validate
+from engine.smtp import SmtpTransport
+from engine.transport import MemoryTransport, OutgoingMessage, SendStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+SEND_SAMPLE = 3000  # messages kept in memory for the "send alone" stage
+
+
+def _smtp_bench():
+    """bench/smtp.py (its sink process helper), loaded by path: bench/ is not a package."""
+    spec = importlib.util.spec_from_file_location("bench_smtp", Path(__file__).parent / "smtp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def settings_in(folder: Path, database: str) -> config.Settings:
+    text = (ROOT / "config.yaml").read_text().replace("sqlite:///retain.db",
+                                                      f"sqlite:///{database}")
+    (folder / "config.yaml").write_text(text)
+    return config.load(folder / "config.yaml", environ={})
+
+
+def prepare(folder: Path, customers: int) -> None:
+    for name in ("campaigns", "templates"):
+        shutil.copytree(ROOT / name, folder / name)
+    settings = settings_in(folder, "shop.db")
+    engine = db.connect(settings.database.url)
+    start = time.perf_counter()
+    stats = demo.build_shop(engine, settings, NOW, customers=customers)
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics.summary(engine, settings, NOW)
+    computed = time.perf_counter() - start
+    engine.dispose()
+    print(f"shop: {stats.customers:,} customers, {stats.orders:,} orders; built in {built:.1f} s, "
+          f"metrics in {computed:.1f} s (not counted below)", flush=True)
+
+
+def fresh_copy(folder: Path) -> None:
+    """run.db: a copy of shop.db with an empty ledger (sqlite3's backup copes with WAL)."""
+    target = folder / "run.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(folder / "shop.db") as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    copy.close()
+
+
+# -- child process: one measurement ------------------------------------------------------------
+
+def child(folder: Path, scenario: str, profile: bool) -> dict:
+    settings = settings_in(folder, "run.db")
+    engine = db.connect(settings.database.url)
+    campaigns = validate.load(settings)
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    if scenario == "stages":
+        figures = stages(engine, settings, campaigns)
+    else:
+        figures = whole_run(engine, settings, campaigns, scenario)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return figures
+
+
+def whole_run(engine, settings, campaigns, scenario: str) -> dict:
+    if scenario == "sink":
+        with _smtp_bench().server_process("sink") as port:
+            smtp = settings.smtp.model_copy(update={"port": port, "rate_per_second": 1e9})
+            local = settings.model_copy(update={"smtp": smtp})
+            with SmtpTransport(smtp, local_hostname="bench.local") as transport:
+                return _timed_run(engine, local, campaigns, transport)
+    transport = MemoryTransport()
+    # Keep memory flat: the bench needs the count, not the messages.
+    return _timed_run(engine, settings, campaigns, transport,
+                      progress=lambda _n: transport.sent.clear())
+
+
+def _timed_run(engine, settings, campaigns, transport, progress=None) -> dict:
+    start = time.perf_counter()
+    report = runner.run(engine, settings, campaigns, NOW, transport, progress=progress)
+    seconds = time.perf_counter() - start
+    sent = sum(c.sent for c in report.campaigns.values())
+    counts = ledger.counts(engine)
+    assert all(status != "sending" for c in counts.values() for status in c), counts
+    return {"messages": sent, "seconds": seconds, "rate": sent / seconds}
+
+
+def stages(engine, settings, campaigns) -> dict:
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    plans = {c.id: [b for b in planner.plan(engine, settings, c, NOW)] for c in campaigns}
+    rows = sum(len(b) for bs in plans.values() for b in bs)
+    out["plan_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for c in campaigns:
+        ledger.record_plan(engine, iter(plans[c.id]), NOW)
+    out["record_seconds"] = time.perf_counter() - start
+    out["plan_rows"] = rows
+    del plans
+    renderer = render.Renderer(settings.folder("templates"), compose.store_context(settings))
+    by_id = {c.id: c for c in campaigns}
+    render_s = mime_s = 0.0
+    count = 0
+    sample: list[OutgoingMessage] = []
+    ids = ledger.due(engine, [c.id for c in campaigns], NOW, limit=10**9)
+    for first in range(0, len(ids), runner.PAGE):
+        page = ids[first:first + runner.PAGE]
+        with engine.connect() as conn:
+            batch = runner._Prefetch(conn, page)
+            rows_ = conn.execute(
+                ledger.DELIVERIES.select().where(ledger.DELIVERIES.c.id.in_(page))).all()
+        for row in rows_:
+            t0 = time.perf_counter()
+            campaign = by_id[row.campaign_id]
+            payload = json.loads(row.payload)
+            customer = batch.customers[row.customer_id]
+            context = compose.context(settings, campaign, customer, payload,
+                                      batch.codes.get(row.id), NOW, batch.products)
+            rendered = renderer.render(campaign.template, compose.subject_for(campaign, payload),
+                                       context)
+            t1 = time.perf_counter()
+            message_id = compose.message_id(settings, row.id, row.campaign_id)
+            data = compose.mime(settings, rendered, customer, message_id, campaign.id, NOW)
+            t2 = time.perf_counter()
+            render_s += t1 - t0
+            mime_s += t2 - t1
+            count += 1
+            if len(sample) < SEND_SAMPLE:
+                sample.append(OutgoingMessage(compose.return_path(settings), customer["email"],
+                                              data, message_id))
+    out.update(messages=count, render_seconds=render_s, mime_seconds=mime_s)
+    with _smtp_bench().server_process("sink") as port:
+        smtp = settings.smtp.model_copy(update={"port": port, "rate_per_second": 1e9,
+                                                "max_connections": 1})
+        with SmtpTransport(smtp, local_hostname="bench.local") as transport:
+            start = time.perf_counter()
+            for message in sample:
+                assert transport.send(message).status is SendStatus.sent
+            out["send_seconds"] = time.perf_counter() - start
+    out["send_messages"] = len(sample)
+    return out
+
+
+# -- parent ----------------------------------------------------------------------------------
+
+def measure(folder: Path, scenario: str, profile: bool) -> dict:
+    fresh_copy(folder)
+    command = [sys.executable, __file__, "--child", scenario, "--folder", str(folder)]
+    if profile:
+        command.append("--profile")
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per whole-run figure")
+    parser.add_argument("--profile", action="store_true", help="cProfile each child (stderr)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(Path(args.folder), args.child, args.profile)))
+        return
+    with tempfile.TemporaryDirectory(prefix="retain-bench-") as tmp:
+        folder = Path(tmp)
+        prepare(folder, args.customers)
+        s = measure(folder, "stages", args.profile)
+        n = s["messages"]
+        print(f"\nstages alone ({n:,} messages, {s['plan_rows']:,} ledger rows; one core):")
+        print(f"  {'plan (audience + decisions)':36} {n / s['plan_seconds']:10,.0f} msg/s "
+              f"({s['plan_seconds']:.2f} s)")
+        print(f"  {'record the plan in the ledger':36} {n / s['record_seconds']:10,.0f} msg/s "
+              f"({s['record_seconds']:.2f} s)")
+        print(f"  {'context + render':36} {n / s['render_seconds']:10,.0f} msg/s")
+        print(f"  {'MIME bytes':36} {n / s['mime_seconds']:10,.0f} msg/s")
+        print(f"  {'send ready messages, 1 connection':36} "
+              f"{s['send_messages'] / s['send_seconds']:10,.0f} msg/s (into the sink)")
+        print(f"  {'peak memory':36} {s['peak_mb']:10,.0f} MB")
+        print("\nwhole run (runner.run: plan + record + claim/render/send/record), "
+              f"median of {args.repeat}:")
+        for scenario, label in (("sink", "SmtpTransport → minimal sink"),
+                                ("memory", "MemoryTransport")):
+            runs = [measure(folder, scenario, args.profile) for _ in range(args.repeat)]
+            rate = statistics.median(r["rate"] for r in runs)
+            seconds = statistics.median(r["seconds"] for r in runs)
+            peak = max(r["peak_mb"] for r in runs)
+            print(f"  {label:36} {rate:10,.0f} msg/s ({runs[0]['messages']:,} messages in "
+                  f"{seconds:.1f} s, peak {peak:,.0f} MB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Runs one campaign in a process of its own, for the tests that kill a run or race two runs;
+also the small helpers those tests share (a campaign file, settings pointed at a test server).
+
+    python tests/crash_sender.py CONFIG CAMPAIGN_YAML SMTP_PORT [RENDER_PROCESSES]
+
+Plans and sends ``CAMPAIGN_YAML`` at tests.shopdata.NOW through the SMTP server on
+127.0.0.1:SMTP_PORT (the test's own MailServer), exactly as ``retain run`` would, then prints
+the run's report as one JSON line. A test may SIGKILL it at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: make `engine` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine import campaigns, config, db, runner  # noqa: E402
+from engine.smtp import SmtpTransport  # noqa: E402
+from tests.shopdata import NOW  # noqa: E402
+
+# Customers whose last order was 60-119 days ago are drowsy: each gets one coupon email.
+WINBACK = """
+    id: winback
+    kind: winback
+    template: winback.html
+    subject: "{{ customer.first_name }}, we miss you: {{ offer.percent_off }}% off"
+    steps:
+      - {tier: drowsy, coupon: {percent_off: 10, prefix: BACK}}
+"""
+
+
+def write_campaign(folder: Path, text: str = WINBACK) -> Path:
+    path = Path(folder) / "winback.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def load_campaign(path: Path) -> campaigns.Campaign:
+    return campaigns.load_file(path)
+
+
+def pointed_at(settings: config.Settings, port: int, **delivery) -> config.Settings:
+    """``settings`` sending to 127.0.0.1:``port`` in plain SMTP, no rate limit to speak of,
+    with ``delivery`` changes (retry_base_seconds=..., max_bounce_rate=...)."""
+    smtp = settings.smtp.model_copy(update={"host": "127.0.0.1", "port": port,
+                                            "security": "none", "username": None,
+                                            "password": None, "rate_per_second": 1e6,
+                                            "timeout_seconds": 10})
+    return settings.model_copy(update={
+        "smtp": smtp, "delivery": settings.delivery.model_copy(update=delivery)})
+
+
+def main(argv: list[str]) -> None:
+    config_path, campaign_path, port = Path(argv[0]), Path(argv[1]), int(argv[2])
+    processes = int(argv[3]) if len(argv) > 3 else None
+    settings = pointed_at(config.load(config_path, environ={}), port)
+    engine = db.connect(settings.database.url)
+    with SmtpTransport(settings.smtp) as transport:
+        report = runner.run(engine, settings, [load_campaign(campaign_path)], NOW, transport,
+                            render_processes=processes)
+    print(json.dumps(report.as_dict()), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

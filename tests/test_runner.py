@@ -1,0 +1,242 @@
+"""A run delivers every planned email exactly once, through a real SMTP server on loopback, as a
+well-formed message; a killed run resends nothing and loses nothing; two runs at once send each
+email once."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from html import unescape
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from engine import db, ledger, planner, runner, tables, unsubscribe
+from engine.mailserver import MailServer
+from engine.smtp import SmtpTransport
+from tests.crash_sender import load_campaign, pointed_at, write_campaign
+from tests.shopdata import NOW, Shop
+
+HERE = Path(__file__).resolve().parent
+MESSAGE_ID = re.compile(rb"^Message-ID: <d(\d+)\.winback@[^>]+>", re.M | re.I)
+
+
+@pytest.fixture
+def server():
+    with MailServer() as running:
+        yield running
+
+
+@pytest.fixture
+def winback(tmp_path):
+    return load_campaign(write_campaign(tmp_path))
+
+
+def drowsy_buyers(engine, count: int) -> list[int]:
+    """``count`` consenting customers whose one order was 70 days ago (drowsy), fast."""
+    with engine.begin() as conn:
+        first = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM customers")).scalar() + 1
+        ids = list(range(first, first + count))
+        conn.execute(insert(tables.Customer.__table__), [dict(
+            id=i, external_id=f"bulk-{i}", email=f"buyer{i}@example.com",
+            email_key=f"buyer{i}@example.com", first_name="Ann", last_name="Lee",
+            accepts_marketing=True, created_at=NOW.replace(year=2025), tags="") for i in ids])
+        conn.execute(insert(tables.Order.__table__), [dict(
+            external_id=f"bulk-o{i}", customer_id=i, created_at=NOW.replace(month=4, day=6),
+            local_date=NOW.replace(month=4, day=6).date(), status="paid", total_cents=4000)
+            for i in ids])
+        db.bump_data_version(conn)
+    return ids
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def send(engine, settings, campaign, server, **options) -> runner.RunReport:
+    local = pointed_at(settings, server.port)
+    with SmtpTransport(local.smtp) as transport:
+        return runner.run(engine, local, [campaign], NOW, transport, **options)
+
+
+def statuses(engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return {r.id: str(r.status) for r in conn.execute(
+            select(ledger.DELIVERIES.c.id, ledger.DELIVERIES.c.status))}
+
+
+def received_ids(server: MailServer) -> list[int]:
+    return [int(MESSAGE_ID.search(m.data).group(1)) for m in server.messages]
+
+
+def test_every_planned_email_arrives_once_and_a_second_run_sends_nothing(
+        engine, settings, project, winback, server):
+    shop = Shop(engine)
+    zoe = shop.customer(email="Zoe.Martin@example.com", first_name="Zoë")
+    shop.order(zoe, days_ago=70, total=4000)
+    others = drowsy_buyers(engine, 24)
+
+    report = send(engine, settings, winback, server)
+
+    assert report.campaigns["winback"].sent == 25 and report.paused is None
+    assert sorted(received_ids(server)) == sorted(statuses(engine))
+    assert set(statuses(engine).values()) == {"sent"}
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(
+        ["Zoe.Martin@example.com"] + [f"buyer{i}@example.com" for i in others])
+
+    again = send(engine, settings, winback, server)
+    assert again.campaigns["winback"].sent == 0
+    assert len(server.messages) == 25
+
+
+def test_a_message_is_well_formed_with_one_click_unsubscribe(engine, settings, project,
+                                                             winback, server):
+    shop = Shop(engine)
+    zoe = shop.customer(email="Zoe.Martin@example.com", first_name="Zoë")
+    shop.order(zoe, days_ago=70, total=4000)
+    send(engine, settings, winback, server)
+
+    [received] = server.messages
+    message = email.message_from_bytes(received.data, policy=email.policy.default)
+    with engine.connect() as conn:
+        row = conn.execute(select(ledger.DELIVERIES)).one()
+        code = conn.execute(select(tables.Coupon.__table__.c.code)).scalar_one()
+    assert message["Message-ID"] == row.message_id == f"<d{row.id}.winback@maison-verte.example>"
+    assert message["From"] == "Maison Verte <hello@maison-verte.example>"
+    assert message["Reply-To"] == "care@maison-verte.example"
+    assert message["To"] == "Zoe.Martin@example.com"
+    assert message["Subject"] == "Zoë, we miss you: 10% off"
+    assert message["X-Campaign-Id"] == "winback"
+    assert message["List-Id"].endswith("<marketing.maison-verte.example>")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = re.fullmatch(r"<(https://[^>]+)>, <(mailto:[^>]+)>",
+                                 message["List-Unsubscribe"]).groups()
+    token = parse_qs(urlparse(https).query)["token"][0]
+    assert https.startswith("https://maison-verte.example/unsubscribe?token=")
+    assert mailto == f"mailto:unsubscribe@maison-verte.example?subject=unsubscribe%20{token}"
+    assert unsubscribe.verify(settings, token) == (zoe, "marketing")
+
+    assert message.get_content_type() == "multipart/alternative"
+    plain, html = message.get_payload()
+    assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert plain.get_content_charset() == html.get_content_charset() == "utf-8"
+    markup, words = html.get_content(), plain.get_content()
+    for body in (unescape(markup), words):
+        assert "Zoë" in body and code in body
+    footer = markup[markup.rindex("Unsubscribe") - len(https) - 200:]
+    assert f'href="{https}"' in footer
+    assert "12 rue des Lilas, 75011 Paris" in footer
+    assert https in words and "12 rue des Lilas, 75011 Paris" in words
+
+
+def test_a_killed_run_loses_nothing_and_resends_nothing(engine, settings, project, winback,
+                                                         server, config_path, tmp_path):
+    """SIGKILL a sending process part-way, then run again: every planned email is received
+    or reported unknown (the ones in flight at the kill), none is received twice."""
+    drowsy_buyers(engine, 2000)
+    ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
+    planned = set(statuses(engine))
+    assert len(planned) == 2000
+    campaign_file = tmp_path / "winback.yaml"
+
+    child = subprocess.Popen([sys.executable, str(HERE / "crash_sender.py"), str(config_path),
+                              str(campaign_file), str(server.port), "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 0.3 * len(planned):
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "the sender made no progress"
+            time.sleep(0.005)
+        workers = children_of(child.pid)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()  # reaped: recover() sees the process is gone
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers):  # the render workers die with their run
+        assert time.monotonic() < deadline, "render workers outlived their run"
+        time.sleep(0.02)
+    before = statuses(engine)
+    at_kill = len(server.messages)
+    in_flight = {i for i, s in before.items() if s == "sending"}
+    assert 0.3 * len(planned) <= at_kill < len(planned)
+    assert len(in_flight) <= settings.smtp.max_connections
+
+    report = send(engine, settings, winback, server)
+
+    after = statuses(engine)
+    received = received_ids(server)
+    assert [i for i, n in Counter(received).items() if n > 1] == []  # never twice
+    unknown = {i for i, s in after.items() if s == "unknown"}
+    sent = {i for i, s in after.items() if s == "sent"}
+    assert unknown == in_flight and report.recovered_unknown == len(in_flight)
+    assert sent | unknown == planned and not sent & unknown
+    assert sent <= set(received) <= sent | unknown
+    assert len(sent) == len(set(received) - unknown)
+    assert report.campaigns["winback"].sent == len(planned) - len(
+        [i for i, s in before.items() if s == "sent"]) - len(in_flight)
+
+
+def test_two_runs_at_once_send_each_email_once(engine, settings, project, winback, server,
+                                                config_path, tmp_path):
+    drowsy_buyers(engine, 400)
+    campaign_file = tmp_path / "winback.yaml"
+    command = [sys.executable, str(HERE / "crash_sender.py"), str(config_path),
+               str(campaign_file), str(server.port), "0"]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(2)]
+    reports = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode()
+        reports.append(json.loads(out.decode().splitlines()[-1]))
+
+    received = received_ids(server)
+    assert len(received) == len(set(received)) == 400
+    assert set(statuses(engine).values()) == {"sent"}
+    assert sorted(received) == sorted(statuses(engine))
+    sent_by = [sum(c["sent"] for c in r["campaigns"]) for r in reports]
+    assert sum(sent_by) == 400
+    # Both planned at once: the unique key kept one row per customer.
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM deliveries")).scalar() == 400
+        assert conn.execute(text("SELECT COUNT(*) FROM coupons")).scalar() == 400
+
+
+def test_render_workers_send_the_same_bytes_as_rendering_here(engine, settings, project,
+                                                               winback, server, tmp_path):
+    drowsy_buyers(engine, 30)
+    send(engine, settings, winback, server, render_processes=2)
+    pooled = {int(MESSAGE_ID.search(m.data).group(1)): m.data for m in server.messages}
+    with engine.begin() as conn:  # as if their outcome was lost: resend them on purpose
+        conn.execute(text("UPDATE deliveries SET status = 'unknown'"))
+    assert ledger.retry_unknown(engine, ["winback"], NOW) == 30
+    send(engine, settings, winback, server, render_processes=0)
+    here = {int(MESSAGE_ID.search(m.data).group(1)): m.data for m in server.messages[30:]}
+    assert pooled == here and len(here) == 30

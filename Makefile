@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/retain --config config.yaml --db sqlite:///demo.db demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	scripts/with-postgres.sh $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

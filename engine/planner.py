@@ -175,7 +175,7 @@ class _Budget:
 
 def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
               extra_where: list) -> Iterator[list[Any]]:
-    """The segment's customers with what the planner needs, by keyset pages of customer id."""
+    """The segment's customers with what the planner needs, in batches, by customer id."""
     columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, METRICS.c.dormancy,
                METRICS.c.last_order_at, METRICS.c.avg_order_value_cents,
                SUPPRESSIONS.c.email_key.is_not(None).label("suppressed"), *extra_columns]
@@ -187,15 +187,11 @@ def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
         query = query.where(segment.where(now))
     for condition in extra_where:
         query = query.where(condition)
-    last_id = 0
+    # One query read in partitions (a server-side cursor on PostgreSQL): the segment's order
+    # subqueries run once, however long the audience; memory holds one batch.
     with engine.connect() as conn:
-        while True:
-            rows = conn.execute(query.where(CUSTOMERS.c.id > last_id)
-                                .order_by(CUSTOMERS.c.id).limit(BATCH)).all()
-            if not rows:
-                return
-            yield rows
-            last_id = rows[-1].id
+        result = conn.execution_options(yield_per=BATCH).execute(query.order_by(CUSTOMERS.c.id))
+        yield from result.partitions()
 
 
 def _history(engine: Engine, campaign: cm.Campaign, ids: list[int]) -> dict[int, dict]:

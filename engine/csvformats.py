@@ -14,6 +14,7 @@ import codecs
 import csv
 import difflib
 import itertools
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -187,11 +188,13 @@ class CsvFile:
             if not any(cells):
                 continue  # a blank line (spreadsheets leave them at the end) holds no record
             self.rows_read += 1
-            row = Row(self, self.rows_read + 1, cells)
-            if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+            if len(cells) < width:  # some writers drop trailing empty cells
+                cells.extend([""] * (width - len(cells)))
+            elif len(cells) > width and any(cell.strip() for cell in cells[width:]):
                 raise CsvError(f"has {len(cells)} cells but the header names {width} columns; "
-                               "quote values that contain the delimiter", self.name, row.number)
-            yield row
+                               "quote values that contain the delimiter", self.name,
+                               self.rows_read + 1)
+            yield Row(self, self.rows_read + 1, cells)
 
     def _text_lines(self) -> Iterator[str]:
         # Decoding line by line (not via a text wrapper) so a bad byte is reported at its row.
@@ -218,7 +221,7 @@ class Row:
     def text(self, column: str) -> str:
         """The cell, stripped; "" when the file has no such column."""
         position = self.source.positions[column]
-        if position < 0 or position >= len(self.cells):
+        if position < 0:
             return ""
         value = self.cells[position].strip()
         # Shopify prefixes ids, zips and phones with ' so spreadsheets keep them as text.
@@ -232,8 +235,8 @@ class Row:
     def value(self, column: str, parse: Callable[[str], T], default: Any = None,
               need: str | None = None) -> T:
         """Parse the cell; an empty cell gives ``default``, or fails when ``need`` says why."""
-        position = self.source.positions[column]
-        text = self.cells[position].strip() if 0 <= position < len(self.cells) else ""
+        position = self.source.positions[column]  # rows() pads every row to the header's width
+        text = self.cells[position].strip() if position >= 0 else ""
         if text[:1] == "'" and self.source.format == "shopify":
             text = self.text(column)
         if not text:
@@ -461,21 +464,23 @@ def _orders(source: CsvFile, context: Context) -> Iterator[dict[str, Any]]:
     or in Shopify's export, its order-level fields on the first row only)."""
     shopify = source.format == "shopify"
     id_column = "Name" if shopify else "order_id"
+    # Generic order-level columns: present in a generic header by choose_format's checks.
     level = [c for c in ("customer_id", "email", "created_at", "total", "status", "currency",
-                         "discount_code") if source.has(c)]
+                         "discount_code") if source.has(c) and not shopify]
+    # Shopify leaves later rows' order fields empty and is not compared (len is a cheap stand-in).
+    order_level = operator.itemgetter(*[source.positions[c] for c in level]) if level else len
     order: dict[str, Any] | None = None
-    first: Row | None = None
-    first_raw: list[str] = []
-    level_positions = [source.positions[column] for column in level]
+    first: Any = None
+    first_raw: Any = None
     for row in source.rows():
         external_id = row.text(id_column)
         if not external_id:
             row.fail(id_column, "is empty; every row needs its order's id")
         if order is not None and external_id == order["external_id"]:
-            raw = [row.cells[p] if p < len(row.cells) else "" for p in level_positions]
             if not order["customer_key"]:
                 source.skipped += 1
-            if not shopify and raw != first_raw:  # a repeated order must agree with its first row
+            # A repeated order must agree with its first row (empty cells may be left out).
+            if not shopify and order_level(row.cells) != first_raw:
                 for column in level:
                     if row.text(column) not in ("", first.text(column)):
                         row.fail(column, f"differs from row {order['_row']}, where order "
@@ -486,7 +491,7 @@ def _orders(source: CsvFile, context: Context) -> Iterator[dict[str, Any]]:
             yield order
         order = (_shopify_order if shopify else _generic_order)(row, external_id, context)
         first = row
-        first_raw = [row.cells[p] if p < len(row.cells) else "" for p in level_positions]
+        first_raw = order_level(row.cells)
         if not order["customer_key"]:
             source.skipped += 1  # a Shopify order without an email (e.g. point of sale)
         _add_item(order, row, shopify)

@@ -52,8 +52,8 @@ CUSTOMERS = tables.Customer.__table__
 PRODUCTS = tables.Product.__table__
 ORDERS = tables.Order.__table__
 ITEMS = tables.OrderItem.__table__
-ORDER_FIELDS = ("customer_id", "created_at", "local_date", "status", "total_cents", "currency",
-                "discount_code")
+# The order columns a record carries as they are (customer_id is looked up from its key).
+RECORD_FIELDS = ("created_at", "local_date", "status", "total_cents", "currency", "discount_code")
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ def _write_orders(conn: Connection, chunk: list[dict[str, Any]], job: _Job) -> N
             old_items.setdefault(item.order_id, []).append(tuple(item[1:]))
     new, new_records, changed, items, replace = [], [], [], [], []
     for record in chunk:
-        values = {k: record[k] for k in ORDER_FIELDS if k != "customer_id"}
+        values = {k: record[k] for k in RECORD_FIELDS}
         values["customer_id"] = customer_ids[record["customer_key"]]
         old = by_id.get(record["external_id"])
         if old is None:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import yamlfile
 from .errors import ConfigError, InputError
@@ -132,6 +140,28 @@ class Delivery(Frozen):
     return_path: str | None = None  # envelope sender for bounces; default: sender.from
 
 
+class FrequencyCap(Frozen):
+    """At most ``count`` marketing emails per customer in any ``days``, across campaigns."""
+    count: int = Field(gt=0)
+    days: int = Field(gt=0, le=365)
+
+
+class Limits(Frozen):
+    max_emails_per_customer: FrequencyCap | None = None
+
+
+class QuietHours(Frozen):
+    """No email between ``start`` and ``end`` in the customer's own time zone (HH:MM)."""
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet_hours start and end are equal; remove the section instead")
+        return self
+
+
 class Paths(Frozen):
     """Folders, relative to config.yaml's folder unless absolute."""
     campaigns: str = "campaigns"
@@ -147,6 +177,8 @@ class Settings(Frozen):
     smtp: Smtp = Smtp()
     unsubscribe: Unsubscribe = Unsubscribe()
     delivery: Delivery = Delivery()
+    limits: Limits = Limits()
+    quiet_hours: QuietHours | None = None
     paths: Paths = Paths()
     # Where the file was read from; relative paths (SQLite files) resolve against its folder.
     source: str = Field(default=DEFAULT_CONFIG, exclude=True)

@@ -93,13 +93,18 @@ def _insert_deliveries(conn: Connection, rows: list[Candidate],
     values = [{"campaign_id": c.campaign_id, "customer_id": c.customer_id,
                "occasion": c.occasion, "status": c.status.value, "priority": c.priority,
                "payload": json.dumps(c.payload, sort_keys=True), "planned_at": now,
-               "next_attempt_at": now} for c in rows]
+               "next_attempt_at": c.not_before or now, "reason": c.reason} for c in rows]
     # executemany with RETURNING (SQLAlchemy batches it as multi-row INSERTs, compiled once);
-    # the conflict clause is what makes a duplicate occasion impossible.
-    statement = (_insert(conn, DELIVERIES)
-                 .on_conflict_do_nothing(index_elements=["campaign_id", "customer_id",
-                                                         "occasion"])
-                 .returning(DELIVERIES.c.id, DELIVERIES.c.customer_id, DELIVERIES.c.occasion))
+    # the conflict clause is what makes a duplicate occasion impossible. The one exception: a
+    # delivery deferred by the frequency cap is planned again, in place.
+    insert = _insert(conn, DELIVERIES)
+    statement = (insert.on_conflict_do_update(
+        index_elements=["campaign_id", "customer_id", "occasion"],
+        set_={"status": insert.excluded.status, "payload": insert.excluded.payload,
+              "planned_at": insert.excluded.planned_at, "reason": insert.excluded.reason,
+              "next_attempt_at": insert.excluded.next_attempt_at},
+        where=DELIVERIES.c.status == S.deferred.value)
+        .returning(DELIVERIES.c.id, DELIVERIES.c.customer_id, DELIVERIES.c.occasion))
     return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement, values)}
 
 

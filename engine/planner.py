@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select
 
 from . import campaigns as cm
-from . import metrics, offers
+from . import limits, metrics, offers
 from .config import Settings
 from .tables import (
     Customer,
@@ -63,6 +63,8 @@ class Candidate:
     products: tuple[str, ...] = ()         # skus shown in the email
     nudge: dict | None = None
     priority: int = 0
+    reason: str | None = None              # why deferred or capped
+    not_before: datetime | None = None     # quiet hours: the first moment it may be sent
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -76,6 +78,8 @@ class PlanStats:
     recipients: int = 0
     held_out: int = 0
     suppressed: int = 0
+    deferred: int = 0
+    capped: int = 0
     skipped: Counter = field(default_factory=Counter)
     offers: int = 0
     offer_value_cents: int = 0
@@ -88,6 +92,10 @@ class PlanStats:
             self.held_out += 1
         elif candidate.status == DeliveryStatus.suppressed:
             self.suppressed += 1
+        elif candidate.status == DeliveryStatus.deferred:
+            self.deferred += 1
+        elif candidate.status == DeliveryStatus.capped:
+            self.capped += 1
         else:
             self.recipients += 1
             if candidate.offer:
@@ -105,14 +113,18 @@ def in_holdout(campaign_id: str, customer_id: int, fraction: float) -> bool:
 
 def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
          stats: PlanStats | None = None, only_customer: int | None = None,
-         use_segment: bool = True) -> Iterator[list[Candidate]]:
+         use_segment: bool = True, caps: limits.Caps | None = None
+         ) -> Iterator[list[Candidate]]:
     """Batches of candidates for ``campaign`` at ``now``, in customer id order.
 
     ``only_customer`` plans for one customer (previews, ``retain why``); ``use_segment=False``
-    ignores the segment so a preview can show what someone outside it would get.
+    ignores the segment so a preview can show what someone outside it would get. ``caps`` is
+    shared by the campaigns of one run, planned in priority order.
     """
     metrics.refresh(engine, settings, now)
     stats = stats if stats is not None else PlanStats()
+    caps = caps if caps is not None else limits.Caps(engine, settings, now, in_memory=True)
+    quiet = _Quiet(settings, now)
     kind = _KIND_PLANNERS[campaign.kind](engine, settings, campaign, now)
     budget = _Budget(campaign)
     where = kind.extra_where()
@@ -123,16 +135,31 @@ def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetim
         ids = [row.id for row in rows]
         history = _history(engine, campaign, ids)
         kind.prepare(ids)
+        caps.prepare(ids)
         batch = []
         for row in rows:
-            candidate = _decide(campaign, row, kind, history, now, budget)
+            candidate = _decide(campaign, row, kind, history, now, budget, caps, quiet)
             stats.add(candidate)
             batch.append(candidate)
         yield batch
 
 
+class _Quiet:
+    """The first moment each customer may be emailed, outside quiet hours in their zone."""
+
+    def __init__(self, settings: Settings, now: datetime):
+        self.quiet, self.store_zone, self.now = settings.quiet_hours, settings.store.zone, now
+
+    def not_before(self, customer_zone: str | None) -> datetime | None:
+        if self.quiet is None:
+            return None
+        allowed = limits.next_allowed(self.now, limits.zone_of(customer_zone, self.store_zone),
+                                      self.quiet)
+        return allowed if allowed > self.now else None
+
+
 def _decide(campaign: cm.Campaign, row: Any, kind: _KindPlanner, history: dict,
-            now: datetime, budget: _Budget) -> Candidate:
+            now: datetime, budget: _Budget, caps: limits.Caps, quiet: _Quiet) -> Candidate:
     base = dict(campaign_id=campaign.id, customer_id=row.id, priority=campaign.priority)
     if not row.accepts_marketing:
         return Candidate(**base, skip=Skip.no_consent)
@@ -150,9 +177,14 @@ def _decide(campaign: cm.Campaign, row: Any, kind: _KindPlanner, history: dict,
         return Candidate(**base, status=DeliveryStatus.suppressed)
     if in_holdout(campaign.id, row.id, campaign.holdout):
         return Candidate(**base, status=DeliveryStatus.held_out)
+    if caps.active and caps.used(row.id) >= caps.cap.count:
+        status = DeliveryStatus.deferred if campaign.on_cap == "defer" else DeliveryStatus.capped
+        return Candidate(**base, status=status, reason=caps.reason(row.id))
     if offer is not None and not budget.take(offer):
         return Candidate(**base, skip=Skip.over_budget)
-    return Candidate(**base, status=DeliveryStatus.planned, offer=offer)
+    caps.take(row.id)
+    return Candidate(**base, status=DeliveryStatus.planned, offer=offer,
+                     not_before=quiet.not_before(row.timezone))
 
 
 class _Budget:
@@ -176,7 +208,8 @@ class _Budget:
 def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
               extra_where: list) -> Iterator[list[Any]]:
     """The segment's customers with what the planner needs, in batches, by customer id."""
-    columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, METRICS.c.dormancy,
+    columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, CUSTOMERS.c.timezone,
+               METRICS.c.dormancy,
                METRICS.c.last_order_at, METRICS.c.avg_order_value_cents,
                SUPPRESSIONS.c.email_key.is_not(None).label("suppressed"), *extra_columns]
     query = (select(*columns)
@@ -198,10 +231,12 @@ def _history(engine: Engine, campaign: cm.Campaign, ids: list[int]) -> dict[int,
     """Per customer of the batch: occasion → when it was planned, for this campaign."""
     found: dict[int, dict] = {}
     with engine.connect() as conn:
+        # A deferred delivery has not happened: it is planned again, so it is not history.
         rows = conn.execute(select(DELIVERIES.c.customer_id, DELIVERIES.c.occasion,
                                    DELIVERIES.c.planned_at)
                             .where(DELIVERIES.c.campaign_id == campaign.id,
-                                   DELIVERIES.c.customer_id.in_(ids)))
+                                   DELIVERIES.c.customer_id.in_(ids),
+                                   DELIVERIES.c.status != DeliveryStatus.deferred.value))
         for customer_id, occasion, planned_at in rows:
             found.setdefault(customer_id, {})[occasion] = planned_at
     return found
@@ -401,10 +436,11 @@ def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now
               sample: int = 5) -> list[dict[str, Any]]:
     """``retain plan``: per campaign, who would get what, without writing anything."""
     result = []
+    caps = limits.Caps(engine, settings, now, in_memory=True)
     for campaign in sorted(chosen, key=lambda c: -c.priority):
         stats = PlanStats()
         examples: list[dict[str, Any]] = []
-        for batch in plan(engine, settings, campaign, now, stats):
+        for batch in plan(engine, settings, campaign, now, stats, caps=caps):
             for c in batch:
                 if c.status == DeliveryStatus.planned and len(examples) < sample:
                     examples.append({"customer": c.customer_id, "occasion": c.occasion,
@@ -417,6 +453,7 @@ def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now
             else "all customers",
             "in_segment": stats.segment, "recipients": stats.recipients,
             "held_out": stats.held_out, "suppressed": stats.suppressed,
+            "deferred": stats.deferred, "capped": stats.capped,
             "skipped": dict(sorted(stats.skipped.items())),
             "offers": stats.offers, "offer_value": offers.money(stats.offer_value_cents),
             "budget": {"max_offers": budget.max_offers,

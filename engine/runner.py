@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import campaigns as cm
-from . import compose, ledger, planner
+from . import compose, ledger, limits, planner
 from .config import Settings
 from .tables import DeliveryStatus
 from .transport import SendStatus, Transport, backoff
@@ -41,6 +41,8 @@ class CampaignReport:
     planned: int = 0
     held_out: int = 0
     suppressed: int = 0
+    deferred: int = 0
+    capped: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
@@ -237,9 +239,11 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     report = RunReport(run_id=run_id, dry_run=dry_run)
     if not dry_run:
         report.recovered_unknown = ledger.recover(engine, now, current_run=run_id)
+    # Highest priority first: it takes the room under the frequency cap before the others.
+    caps = limits.Caps(engine, settings, now, in_memory=dry_run)
     for campaign in chosen:
         stats = planner.PlanStats()
-        batches = planner.plan(engine, settings, campaign, now, stats)
+        batches = planner.plan(engine, settings, campaign, now, stats, caps=caps)
         if dry_run:
             for _ in batches:
                 pass
@@ -248,6 +252,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         entry = report.campaigns.setdefault(campaign.id, CampaignReport(campaign.id))
         entry.planned, entry.held_out = stats.recipients, stats.held_out
         entry.suppressed, entry.skipped = stats.suppressed, dict(stats.skipped)
+        entry.deferred, entry.capped = stats.deferred, stats.capped
     if dry_run or transport is None:
         return report
     ids = [c.id for c in chosen]

@@ -227,11 +227,12 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         transport: Transport | None, *, clock: Clock | None = None, dry_run: bool = False,
         sleep: Callable[[float], None] | None = None,
         progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
-        render_processes: int | None = None) -> RunReport:
+        render_processes: int | None = None, plan: bool = True) -> RunReport:
     """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
 
     ``render_processes``: worker processes that render while this one sends; None chooses one
     per core for runs of POOL_MIN messages or more (starting them costs ~1 s), else none.
+    ``plan=False`` only sends what is due (retries, mail held back by quiet hours).
     """
     chosen = sorted(chosen, key=lambda c: -c.priority)
     clock = clock or (lambda: now)
@@ -241,7 +242,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         report.recovered_unknown = ledger.recover(engine, now, current_run=run_id)
     # Highest priority first: it takes the room under the frequency cap before the others.
     caps = limits.Caps(engine, settings, now, in_memory=dry_run)
-    for campaign in chosen:
+    for campaign in chosen if plan else []:
         stats = planner.PlanStats()
         batches = planner.plan(engine, settings, campaign, now, stats, caps=caps)
         if dry_run:

@@ -45,9 +45,10 @@ class Scheduler:
     def __init__(self, engine: Engine, settings: Settings,
                  transport_factory: Callable[[], Transport], *, clock: Clock = wall_clock,
                  grace: timedelta = timedelta(hours=6), reload_every: float | None = None,
-                 lease_ttl: timedelta = timedelta(seconds=60)):
+                 lease_ttl: timedelta = timedelta(seconds=60), send_due_every: float = 300):
         self.engine, self.settings, self.transport_factory = engine, settings, transport_factory
         self.clock, self.grace, self.reload_every = clock, grace, reload_every
+        self.send_due_every = send_due_every
         self.lease = LeaderLease(engine, ttl=lease_ttl)
         self.campaigns: dict[str, cm.Campaign] = {}
         self.stopping = threading.Event()
@@ -74,6 +75,9 @@ class Scheduler:
         renew_every = max(1, int(self.lease.ttl.total_seconds() / 3))
         self._aps.add_job(self.try_lead, "interval", seconds=renew_every, id="_lease",
                           replace_existing=True)
+        # Mail held back by quiet hours, and transient failures, go out between cron ticks.
+        self._aps.add_job(self.send_due, "interval", seconds=self.send_due_every,
+                          id="_send_due", replace_existing=True)
         if self.reload_every:
             self._aps.add_job(self.reload, "interval", seconds=self.reload_every, id="_reload",
                               replace_existing=True)
@@ -164,7 +168,15 @@ class Scheduler:
             self.run_campaigns(ids, now)
         return ids
 
-    def run_campaigns(self, ids: list[str], now: datetime) -> runner.RunReport | None:
+    def send_due(self) -> runner.RunReport | None:
+        """Send what is due (quiet hours over, retries due) without planning anything new."""
+        now, ids = self.clock(), sorted(self.campaigns)
+        if not self.leading or not ids or ledger.due_count(self.engine, ids, now) == 0:
+            return None  # no run row every few minutes for nothing
+        return self.run_campaigns(ids, now, plan=False)
+
+    def run_campaigns(self, ids: list[str], now: datetime,
+                      plan: bool = True) -> runner.RunReport | None:
         if self.stopping.is_set() or not self.leading:
             return None
         paused = schedule.paused(self.engine)
@@ -175,11 +187,12 @@ class Scheduler:
         transport = self.transport_factory()
         try:
             report = runner.run(self.engine, self.settings, chosen, now, transport,
-                                clock=self.clock, stop=self.stopping)
+                                clock=self.clock, stop=self.stopping, plan=plan)
         finally:
             transport.close()
         for campaign in chosen:
-            schedule.mark_fired(self.engine, campaign.id, now, report.run_id)
+            if plan:
+                schedule.mark_fired(self.engine, campaign.id, now, report.run_id)
             if report.paused:
                 schedule.pause(self.engine, campaign.id, report.paused, now)
         if self.stopping.is_set():

@@ -552,5 +552,31 @@ def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")]
         out.print(f"{campaign} was not paused", markup=False)
 
 
+@app.command("why")
+@user_errors
+def why_command(
+    customer: Annotated[str, typer.Argument(help="Customer id, external id or email.")],
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
+    as_of: AsOf = None,
+    as_json: AsJson = False,
+) -> None:
+    """Why a customer would or would not get each campaign. Example: retain why 42 winback"""
+    from . import explain, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, [campaign] if campaign else None)
+    customer_id, answers = explain.explain(engine_for(cfg), cfg, chosen, customer, now)
+    if as_json:
+        print_json({"customer": customer_id, "as_of": now.isoformat(),
+                    "campaigns": [a.as_dict() for a in answers]})
+        return
+    table = Table("campaign", "priority", "answer", "because",
+                  title=f"Customer {customer_id} as of {now:%Y-%m-%d %H:%M %Z}")
+    for a in answers:
+        table.add_row(a.campaign, str(a.priority), a.why.value.replace("_", " "), a.detail)
+    out.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -578,5 +578,39 @@ def why_command(
     out.print(table)
 
 
+@app.command("simulate")
+@user_errors
+def simulate_command(
+    start: Annotated[str, typer.Option("--from", help="First day (or datetime).")],
+    end: Annotated[str, typer.Option("--to", help="Last day (included) or datetime.")],
+    as_json: AsJson = False,
+    sample: Annotated[int, typer.Option(help="Recipients listed per campaign and day.")] = 5,
+) -> None:
+    """Replay the schedule over a period without sending or writing.
+
+    Example: retain simulate --from 2026-12-01 --to 2026-12-07
+    """
+    from . import simulate, validate
+
+    cfg = settings()
+    first = as_of_moment(start, cfg)
+    if len(start) == 10:  # a bare date starts at midnight, not at its end
+        first = datetime.combine(date.fromisoformat(start), time(0), tzinfo=cfg.store.zone)
+    last = as_of_moment(end, cfg)
+    result = simulate.replay(engine_for(cfg), cfg, validate.load(cfg), first, last, sample)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("day", "campaign", "tick", "recipients", "held out", "deferred", "capped",
+                  "sample (customer: occasion)",
+                  title=f"Simulated {result['ticks']} ticks, {start} to {end}: nothing sent")
+    for day in result["days"]:
+        for c in day["campaigns"]:
+            shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in c["sample"][:3])
+            table.add_row(day["date"], c["id"], c["tick"][11:16], str(c["recipients"]),
+                          str(c["held_out"]), str(c["deferred"]), str(c["capped"]), shown)
+    out.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -42,6 +42,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -133,41 +134,55 @@ def _rebuild_statement():
     now = bindparam("now", type_=tables.UTCDateTime())
     today = bindparam("today", type_=Date())
 
-    # counted: one row per buyer. The filter and the aggregates are all in
-    # ix_orders_customer_metrics, so this is one ordered pass over that index, no sort.
-    counted = (
+    # per_customer: every customer, with the aggregates of their counted orders (none for a
+    # prospect). Driving from customers in id order and seeking each one's orders in
+    # ix_orders_customer_metrics gives SQLite a nested loop with no sort and no join of two
+    # large intermediate results (a CTE of buyers LEFT JOINed back to customers got no index
+    # and went quadratic).
+    counted_order = and_(orders.c.customer_id == customers.c.id,
+                         orders.c.status == tables.OrderStatus.paid, orders.c.created_at < now)
+    per_customer = (
         select(
-            orders.c.customer_id,
-            func.count().label("orders"),
-            func.sum(orders.c.total_cents).label("spent_cents"),
+            customers.c.id.label("customer_id"),
+            func.count(orders.c.customer_id).label("orders"),
+            func.coalesce(func.sum(orders.c.total_cents), 0).label("spent_cents"),
             func.min(orders.c.created_at).label("first_order_at"),
             func.max(orders.c.created_at).label("last_order_at"),
             func.max(orders.c.local_date).label("last_local_date"),
         )
-        .where(orders.c.status == tables.OrderStatus.paid, orders.c.created_at < now)
-        .group_by(orders.c.customer_id)
-        .cte("counted")
+        .select_from(customers.outerjoin(orders, counted_order))
+        .group_by(customers.c.id)
+        .cte("per_customer")
     )
+    p = per_customer.c
 
     # ranked: RANK() rather than NTILE() or ROW_NUMBER() so equal values share a rank; the
-    # rank minus one is "how many buyers are strictly below (or above)". Window functions run
-    # over buyers only: prospects must not dilute the quintiles.
+    # rank minus one is "how many buyers are strictly below". PARTITION BY "is a buyer" keeps
+    # prospects out of the buyers' quintiles and tiers. Each distinct PARTITION/ORDER pair
+    # costs a sort of every customer, so the spend window serves three functions: the whole
+    # partition's COUNT(*) is the number of buyers, and COUNT(*) with the default frame (up
+    # to the current row's last tie) those who spent at most as much; the difference is the
+    # number who spent strictly more, which decides the value tier.
+    # A literal 0, not a bound parameter: SQLite shares a sort only between windows whose
+    # definitions are identical, and each "?" would count as a different expression.
+    is_buyer = p.orders > literal_column("0")
+    by_spend = {"partition_by": is_buyer, "order_by": p.spent_cents}
     ranked = select(
-        counted,
-        days_between(today, counted.c.last_local_date).label("recency_days"),
-        func.count().over().label("buyers"),
-        func.rank().over(order_by=counted.c.last_local_date).label("r_rank"),
-        func.rank().over(order_by=counted.c.orders).label("f_rank"),
-        func.rank().over(order_by=counted.c.spent_cents).label("m_rank"),
-        func.rank().over(order_by=counted.c.spent_cents.desc()).label("spend_rank"),
+        per_customer,
+        days_between(today, p.last_local_date).label("recency_days"),
+        func.count().over(**by_spend, rows=(None, None)).label("buyers"),
+        func.rank().over(**by_spend).label("m_rank"),
+        func.count().over(**by_spend).label("spent_at_most"),
+        func.rank().over(partition_by=is_buyer, order_by=p.last_local_date).label("r_rank"),
+        func.rank().over(partition_by=is_buyer, order_by=p.orders).label("f_rank"),
     ).cte("ranked")
     r = ranked.c
+    is_prospect = r.orders == 0
 
     def quintile(rank):
         # Integer division on both databases: 1 + floor(5 * below / buyers).
-        return 1 + (rank - 1) * 5 // r.buyers
+        return case((is_prospect, None), else_=1 + (rank - 1) * 5 // r.buyers)
 
-    is_prospect = r.customer_id.is_(None)
     dormancy = case(
         (is_prospect, "none"),
         (r.recency_days < bindparam("drowsy_days"), "active"),
@@ -175,7 +190,7 @@ def _rebuild_statement():
         (r.recency_days < bindparam("sleeping_days"), "half_asleep"),
         else_="sleeping",
     )
-    richer = (r.spend_rank - 1) * _BASIS  # buyers who spent strictly more, in basis points
+    richer = (r.buyers - r.spent_at_most) * _BASIS  # buyers who spent more, in basis points
     value_tier = case(
         (is_prospect, None),
         (richer < bindparam("tier_a_bp") * r.buyers, "A"),
@@ -194,11 +209,11 @@ def _rebuild_statement():
     m = metrics_table.c
     # The enum columns are native ENUM types on PostgreSQL; a CASE yields text, hence the casts.
     body = select(
-        customers.c.id,
-        func.coalesce(r.orders, 0),
-        func.coalesce(r.spent_cents, 0),
+        r.customer_id,
+        r.orders,
+        r.spent_cents,
         # Average rounded half up to the cent, in integers: (2s + n) / 2n.
-        func.coalesce((2 * r.spent_cents + r.orders) // (2 * r.orders), 0),
+        case((is_prospect, 0), else_=(2 * r.spent_cents + r.orders) // (2 * r.orders)),
         r.first_order_at,
         r.last_order_at,
         r.recency_days,
@@ -208,7 +223,7 @@ def _rebuild_statement():
         cast(dormancy, m.dormancy.type),
         cast(value_tier, m.value_tier.type),
         cast(lifecycle, m.lifecycle.type),
-    ).select_from(customers.outerjoin(ranked, r.customer_id == customers.c.id))
+    )
     columns = ["customer_id", "orders", "spent_cents", "avg_order_value_cents",
                "first_order_at", "last_order_at", "recency_days", "r_score", "f_score",
                "m_score", "dormancy", "value_tier", "lifecycle"]

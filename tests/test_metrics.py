@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, select, update
-from sqlmodel import SQLModel
 
 from engine import db, metrics, tables
 from engine.errors import NotFound
@@ -36,7 +35,8 @@ def shop(request, engine):
     if not url:
         pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the metrics tests on PostgreSQL")
     pg = db.connect(url)
-    SQLModel.metadata.drop_all(pg)
+    with pg.begin() as conn:  # a throwaway database: start from an empty schema
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     db.create_schema(pg)
     yield pg
     pg.dispose()

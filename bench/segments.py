@@ -1,0 +1,116 @@
+"""Benchmark: customer metrics and segment queries on a large synthetic shop (SQLite).
+
+Generates the shop once (bench/_shopgen.py, in a child process so its cache does not count in
+this process's memory), then prints the time of ``metrics.refresh`` (a full rebuild, then the
+cached paths), of segment counts, and of streaming an audience, with the peak resident memory
+(ru_maxrss) after each step. Memory should stay flat as the shop grows. Figures are printed,
+never asserted.
+
+    python bench/segments.py --customers 100000
+    python bench/segments.py --customers 1000000 --db /tmp/shop-1m.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from _shopgen import NOW  # noqa: E402 - the generator's fixed "today"
+from sqlalchemy import func, select  # noqa: E402
+
+from engine import config, db, metrics, segments, tables, yamlfile  # noqa: E402
+
+FOUR_CONDITIONS = """
+all:
+  - dormancy: [drowsy, half_asleep]
+  - orders: {gte: 2}
+  - spent: {between: [100, 2000]}
+  - accepts_marketing: true
+"""
+WITH_ORDER_SUBQUERIES = """
+all:
+  - accepts_marketing: true
+  - bought_category: shoes
+  - spent_in_last_days: {days: 90, gte: 150}
+  - not: {tag: vip}
+"""
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+@contextmanager
+def timed(label: str):
+    started = time.perf_counter()
+    yield
+    print(f"{label:<48} {time.perf_counter() - started:8.2f} s   peak {peak_mb():6.0f} MB",
+          flush=True)
+
+
+def ensure_shop(path: Path, customers: int, orders_per_customer: int) -> None:
+    """Generate the shop unless the file already holds one of this size."""
+    if path.exists():
+        engine = db.connect(f"sqlite:///{path}")
+        with engine.connect() as conn:
+            have = conn.execute(select(func.count()).select_from(tables.Customer)).scalar_one()
+        engine.dispose()
+        db.connect.cache_clear()
+        if have == customers:
+            print(f"reusing {path} ({customers:,} customers)")
+            return
+    print(f"generating {path}: {customers:,} customers, "
+          f"{customers * orders_per_customer:,} orders", flush=True)
+    subprocess.run([sys.executable, str(Path(__file__).with_name("_shopgen.py")), "--db",
+                    str(path), "--customers", str(customers), "--orders-per-customer",
+                    str(orders_per_customer)], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--orders-per-customer", type=int, default=10)
+    parser.add_argument("--db", type=Path, help="SQLite file (default bench/shop-<N>.db)")
+    args = parser.parse_args()
+    path = args.db or Path(__file__).with_name(f"shop-{args.customers}.db")
+    ensure_shop(path, args.customers, args.orders_per_customer)
+
+    url = f"sqlite:///{path}"
+    settings = config.load(ROOT / "config.yaml", database_url=url, environ={})
+    engine = db.connect(url)
+    print(f"baseline after imports and connect{'':<14} peak {peak_mb():6.0f} MB")
+    with engine.begin() as conn:
+        db.bump_data_version(conn)  # force a full rebuild below, even on a reused file
+    with timed("metrics.refresh (full rebuild)"):
+        metrics.refresh(engine, settings, NOW)
+    with timed("metrics.refresh (same now: cached)"):
+        metrics.refresh(engine, settings, NOW)
+    with timed("metrics.refresh (an hour later, no new orders)"):
+        metrics.refresh(engine, settings, NOW + timedelta(hours=1))
+
+    for name, text in (("4-condition segment", FOUR_CONDITIONS),
+                       ("segment with order subqueries", WITH_ORDER_SUBQUERIES)):
+        segment = segments.parse(yamlfile.parse(text, name), name)
+        print(f"-- {name}: {segment.explain()}")
+        with timed("  evaluate (count + sample of 10)"):
+            result = segments.evaluate(engine, settings, segment, NOW)
+        print(f"  count = {result['count']:,}")
+        with timed("  audience streamed in batches of 5,000"):
+            streamed = sum(1 for _ in segments.audience(engine, settings, segment, NOW))
+        assert streamed == result["count"], (streamed, result["count"])
+
+    print("summary:", metrics.summary(engine, settings, NOW))
+    print(f"peak resident memory: {peak_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

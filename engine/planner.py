@@ -161,12 +161,15 @@ class _Quiet:
 def _decide(campaign: cm.Campaign, row: Any, kind: _KindPlanner, history: dict,
             now: datetime, budget: _Budget, caps: limits.Caps, quiet: _Quiet) -> Candidate:
     base = dict(campaign_id=campaign.id, customer_id=row.id, priority=campaign.priority)
-    if not row.accepts_marketing:
-        return Candidate(**base, skip=Skip.no_consent)
     proposal = kind.propose(row)
     if proposal is None:
-        return Candidate(**base, skip=Skip.nothing_to_offer)
+        skip = Skip.no_consent if not row.accepts_marketing else Skip.nothing_to_offer
+        return Candidate(**base, skip=skip)
     occasion, offer, products, nudge = proposal
+    if not row.accepts_marketing:
+        # Kept with its offer so a preview can still show what they would have got.
+        return Candidate(**base, occasion=occasion, products=products, nudge=nudge,
+                         offer=offer, skip=Skip.no_consent)
     past = history.get(row.id, {})
     if occasion in past:
         return Candidate(**base, occasion=occasion, skip=Skip.already_received)

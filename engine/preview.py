@@ -1,8 +1,9 @@
 """``retain preview``: the real email for a real customer, exactly as it would be sent.
 
 Owns: planning one customer for one campaign without writing anything, saying why they would
-not get it (outside the segment, no consent, suppressed, already received, held out...), and
-rendering the message they would get all the same, with a placeholder coupon code. Must not
+not get it (``retain why``'s answer: outside the segment, no consent, suppressed, already
+received, held out...), and rendering the message they would get all the same, with a
+placeholder coupon code. Must not
 write to the database or send.
 """
 
@@ -15,10 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import campaigns as cm
-from . import compose, metrics, planner, render
+from . import compose, explain, metrics, planner, render
 from .config import Settings
 from .errors import RetainError
-from .tables import DeliveryStatus
 
 PREVIEW_CODE = "PREVIEW-CODE"
 PREVIEW_DELIVERY_ID = 0
@@ -34,37 +34,18 @@ class Preview:
     warning: str | None
 
 
-def _why_not(candidate: planner.Candidate | None, in_segment: bool, campaign: cm.Campaign
-             ) -> str | None:
-    if not in_segment:
-        return ("not in the audience: the segment is " +
-                (campaign.segment.explain() if campaign.segment is not None else "everyone"))
-    if candidate is None:
-        return None
-    if candidate.skip:
-        return f"would not get it: {candidate.skip.value.replace('_', ' ')}"
-    if candidate.status == DeliveryStatus.held_out:
-        return "would not get it: in the campaign's holdout (control) group"
-    if candidate.status == DeliveryStatus.suppressed:
-        return "would not get it: the address is suppressed (unsubscribed or bounced)"
-    return None
-
-
 def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_ref: str,
           now: datetime) -> Preview:
     customer_id = metrics.for_customer(engine, settings, customer_ref, now)["customer_id"]
-    in_segment = _one(engine, settings, campaign, customer_id, now, True) is not None
+    _, answers = explain.explain(engine, settings, [campaign], str(customer_id), now)
+    answer = answers[0]
+    warning = None if answer.why == explain.Why.would_receive else \
+        f"would not get it ({answer.why.value.replace('_', ' ')}): {answer.detail}"
     candidate = _one(engine, settings, campaign, customer_id, now, False)
-    warning = _why_not(candidate, in_segment, campaign)
     if candidate is None or candidate.occasion is None:
-        reason = warning or "nothing to offer"
-        if candidate is not None and candidate.skip == planner.Skip.nothing_to_offer:
-            reason = f"{campaign.kind} has nothing to offer this customer at this date"
         raise RetainError(f"no email to preview for customer {customer_id} in campaign "
-                          f'"{campaign.id}": {reason}')
+                          f'"{campaign.id}": {answer.detail}')
     payload = candidate.payload
-    if candidate.offer is None and campaign.offer_kind != "none" and not payload.get("nudge"):
-        raise RetainError(f"no offer for customer {customer_id}: {warning or 'over budget'}")
     with engine.connect() as conn:
         customer = compose.customer_rows(conn, [customer_id])[customer_id]
         products = compose.product_rows(conn, compose.skus_of([payload]))

@@ -164,7 +164,7 @@ class CsvFile:
         return fmt
 
     def _refuse_header(self, kind: str, fmt: str, column: str) -> NoReturn:
-        close = difflib.get_close_matches(column.lower(), list(self.index), n=1)
+        close = difflib.get_close_matches(column.lower(), list(self.index), n=1, cutoff=0.8)
         hint = f" (is '{self.spelling(close[0])}' meant to be it?)" if close else ""
         for other, markers in SHOPIFY_MARKERS.items():
             if other != kind and any(map(self.has, markers)):

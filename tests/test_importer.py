@@ -1,7 +1,10 @@
-"""CSV import: generic and Shopify files into a real SQLite database, errors that change nothing."""
+"""CSV import: generic and Shopify files into a real SQLite database (and PostgreSQL when
+RETAIN_TEST_POSTGRES_URL points at a throwaway database); errors that change nothing.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +17,23 @@ from engine.errors import CsvError
 
 DATA = Path(__file__).parent / "data" / "import"
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request, engine):
+    """The SQLite test file, or the PostgreSQL test database emptied."""
+    if request.param == "sqlite":
+        yield engine
+        return
+    url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the importer tests on PostgreSQL")
+    pg = db.connect(url)
+    with pg.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    db.create_schema(pg)
+    yield pg
+    pg.dispose()
 
 
 def run(engine, settings, kind, path, fmt="auto", now=NOW):
@@ -46,8 +66,9 @@ def write(tmp_path: Path, name: str, body: str, encoding: str = "utf-8") -> Path
     return path
 
 
-def utc(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+def utc(value: str | datetime) -> datetime:
+    """A stored UTC time: text from SQLite, a naive datetime from PostgreSQL."""
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).replace(tzinfo=UTC)
 
 
 @pytest.fixture
@@ -114,7 +135,7 @@ def test_generic_orders_one_row_per_order(shop, settings):
     assert utc(orders["O-1"]["created_at"]) == datetime(2025, 10, 7, 7, 50, 26, tzinfo=UTC)
     # No offset: store time. 23:30 in Paris is 21:30 UTC, still the 7th locally.
     assert utc(orders["O-2"]["created_at"]) == datetime(2025, 10, 7, 21, 30, tzinfo=UTC)
-    assert orders["O-2"]["local_date"] == "2025-10-07"
+    assert str(orders["O-2"]["local_date"]) == "2025-10-07"
     assert orders["O-2"]["status"] == "refunded"       # "Refunded"
     assert orders["O-2"]["currency"] == "EUR"          # empty: the store's currency
     assert orders["O-3"]["total_cents"] == 123450      # "1,234.50"
@@ -214,7 +235,7 @@ def test_shopify_orders_export(engine, settings):
     assert refunded["status"] == "refunded"
     # 00:30 at +02:00 is 22:30 UTC the day before; the store's calendar date is the 8th.
     assert utc(refunded["created_at"]) == datetime(2025, 10, 7, 22, 30, tzinfo=UTC)
-    assert refunded["local_date"] == "2025-10-08"
+    assert str(refunded["local_date"]) == "2025-10-08"
 
     partly = orders["#1003"]
     assert (partly["status"], partly["total_cents"]) == ("paid", 110000 - 2550)
@@ -223,7 +244,7 @@ def test_shopify_orders_export(engine, settings):
     assert cancelled["status"] == "cancelled"
     # 20:30 at -04:00 is 00:30 UTC on the 8th, 02:30 in Paris.
     assert utc(cancelled["created_at"]) == datetime(2025, 10, 8, 0, 30, tzinfo=UTC)
-    assert cancelled["local_date"] == "2025-10-08"
+    assert str(cancelled["local_date"]) == "2025-10-08"
     carla = one(engine, "SELECT * FROM customers WHERE email_key = 'carla@example.com'")
     assert carla["accepts_marketing"] == 0 and carla["consent_at"] is None
     assert "carla" not in carla["external_id"]  # the made-up id does not spell the address
@@ -236,6 +257,12 @@ def test_a_shopify_file_imported_as_generic_names_the_missing_column(engine, set
     message = str(caught.value)
     assert "row 1" in message and "'order_id'" in message
     assert "Columns found: Name, Email, Financial Status" in message
+
+
+def test_a_misspelt_column_gets_a_hint(engine, settings, tmp_path):
+    path = write(tmp_path, "products.csv", "sku,name,prize\nA,a,1\n")
+    with pytest.raises(CsvError, match="'price' is missing .* \\(is 'prize' meant to be it\\?\\)"):
+        run(engine, settings, "products", path)
 
 
 def test_a_file_of_another_kind_is_named(engine, settings):

@@ -1,6 +1,7 @@
 """``retain demo``: build the synthetic shop into a database of its own and show its segments.
 
-Owns: writing ``synthshop.SyntheticShop``'s rows in chunks (``build_shop``), keeping the demo from
+Owns: writing ``synthshop.SyntheticShop``'s rows in chunks (``build_shop``), and a later day's
+new orders and sign-ups (``add_day``, for bench/soak.py), keeping the demo from
 replacing a real shop, and the command's flow (``run``): a short sequence of steps, each printing
 what it did, so later steps (campaigns sent through a loopback SMTP server) slot in at the end.
 Must not generate data (synthshop.py does), compute metrics (metrics.py does) or read the clock.
@@ -9,13 +10,13 @@ Must not generate data (synthshop.py does), compute metrics (metrics.py does) or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy import Connection, Engine, Integer, cast, func, insert, inspect, select
 from sqlmodel import SQLModel
 
 from . import db, tables
@@ -135,6 +136,87 @@ def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int
         db.set_meta(conn, DEMO_MARK, f"seed={seed} customers={customers} now={now.isoformat()}")
         db.bump_data_version(conn)
     return ShopStats(products=len(shop.products), last_order_at=last_order_at, **counts)
+
+
+@dataclass(frozen=True)
+class DayStats:
+    """What ``add_day`` wrote."""
+    signups: int     # new customers
+    orders: int      # all new orders, the new customers' included
+    returning: int   # orders by customers who were already in the shop
+
+
+REGULAR_DAYS = 90  # a buyer whose last order is more recent is a regular; older ones lapsed
+
+
+def add_day(engine: Engine, settings: Settings, day: date, seed: int = 7,
+            since: datetime | None = None, until: datetime | None = None) -> DayStats:
+    """Write the demo shop's orders and sign-ups of ``day`` (store time) created in
+    [``since``, ``until``), by default the whole day, after ``build_shop``.
+
+    The day is drawn from ``seed`` and the day alone (``SyntheticShop.orders_for_day``), as
+    the shop stood at the day's start; so windows covering the day, written in time order,
+    write the same rows as one call, and a caller can let orders arrive between its ticks.
+    """
+    zone = settings.store.zone
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    low, high = max(since or start, start), min(until or end, end)
+    with engine.begin() as conn:
+        if db.get_meta(conn, DEMO_MARK) is None:
+            raise ConfigError(f"the database {_where(engine)} holds no demo shop: build one first "
+                              "(retain demo --shop-only) before adding days to it")
+        newest = max((conn.execute(select(func.max(t.created_at))).scalar() or low)
+                     for t in (tables.Order, tables.Customer))
+        if newest > low:
+            raise ConfigError(f"the shop already has orders or customers after {low:%Y-%m-%d %H:%M}"
+                              ": add days in time order, each moment once")
+        regulars, lapsed = _buyers(conn, start)
+        shop = SyntheticShop(settings, end - timedelta(microseconds=1),
+                             seed * 1_000_003 + day.toordinal())
+        drawn = shop.orders_for_day(regulars, lapsed, _next_index(conn, start))
+
+        def within(row: dict) -> bool:
+            return low <= row["created_at"] < high
+
+        people = [row for row, _ in drawn.signups if within(row)]
+        _insert_returning_ids(conn, tables.Customer, people)
+        theirs = [(row["external_id"], order, items) for row, orders in drawn.signups
+                  for order, items in orders if within(order)]
+        ids = dict(conn.execute(select(tables.Customer.external_id, tables.Customer.id).where(
+            tables.Customer.external_id.in_([key for key, _, _ in theirs]))).all())
+        placed = [(customer_id, order, items) for customer_id, order, items in drawn.returning
+                  if within(order)]
+        placed += [(ids[key], order, items) for key, order, items in theirs]
+        placed.sort(key=lambda p: p[1]["created_at"])  # ids in time order, whatever the windows
+        order_ids = _insert_returning_ids(
+            conn, tables.Order, [{**order, "customer_id": cid} for cid, order, _ in placed])
+        items = [{**item, "order_id": order_id}
+                 for order_id, (_, _, basket) in zip(order_ids, placed, strict=True)
+                 for item in basket]
+        if items:
+            conn.execute(insert(tables.OrderItem), items)
+        if people or placed:
+            db.bump_data_version(conn)
+    return DayStats(signups=len(people), orders=len(placed), returning=len(placed) - len(theirs))
+
+
+def _buyers(conn: Connection, start: datetime) -> tuple[list[int], list[int]]:
+    """Ids of the customers with a paid order before ``start``: regulars, then lapsed ones."""
+    orders = tables.Order
+    recent = func.max(orders.created_at) >= start - timedelta(days=REGULAR_DAYS)
+    rows = conn.execute(select(orders.customer_id, recent).where(
+        orders.status == tables.OrderStatus.paid, orders.created_at < start)
+        .group_by(orders.customer_id).order_by(orders.customer_id)).all()
+    return [cid for cid, regular in rows if regular], [cid for cid, regular in rows if not regular]
+
+
+def _next_index(conn: Connection, start: datetime) -> int:
+    """The index of the next synthetic customer: their external ids count from demo-c-000001."""
+    number = cast(func.substr(tables.Customer.external_id, 8), Integer)
+    return conn.execute(select(func.coalesce(func.max(number), 0)).where(
+        tables.Customer.external_id.like("demo-c-%"),
+        tables.Customer.created_at < start)).scalar_one()
 
 
 def refuse_foreign_shop(engine: Engine) -> None:

@@ -1,10 +1,11 @@
 """The synthetic shop: a realistic, deterministic catalogue, customers and three years of orders.
 
 Owns: generating the demo shop's rows from a seed and ``now`` (same seed and same ``now`` give
-identical rows); ``demo.build_shop`` writes them. Customers follow archetypes chosen so that,
-as of ``now``, every lifecycle stage, dormancy tier and value tier is well represented, some
-customers sit near a monthly spend threshold, new and newly reduced products exist, and a few
-product pairs are often bought together (so every campaign kind has work).
+identical rows), and, for a shop that lives on (bench/soak.py), one later day's repeat orders
+and sign-ups; ``demo.build_shop`` and ``demo.add_day`` write them. Customers follow archetypes
+chosen so that, as of ``now``, every lifecycle stage, dormancy tier and value tier is well
+represented, some customers sit near a monthly spend threshold, new and newly reduced products
+exist, and a few product pairs are often bought together (so every campaign kind has work).
 Must not touch the database, read the clock, use the global ``random`` state, or compute
 metrics (metrics.py does).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -75,6 +76,10 @@ NEAR_THRESHOLD = (12000, 14900)   # spent 120–149 this month: a nudge towards 
 OVER_THRESHOLD = (15000, 26000)   # spent 150 or more this month: earned the gift
 LAPSED_BANDS = ((60, 119, 0.3), (120, 239, 0.3), (240, 600, 0.4))  # days since the last order
 SEASON = (0.8, 0.75, 0.85, 0.9, 0.95, 0.9, 0.85, 0.8, 0.95, 1.05, 1.7, 2.0)  # Jan..Dec weight
+# After the build (orders_for_day): the daily share of regulars who order again and of lapsed
+# buyers who come back, and of the shop's size that signs up.
+RETURN_SHARE = (1 / 80, 1 / 300)
+SIGNUP_SHARE = 1 / 1500
 HOURS = tuple(range(7, 24))
 HOUR_WEIGHTS = (1, 2, 3, 3, 3, 4, 4, 3, 3, 3, 4, 5, 6, 6, 5, 3, 2)
 
@@ -95,6 +100,13 @@ COUNTRIES = (("FR", 45, ("Europe/Paris",)), ("BE", 8, ("Europe/Brussels",)),
              ("US", 6, ("America/New_York", "America/Chicago", "America/Los_Angeles")),
              ("CA", 2, ("America/Toronto", "America/Vancouver")))
 CONSENT_SOURCES = (("checkout", 5), ("account_signup", 2), ("newsletter_form", 2), ("popup", 1))
+
+
+@dataclass(frozen=True)
+class DayOrders:
+    """One day after the shop was built: repeat orders and the people who signed up."""
+    returning: list[tuple[int, dict, list[dict]]]   # customer id, order row, item rows
+    signups: list[tuple[dict, list[tuple[dict, list[dict]]]]]  # customer row, its orders
 
 
 @dataclass(eq=False)  # compared and hashed by identity: one object per product
@@ -187,14 +199,62 @@ class SyntheticShop:
         plans = []
         for order in orders:
             self.orders_made += 1
-            plans.append((
-                {"external_id": f"demo-o-{self.orders_made:07d}", "created_at": order.created_at,
+            plans.append(self._rows(order, f"demo-o-{self.orders_made:07d}"))
+        return row, plans
+
+    def orders_for_day(self, regulars: Sequence[int], lapsed: Sequence[int],
+                       first_index: int) -> DayOrders:
+        """The orders and sign-ups of the day that ``now`` ends (store time).
+
+        ``regulars`` are the ids of customers who ordered in the last 90 days, ``lapsed`` those
+        of older buyers: a regular orders again about once in 80 days, a lapsed buyer comes
+        back about once in 300 (which ends a dormancy episode), both more in busy months. New
+        customers (about one a day per 1,500 buyers) sign up as ``first_index``,
+        ``first_index + 1``, ...; two in three order on the day they sign up. Build one
+        ``SyntheticShop`` per day, its ``now`` the day's last moment and its seed derived from
+        the day, so a day is always drawn the same.
+        """
+        rng, season = self.rng, SEASON[self.today.month - 1] / (sum(SEASON) / 12)
+        tag = self.today.strftime("%Y%m%d")
+        returning, signups, made = [], [], 0
+
+        def how_many(share: float, size: int) -> int:  # about share * size, give or take
+            expected = share * season * size
+            return min(size, max(0, round(rng.gauss(expected, expected ** 0.5))))
+
+        back = [sorted(rng.sample(list(ids), how_many(share, len(ids))))
+                for ids, share in zip((regulars, lapsed), RETURN_SHARE, strict=True)]
+        for customer_id in back[0] + back[1]:
+            made += 1
+            favourites = rng.sample(sorted(self.by_category), rng.choice((1, 1, 2)))
+            order = self._order(0, favourites, wholesale=False, first=False)
+            returning.append((customer_id, *self._rows(order, f"demo-o-{tag}-{made:05d}")))
+        joining = how_many(SIGNUP_SHARE, len(regulars) + len(lapsed))
+        # Numbered in the order they sign up: written in windows of the day, ids keep that order.
+        moments = sorted(self._moment(0) for _ in range(joining))
+        for index, created in enumerate(moments, start=first_index):
+            orders = []
+            at = created + timedelta(minutes=rng.randint(3, 180))
+            if rng.random() < 2 / 3 and at <= self.now:
+                favourites = rng.sample(sorted(self.by_category), rng.choice((1, 1, 2)))
+                orders.append(self._order(0, favourites, wholesale=False, first=True, at=at))
+            row = self._person(index, "one_time" if orders else "prospect", created,
+                               bool(orders), wholesale=False)
+            plans = []
+            for order in orders:
+                made += 1
+                plans.append(self._rows(order, f"demo-o-{tag}-{made:05d}"))
+            signups.append((row, plans))
+        return DayOrders(returning, signups)
+
+    def _rows(self, order: _Order, external_id: str) -> tuple[dict, list[dict]]:
+        """An order row (no customer_id yet) and its item rows (no order_id yet)."""
+        return ({"external_id": external_id, "created_at": order.created_at,
                  "local_date": order.created_at.astimezone(self.zone).date(),
                  "status": order.status, "total_cents": order.total, "currency": self.currency,
                  "discount_code": order.discount_code},
                 [{"sku": product.sku, "quantity": quantity, "unit_price_cents": unit}
-                 for product, quantity, unit in order.items]))
-        return row, plans
+                 for product, quantity, unit in order.items])
 
     def _archetype(self) -> str:
         # Exact shares, dealt in shuffled decks of 100 so any prefix of customers is balanced.
@@ -218,12 +278,19 @@ class SyntheticShop:
             created = orders[0].created_at - timedelta(minutes=rng.randint(5, 60 * 24 * 45))
         else:
             created = self._moment(self._days_ago(0, HISTORY_DAYS, skew=1.2))
+        row = self._person(index, kind, created, bool(orders), wholesale)
+        return row, orders
+
+    def _person(self, index: int, kind: str, created: datetime, ordered: bool,
+                wholesale: bool) -> dict:
+        """The customer row: name, address, zone, consent and tags."""
+        rng = self.rng
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         local = unicodedata.normalize("NFKD", f"{first}.{last}").encode("ascii", "ignore")
         email = f"{local.decode().lower().replace(' ', '')}.{index + 1}@{rng.choice(DOMAINS)}"
         country, _, zones = rng.choices(COUNTRIES, [w for _, w, _ in COUNTRIES])[0]
         accepts = rng.random() < 0.85
-        sources = [s for s in CONSENT_SOURCES if orders or s[0] != "checkout"]
+        sources = [s for s in CONSENT_SOURCES if ordered or s[0] != "checkout"]
         tags = {"vip"} if kind in ("loyal", "over_threshold") and rng.random() < 0.5 else set()
         if wholesale:
             tags.add("wholesale")
@@ -236,7 +303,7 @@ class SyntheticShop:
                if accepts else None,
                "country": country, "timezone": rng.choice(zones), "tags": ",".join(sorted(tags)),
                "created_at": created}
-        return row, orders
+        return row
 
     def _order_days(self, kind: str) -> list[int]:
         """Days before today of a customer's regular orders, oldest first."""
@@ -286,9 +353,9 @@ class SyntheticShop:
         return moment
 
     def _order(self, days_ago: int, favourites: list[str], wholesale: bool,
-               first: bool) -> _Order:
+               first: bool, at: datetime | None = None) -> _Order:
         rng = self.rng
-        order = _Order(self._moment(days_ago))
+        order = _Order(at or self._moment(days_ago))
         wanted = rng.choices((1, 2, 3, 4), (45, 30, 15, 10))[0]
         while len(order.items) < wanted:
             product = self._pick(order, favourites, limit=None)

@@ -252,3 +252,51 @@ def test_cli_builds_the_shop_and_prints_counts(config_path, tmp_path):
     finally:
         db.connect(url).dispose()
         db.connect.cache_clear()
+
+
+def test_add_day_brings_buyers_back_and_signs_people_up_the_same_in_any_windows(
+        engine, settings, tmp_path):
+    """Days after the build: repeat orders (lapsed buyers come back, which ends their dormancy)
+    and sign-ups; a day written in two windows is the same as written at once."""
+    from engine import metrics
+    from engine.demo import add_day
+
+    build_shop(engine, settings, NOW, customers=CUSTOMERS, seed=7)
+    twin = other_engine(tmp_path, "twin.db")
+    build_shop(twin, settings, NOW, customers=CUSTOMERS, seed=7)
+    zone = settings.store.zone
+    first = NOW.astimezone(zone).date() + timedelta(days=1)
+    days = [first + timedelta(days=n) for n in range(14)]
+    metrics.refresh(engine, settings, NOW)
+    before = dict(db_rows(engine, "SELECT customer_id, dormancy FROM customer_metrics"))
+    written = []
+    for day in days:
+        written.append(add_day(engine, settings, day, seed=7))
+        noon = datetime.combine(day, datetime.min.time().replace(hour=12), tzinfo=zone)
+        add_day(twin, settings, day, seed=7, until=noon)
+        add_day(twin, settings, day, seed=7, since=noon)
+    assert digest(engine) == digest(twin)
+
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    new_orders = "FROM orders o WHERE o.created_at >= :start"
+    start = datetime.combine(first, datetime.min.time(), tzinfo=zone).astimezone(UTC)
+    start = start.replace(tzinfo=None).isoformat(" ")
+    assert count(engine, f"SELECT count(*) {new_orders}", start=start) == \
+        sum(d.orders for d in written) > 14
+    assert count(engine, f"""SELECT count(*) {new_orders} AND (o.total_cents != (SELECT
+        sum(quantity * unit_price_cents) FROM order_items WHERE order_id = o.id)
+        OR o.local_date != date(o.created_at, '+2 hours'))""", start=start) == 0  # CEST
+    signups = sum(d.signups for d in written)
+    assert signups > 0 and count(engine, "SELECT count(*) FROM customers") == CUSTOMERS + signups
+    assert count(engine, "SELECT max(external_id) FROM customers") == \
+        f"demo-c-{CUSTOMERS + signups:06d}"
+    metrics.refresh(engine, settings, end)
+    after = dict(db_rows(engine, "SELECT customer_id, dormancy FROM customer_metrics"))
+    woken = [c for c, tier in before.items()
+             if tier in ("drowsy", "half_asleep", "sleeping") and after[c] == "active"]
+    assert len(woken) >= 3
+    # A day already written is refused, and nothing changes.
+    fingerprint = digest(engine)
+    with pytest.raises(ConfigError, match="in time order"):
+        add_day(engine, settings, days[3], seed=7)
+    assert digest(engine) == fingerprint

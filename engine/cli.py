@@ -221,12 +221,18 @@ def demo_command(
     if report is None:
         return
     print_run_report(report)
-    db_flag = f"--db {cfg.database.url}" if state.database_url else ""
-    example = next((c for c in report.campaigns.values() if c.sent), None)
+    from . import reports
+
+    db_flag = f" --db {cfg.database.url}" if state.database_url else ""
+    out.print(f"Emails as received by the server: {cfg.folder('outbox')}/*.eml", markup=False)
     out.print("Look closer:", markup=False)
-    out.print(f"  retain {db_flag} deliveries --limit 20", markup=False)
-    if example is not None:
-        out.print(f"  retain {db_flag} plan {example.id}", markup=False)
+    out.print(f"  retain{db_flag} deliveries --limit 20", markup=False)
+    for row in reports.deliveries(engine_for(cfg), status="sent", limit=1):
+        out.print(f"  retain{db_flag} preview {row['campaign']} --customer {row['customer']} "
+                  "--open", markup=False)
+        out.print(f"  retain{db_flag} why {row['customer']}", markup=False)
+    out.print(f"  retain{db_flag} simulate --from {now:%Y-%m-%d} --to "
+              f"{now + timedelta(days=6):%Y-%m-%d}", markup=False)
 
 
 CampaignIds = Annotated[list[str] | None, typer.Argument(

@@ -227,7 +227,7 @@ def demo_command(
     out.print(f"Emails as received by the server: {cfg.folder('outbox')}/*.eml", markup=False)
     out.print("Look closer:", markup=False)
     out.print(f"  retain{db_flag} deliveries --limit 20", markup=False)
-    for row in reports.deliveries(engine_for(cfg), status="sent", limit=1):
+    for row in reports.deliveries(engine_for(cfg), "winback", status="sent", limit=1):
         out.print(f"  retain{db_flag} preview {row['campaign']} --customer {row['customer']} "
                   "--open", markup=False)
         out.print(f"  retain{db_flag} why {row['customer']}", markup=False)

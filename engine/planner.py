@@ -171,10 +171,12 @@ def _decide(campaign: cm.Campaign, row: Any, kind: _KindPlanner, history: dict,
         return Candidate(**base, occasion=occasion, products=products, nudge=nudge,
                          offer=offer, skip=Skip.no_consent)
     past = history.get(row.id, {})
+    # Skipped candidates keep what they would have got: previews and `retain why` show it.
+    shown = dict(occasion=occasion, products=products, nudge=nudge, offer=offer)
     if occasion in past:
-        return Candidate(**base, occasion=occasion, skip=Skip.already_received)
+        return Candidate(**base, **shown, skip=Skip.already_received)
     if kind.cooling_down(past, occasion, now):
-        return Candidate(**base, occasion=occasion, skip=Skip.cooldown)
+        return Candidate(**base, **shown, skip=Skip.cooldown)
     base.update(occasion=occasion, products=products, nudge=nudge)
     if row.suppressed:
         return Candidate(**base, status=DeliveryStatus.suppressed)

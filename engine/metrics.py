@@ -87,46 +87,51 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
     """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that."""
     _require_aware(now)
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Two refreshes at once would both delete, then collide on the primary key; this
-            # lock queues the second one (readers are not blocked) and it then sees the cache.
+        state = _cache_state(conn, settings, now)
+        if state == "stale" and conn.dialect.name == "postgresql":
+            # Two rebuilds at once would both delete, then collide on the primary key; this
+            # lock queues the second one (readers are not blocked), which then finds the
+            # rows the first one wrote.
             conn.exec_driver_sql("LOCK TABLE customer_metrics IN SHARE ROW EXCLUSIVE MODE")
-        if _cache_is_current(conn, settings, now):
-            db.set_meta(conn, "metrics_as_of", now.astimezone(UTC).isoformat())
+            state = _cache_state(conn, settings, now)
+        if state == "same":
+            return  # nothing written: a cached read takes no write lock
+        db.set_meta(conn, "metrics_as_of", now.astimezone(UTC).isoformat())
+        if state == "equivalent":
             return
         conn.execute(delete(metrics_table))
         conn.execute(_rebuild_statement(), _parameters(settings, now))
-        db.set_meta(conn, "metrics_as_of", now.astimezone(UTC).isoformat())
         db.set_meta(conn, "metrics_local_date", _local_date(settings, now).isoformat())
         db.set_meta(conn, "metrics_data_version", db.get_meta(conn, "data_version") or "0")
         db.set_meta(conn, "metrics_settings", _settings_key(settings))
 
 
-def _cache_is_current(conn: Connection, settings: Settings, now: datetime) -> bool:
-    """True when a rebuild at ``now`` would produce the rows already in the table.
+def _cache_state(conn: Connection, settings: Settings, now: datetime) -> str:
+    """Whether the table is as of ``now`` ("same"), would come out identical if rebuilt at
+    ``now`` ("equivalent"), or must be rebuilt ("stale").
 
     The metrics depend on ``now`` only through the store-local date (recency) and the set of
-    orders created before it. So besides the data version and the thresholds, the cache holds
-    while the local date is the same and no order was created between the cached moment and
-    ``now``: ``retain segment`` run twice a minute apart does not rebuild a million rows.
+    orders created before it. So besides the data version and the thresholds, the rows stay
+    right while the local date is the same and no order was created between the cached moment
+    and ``now``: ``retain segment`` run twice a minute apart does not rebuild a million rows.
     """
     as_of = db.get_meta(conn, "metrics_as_of")
     if as_of is None:
-        return False
+        return "stale"
     if (db.get_meta(conn, "metrics_data_version") != (db.get_meta(conn, "data_version") or "0")
             or db.get_meta(conn, "metrics_settings") != _settings_key(settings)
             or db.get_meta(conn, "metrics_local_date")
             != _local_date(settings, now).isoformat()):
-        return False
+        return "stale"
     cached = datetime.fromisoformat(as_of)
     if cached == now:
-        return True
+        return "same"
     low, high = sorted((cached, now))
     between = select(orders.c.id).where(
         orders.c.created_at >= bindparam("low", low, type_=tables.UTCDateTime()),
         orders.c.created_at < bindparam("high", high, type_=tables.UTCDateTime()),
     ).limit(1)
-    return conn.execute(between).first() is None
+    return "stale" if conn.execute(between).first() is not None else "equivalent"
 
 
 def _rebuild_statement():

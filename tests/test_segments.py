@@ -299,10 +299,3 @@ def test_a_file_without_a_segment_is_refused(tmp_path: Path):
     with pytest.raises(SegmentError, match=r"campaign.yaml:1:1: expected a \"segment:\""):
         segments.load_file(path)
 
-
-def test_every_field_is_in_the_catalogue_table():
-    table = segments.catalogue_markdown()
-    for name in segments.FIELDS:
-        assert f"| `{name}` |" in table
-    for name in segments.OPERATORS:
-        assert f"| `{name}` |" in table

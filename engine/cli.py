@@ -333,18 +333,34 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
     """Plan and send now. Example: retain run winback"""
     import time as _time
 
-    from . import runner, validate
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from . import runner, schedule, validate
     from .smtp import SmtpTransport
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     chosen = validate.load(cfg, campaigns)
+    engine = engine_for(cfg)
+    paused = schedule.paused(engine)
+    for campaign in chosen:
+        if campaign.id in paused:
+            if campaigns:
+                raise RetainError(f'campaign "{campaign.id}" is paused ({paused[campaign.id]}); '
+                                  f"run `retain resume {campaign.id}` first")
+            err.print(f"skipping {campaign.id}: paused ({paused[campaign.id]})", markup=False)
+    chosen = [c for c in chosen if c.id not in paused]
     transport = None if dry_run else SmtpTransport(cfg.smtp)
     offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} messages"),
+                   TimeElapsedColumn(), console=err, transient=True,
+                   disable=as_json or not sys.stderr.isatty())
     try:
-        report = runner.run(engine_for(cfg), cfg, chosen, now, transport, dry_run=dry_run,
-                            clock=lambda: datetime.now(UTC) + offset,
-                            sleep=_time.sleep)
+        with bar:
+            task = bar.add_task("sending", total=None)
+            report = runner.run(engine, cfg, chosen, now, transport, dry_run=dry_run,
+                                clock=lambda: datetime.now(UTC) + offset, sleep=_time.sleep,
+                                progress=lambda n: bar.advance(task, n))
     finally:
         if transport is not None:
             transport.close()
@@ -356,12 +372,13 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
 
 def print_run_report(report) -> None:
     table = Table("campaign", "planned", "sent", "failed", "bounced", "suppressed", "held out",
-                  "unknown", "skipped", title="Dry run (nothing written)" if report.dry_run
-                  else "Run")
+                  "deferred", "capped", "unknown", "skipped",
+                  title="Dry run (nothing written)" if report.dry_run else "Run")
     for c in report.campaigns.values():
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(c.skipped.items())) or "-"
         table.add_row(c.id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
-                      str(c.suppressed), str(c.held_out), str(c.unknown), skipped)
+                      str(c.suppressed), str(c.held_out), str(c.deferred), str(c.capped),
+                      str(c.unknown), skipped)
     out.print(table)
     if report.recovered_unknown:
         out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "

@@ -197,5 +197,11 @@ class Scheduler:
                 schedule.pause(self.engine, campaign.id, report.paused, now)
         if self.stopping.is_set():
             ledger.release(self.engine, report.run_id)
+        for c in report.campaigns.values():  # counts only: no addresses in the log
+            log.info("%s %s: planned %d, sent %d, failed %d, bounced %d, unknown %d, held out "
+                     "%d, deferred %d", "ran" if plan else "sent due mail for", c.id, c.planned,
+                     c.sent, c.failed, c.bounced, c.unknown, c.held_out, c.deferred)
+        if report.paused:
+            log.error("run paused: %s", report.paused)
         self.runs.append(report)
         return report

@@ -23,6 +23,7 @@ import argparse
 import cProfile
 import importlib.util
 import json
+import os
 import pstats
 import resource
 import shutil
@@ -35,7 +36,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import compose, config, db, demo, ledger, metrics, planner, render, runner, validate
+from engine import compose, config, db, demo, ledger, metrics, planner, runner, validate
 from engine.smtp import SmtpTransport
 from engine.transport import MemoryTransport, OutgoingMessage, SendStatus
 
@@ -87,8 +88,10 @@ def fresh_copy(folder: Path) -> None:
 
 # -- child process: one measurement ------------------------------------------------------------
 
-def child(folder: Path, scenario: str, profile: bool) -> dict:
+def child(folder: Path, scenario: str, profile: bool, connections: int) -> dict:
     settings = settings_in(folder, "run.db")
+    settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(
+        update={"max_connections": connections})})
     engine = db.connect(settings.database.url)
     campaigns = validate.load(settings)
     profiler = cProfile.Profile() if profile else None
@@ -106,26 +109,49 @@ def child(folder: Path, scenario: str, profile: bool) -> dict:
 
 
 def whole_run(engine, settings, campaigns, scenario: str) -> dict:
+    scenario, processes = scenario.split(":")
+    options = {"render_processes": int(processes)}
     if scenario == "sink":
         with _smtp_bench().server_process("sink") as port:
             smtp = settings.smtp.model_copy(update={"port": port, "rate_per_second": 1e9})
             local = settings.model_copy(update={"smtp": smtp})
             with SmtpTransport(smtp, local_hostname="bench.local") as transport:
-                return _timed_run(engine, local, campaigns, transport)
+                figures = _timed_run(engine, local, campaigns, transport, **options)
+            before = _children_cpu()
+        # The sink's own CPU, counted once it has exited.
+        figures["sink_cpu_ms"] = (_children_cpu() - before) * 1000 / figures["messages"]
+        return figures
     transport = MemoryTransport()
     # Keep memory flat: the bench needs the count, not the messages.
     return _timed_run(engine, settings, campaigns, transport,
-                      progress=lambda _n: transport.sent.clear())
+                      progress=lambda _n: transport.sent.clear(), **options)
 
 
-def _timed_run(engine, settings, campaigns, transport, progress=None) -> dict:
-    start = time.perf_counter()
-    report = runner.run(engine, settings, campaigns, NOW, transport, progress=progress)
-    seconds = time.perf_counter() - start
+def _timed_run(engine, settings, campaigns, transport, progress=None, **options) -> dict:
+    first_page: list[float] = []
+
+    def on_progress(n: int) -> None:  # the first page handed to the senders: planning is over
+        if not first_page:
+            first_page.append(time.perf_counter())
+        if progress:
+            progress(n)
+
+    start, cpu, workers = time.perf_counter(), time.process_time(), _children_cpu()
+    report = runner.run(engine, settings, campaigns, NOW, transport, progress=on_progress,
+                        **options)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    workers = _children_cpu() - workers  # the render workers, waited for by the run
     sent = sum(c.sent for c in report.campaigns.values())
     counts = ledger.counts(engine)
     assert all(status != "sending" for c in counts.values() for status in c), counts
-    return {"messages": sent, "seconds": seconds, "rate": sent / seconds}
+    return {"messages": sent, "seconds": seconds, "rate": sent / seconds,
+            "cpu_ms": cpu * 1000 / sent, "workers_cpu_ms": workers * 1000 / sent,
+            "sink_cpu_ms": 0.0, "planning": first_page[0] - start}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stages(engine, settings, campaigns) -> dict:
@@ -140,37 +166,32 @@ def stages(engine, settings, campaigns) -> dict:
     out["record_seconds"] = time.perf_counter() - start
     out["plan_rows"] = rows
     del plans
-    renderer = render.Renderer(settings.folder("templates"), compose.store_context(settings))
-    by_id = {c.id: c for c in campaigns}
+    composer = compose.Composer(settings, {c.id: c for c in campaigns}, engine)
+    renderer, by_id = composer.renderer, composer.campaigns
     render_s = mime_s = 0.0
     count = 0
     sample: list[OutgoingMessage] = []
     ids = ledger.due(engine, [c.id for c in campaigns], NOW, limit=10**9)
     for first in range(0, len(ids), runner.PAGE):
-        page = ids[first:first + runner.PAGE]
         with engine.connect() as conn:
-            batch = runner._Prefetch(conn, page)
-            rows_ = conn.execute(
-                ledger.DELIVERIES.select().where(ledger.DELIVERIES.c.id.in_(page))).all()
-        for row in rows_:
+            page = compose.fetch(conn, ids[first:first + runner.PAGE])
+        for delivery_id, campaign_id, customer_id, payload in page.rows:
             t0 = time.perf_counter()
-            campaign = by_id[row.campaign_id]
-            payload = json.loads(row.payload)
-            customer = batch.customers[row.customer_id]
+            campaign, customer = by_id[campaign_id], page.customers[customer_id]
             context = compose.context(settings, campaign, customer, payload,
-                                      batch.codes.get(row.id), NOW, batch.products)
+                                      page.codes.get(delivery_id), NOW, page.products)
             rendered = renderer.render(campaign.template, compose.subject_for(campaign, payload),
                                        context)
             t1 = time.perf_counter()
-            message_id = compose.message_id(settings, row.id, row.campaign_id)
-            data = compose.mime(settings, rendered, customer, message_id, campaign.id, NOW)
+            message_id = compose.message_id(settings, delivery_id, campaign_id)
+            data = compose.mime(settings, rendered, customer, message_id, campaign_id, NOW)
             t2 = time.perf_counter()
             render_s += t1 - t0
             mime_s += t2 - t1
             count += 1
             if len(sample) < SEND_SAMPLE:
-                sample.append(OutgoingMessage(compose.return_path(settings), customer["email"],
-                                              data, message_id))
+                sample.append(OutgoingMessage(composer.mail_from, customer["email"], data,
+                                              message_id))
     out.update(messages=count, render_seconds=render_s, mime_seconds=mime_s)
     with _smtp_bench().server_process("sink") as port:
         smtp = settings.smtp.model_copy(update={"port": port, "rate_per_second": 1e9,
@@ -186,9 +207,10 @@ def stages(engine, settings, campaigns) -> dict:
 
 # -- parent ----------------------------------------------------------------------------------
 
-def measure(folder: Path, scenario: str, profile: bool) -> dict:
+def measure(folder: Path, scenario: str, profile: bool, connections: int) -> dict:
     fresh_copy(folder)
-    command = [sys.executable, __file__, "--child", scenario, "--folder", str(folder)]
+    command = [sys.executable, __file__, "--child", scenario, "--folder", str(folder),
+               "--connections", str(connections)]
     if profile:
         command.append("--profile")
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
@@ -200,16 +222,17 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="runs per whole-run figure")
     parser.add_argument("--profile", action="store_true", help="cProfile each child (stderr)")
+    parser.add_argument("--connections", type=int, default=4, help="smtp.max_connections")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.folder), args.child, args.profile)))
+        print(json.dumps(child(Path(args.folder), args.child, args.profile, args.connections)))
         return
     with tempfile.TemporaryDirectory(prefix="retain-bench-") as tmp:
         folder = Path(tmp)
         prepare(folder, args.customers)
-        s = measure(folder, "stages", args.profile)
+        s = measure(folder, "stages", args.profile, args.connections)
         n = s["messages"]
         print(f"\nstages alone ({n:,} messages, {s['plan_rows']:,} ledger rows; one core):")
         print(f"  {'plan (audience + decisions)':36} {n / s['plan_seconds']:10,.0f} msg/s "
@@ -223,14 +246,25 @@ def main() -> None:
         print(f"  {'peak memory':36} {s['peak_mb']:10,.0f} MB")
         print("\nwhole run (runner.run: plan + record + claim/render/send/record), "
               f"median of {args.repeat}:")
-        for scenario, label in (("sink", "SmtpTransport → minimal sink"),
-                                ("memory", "MemoryTransport")):
-            runs = [measure(folder, scenario, args.profile) for _ in range(args.repeat)]
+        cores = os.cpu_count() or 1
+        print(f"  ({cores} cores; smtp.max_connections {args.connections} sender threads; "
+              "N render processes)")
+        for scenario, label in [(f"sink:{n}", f"SmtpTransport → sink, N={n}")
+                                for n in sorted({0, 1, cores})] + [
+                                (f"memory:{cores}", f"MemoryTransport, N={cores}")]:
+            runs = [measure(folder, scenario, args.profile, args.connections)
+                    for _ in range(args.repeat)]
             rate = statistics.median(r["rate"] for r in runs)
             seconds = statistics.median(r["seconds"] for r in runs)
             peak = max(r["peak_mb"] for r in runs)
-            print(f"  {label:36} {rate:10,.0f} msg/s ({runs[0]['messages']:,} messages in "
-                  f"{seconds:.1f} s, peak {peak:,.0f} MB)", flush=True)
+            median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            cpu = median["cpu_ms"] + median["workers_cpu_ms"] + median["sink_cpu_ms"]
+            print(f"  {label:28} {rate:6,.0f} msg/s  ({runs[0]['messages']:,} in {seconds:.1f} s, "
+                  f"first page sent at {median['planning']:.1f} s; peak {peak:,.0f} MB)\n"
+                  f"  {'':28} CPU ms/msg: run {median['cpu_ms']:.2f} + render workers "
+                  f"{median['workers_cpu_ms']:.2f} + sink {median['sink_cpu_ms']:.2f} = "
+                  f"{cpu:.2f} → {cores * 1000 / cpu:,.0f} msg/s if {cores} cores were ours",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ ISO strings or ``date`` objects (the ``date`` filter formats them).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -28,11 +29,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import Connection
 
 from . import campaigns as cm
-from . import contract, render, unsubscribe
+from . import contract, db, render, unsubscribe
 from .config import Settings
 from .errors import ConfigError
 from .tables import Coupon, Customer, CustomerMetrics, Delivery, Product
@@ -40,10 +41,11 @@ from .transport import OutgoingMessage
 
 CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
 DELIVERIES, COUPONS = Delivery.__table__, Coupon.__table__
+log = logging.getLogger(__name__)
 
 WHY = {
-    "new_product": "You get this because you bought {category_phrase} from {store} and agreed "
-                   "to hear about new products.",
+    "new_product": "You get this because you have bought {category_phrase} from {store} and "
+                   "agreed to hear about new products.",
     "winback": "You get this because you are a customer of {store} and agreed to hear from us.",
     "spend_threshold": "You get this because of your orders at {store} this period and because "
                        "you agreed to hear from us.",
@@ -112,9 +114,9 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
     """The template context for one delivery. ``products`` holds at least the payload's skus."""
     shown = [_product(products[s]) for s in payload.get("products", []) if s in products]
     categories = sorted({p["category"] for p in shown if p["category"]})
-    phrase = ("from " + ", ".join(categories[:2])) if categories else "from us"
+    phrase = (" and ".join(categories[:2]) + " products") if categories else "products"
     why = WHY[campaign.kind].format(store=settings.store.name,
-                                    category_phrase=phrase.removeprefix("from "))
+                                    category_phrase=phrase)
     offer = offer_context(payload.get("offer"), code, now, products)
     return {
         "customer": {"id": customer["id"], "first_name": customer["first_name"] or "there",
@@ -192,8 +194,7 @@ def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaig
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A page of deliveries and everything their emails show, as plain data (it may cross to a
-    worker process)."""
+    """A page of deliveries and everything their emails show, as plain data."""
     rows: list[tuple[int, str, int, dict]]  # (delivery id, campaign id, customer id, payload)
     customers: dict[int, dict]
     codes: dict[int, str]                   # delivery id → coupon code
@@ -221,17 +222,22 @@ def fetch(conn: Connection, ids: list[int]) -> Page:
 
 
 class Composer:
-    """Renders pages of deliveries into messages, in this process."""
+    """Reads and renders pages of deliveries into messages, in this process."""
 
     lookahead = 0  # pages composed ahead of sending: none, composing here is sending's turn
 
-    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign]):
+    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign],
+                 engine: Engine | None = None):
         self.settings, self.campaigns = settings, dict(campaigns)
+        self.engine = engine or db.connect(settings.database.url)
         self.renderer = render.Renderer(settings.folder("templates"), store_context(settings))
         self.mail_from = return_path(settings)
 
-    def compose(self, page: Page, now: datetime) -> list[Ready]:
-        """The page's messages; TemplateError (with file and line) if a template fails."""
+    def compose(self, ids: list[int], now: datetime) -> list[Ready]:
+        """The messages of deliveries ``ids``; TemplateError (with file and line) if a
+        template fails."""
+        with self.engine.connect() as conn:
+            page = fetch(conn, ids)
         ready = []
         for delivery_id, campaign_id, customer_id, payload in page.rows:
             campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
@@ -246,8 +252,8 @@ class Composer:
                 message_id=msg_id)))
         return ready
 
-    def submit(self, page: Page, now: datetime) -> Composing:
-        return Composing(self, None, page, now)
+    def submit(self, ids: list[int], now: datetime) -> Composing:
+        return Composing(self, None, ids, now)
 
     def close(self) -> None:
         pass
@@ -256,14 +262,15 @@ class Composer:
 class Composing:
     """A page being composed; ``result()`` waits for its messages."""
 
-    def __init__(self, composer: Composer, future: Future | None, page: Page, now: datetime):
-        self.composer, self.future, self.page, self.now = composer, future, page, now
+    def __init__(self, composer: Composer, future: Future | None, ids: list[int],
+                 now: datetime):
+        self.composer, self.future, self.ids, self.now = composer, future, ids, now
 
     def result(self) -> list[Ready]:
         ready = self.future.result() if self.future is not None else None
         # In this process when there is no worker, or when the worker failed on the page:
         # composing it here raises the error with its file and line.
-        return ready if ready is not None else self.composer.compose(self.page, self.now)
+        return ready if ready is not None else self.composer.compose(self.ids, self.now)
 
     def cancel(self) -> None:
         if self.future is not None:
@@ -271,19 +278,21 @@ class Composing:
 
 
 class ComposerPool(Composer):
-    """Renders pages in ``processes`` worker processes, so rendering uses the other cores while
+    """Renders pages in ``processes`` worker processes, so rendering uses another core while
     this process sends.
 
     Each worker is a fresh interpreter (``python -c``, not multiprocessing: that would re-run
     the caller's main script, or fork this process's threads and locks) that reads pickled
-    pages on stdin and writes pickled messages on stdout; it exits when its stdin closes, so it
-    dies with this process, even by SIGKILL. Pages go round the workers in turn; a reader thread
-    a worker keeps its pipe flowing. A page a worker fails on is composed again here, which
-    raises the located error.
+    pages of delivery ids on stdin, reads those deliveries from the database and writes pickled
+    messages on stdout. It exits when its stdin closes, so it dies with this process, even by
+    SIGKILL. Starting one costs ~1 s (imports), so until a worker says it is ready, and if one
+    dies, pages are composed here; a page a worker fails on is composed again here, which
+    raises the error with its file and line.
     """
 
-    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign], processes: int):
-        super().__init__(settings, campaigns)
+    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign], processes: int,
+                 engine: Engine | None = None):
+        super().__init__(settings, campaigns, engine)
         self.lookahead = processes
         # Workers render, they do not plan: the compiled segment (not picklable) stays here.
         shipped = {k: c.model_copy(update={"segment": None}) for k, c in self.campaigns.items()}
@@ -291,12 +300,13 @@ class ComposerPool(Composer):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self._workers = [_Worker(env, (settings, shipped)) for _ in range(processes)]
-        self._turn = 0
 
-    def submit(self, page: Page, now: datetime) -> Composing:
-        worker = self._workers[self._turn % len(self._workers)]
-        self._turn += 1
-        return Composing(self, worker.submit(page, now), page, now)
+    def submit(self, ids: list[int], now: datetime) -> Composing:
+        ready = [w for w in self._workers if w.ready.is_set() and not w.dead]
+        if not ready:
+            return Composing(self, None, ids, now)  # composed here, when its turn comes
+        worker = min(ready, key=lambda w: len(w.waiting))
+        return Composing(self, worker.submit(ids, now), ids, now)
 
     def close(self) -> None:
         for worker in self._workers:
@@ -312,28 +322,41 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.waiting: deque[Future] = deque()
         self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.dead = False
         pickle.dump(setup, self.process.stdin)
+        self.process.stdin.flush()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
-    def submit(self, page: Page, now: datetime) -> Future:
+    def submit(self, ids: list[int], now: datetime) -> Future:
         future: Future = Future()
         with self.lock:
             self.waiting.append(future)
-        pickle.dump((page, now), self.process.stdin)
-        self.process.stdin.flush()
+        try:
+            pickle.dump((ids, now), self.process.stdin)
+            self.process.stdin.flush()
+        except OSError:
+            pass  # it died: the reader answers None for it, and the page is composed here
         return future
 
     def _read(self) -> None:
         while True:
             try:
                 answer = pickle.load(self.process.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as error:
+            except (EOFError, OSError, pickle.UnpicklingError):
                 with self.lock:
+                    self.dead = True
                     waiting, self.waiting = self.waiting, deque()
+                if waiting:
+                    log.warning("a render worker stopped; composing its pages in the run's "
+                                "process")
                 for future in waiting:
-                    future.set_exception(RuntimeError(f"a render worker stopped: {error!r}"))
+                    future.set_result(None)
                 return
+            if not self.ready.is_set():
+                self.ready.set()  # its first answer says it is ready
+                continue
             with self.lock:
                 future = self.waiting.popleft()
             future.set_result(answer)
@@ -344,7 +367,7 @@ class _Worker:
         except OSError:
             pass
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -352,18 +375,20 @@ class _Worker:
 
 
 def _serve() -> None:
-    """A worker process: compose each page read on stdin until stdin closes."""
+    """A worker process: read and compose each page asked on stdin until stdin closes."""
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answers
     settings, campaigns = pickle.load(requests)
     composer = Composer(settings, campaigns)
+    pickle.dump("ready", answers)
+    answers.flush()
     while True:
         try:
-            page, now = pickle.load(requests)
+            ids, now = pickle.load(requests)
         except EOFError:
             return
         try:
-            ready = composer.compose(page, now)
+            ready = composer.compose(ids, now)
         except Exception:  # noqa: BLE001 - the parent composes the page again to raise it
             ready = None
         pickle.dump(ready, answers)

@@ -286,34 +286,45 @@ class Outbox:
     """
 
     def __init__(self, engine: Engine, run_id: str):
-        self.conn = engine.connect()
         self.run_id = run_id
-        dialect = self.conn.dialect
+        self.dbapi = engine.raw_connection()  # from the pool: the SQLite pragmas are set
+        dialect = engine.dialect
         self._time = UTCDateTime().bind_processor(dialect) or (lambda value: value)
-        self._sql = {name: _compiled(statement, dialect) for name, statement in
-                     (("claim", _CLAIM), ("suppress", _SUPPRESS), ("mark", _MARK))}
+        self._sql = {name: _compiled(statement, dialect) for name, statement in (
+            ("claim", _CLAIM), ("suppressed", _SUPPRESS), ("mark", _MARK),
+            ("suppress", suppressions.ADD))}
 
     def step(self, done: Result | None, claim_id: int | None, now: datetime) -> Claim | None:
         """Record ``done`` (if any) and claim ``claim_id`` (if any); None: another run has it."""
-        with self.conn.begin():
-            cursor = self.conn.connection.cursor()
-            at = self._time(now)
-            if done is not None:
-                self._run(cursor, "mark", status=done.status.value, reason=done.reason,
-                          message_id=done.message_id, now=at, id=done.delivery_id,
-                          retry_at=self._time(done.retry_at) if done.status == S.failed
-                          else None)
-                if done.suppress:
-                    suppressions.add(self.conn, done.suppress, "bounced",
-                                     f"smtp {(done.reason or '')[:60]}", now)
-            if claim_id is None:
-                return None
-            row = self._run(cursor, "claim", now=at, run=self.run_id, id=claim_id).fetchone()
-            if row is not None:
-                return Claim(row[0], suppressed=False)
-            row = self._run(cursor, "suppress", reason=SUPPRESSED_AT_SEND, id=claim_id
-                            ).fetchone()
-            return Claim(0, suppressed=True) if row is not None else None
+        cursor = self.dbapi.cursor()
+        try:
+            claim = self._step(cursor, done, claim_id, now)
+            self.dbapi.commit()
+            return claim
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def _step(self, cursor, done: Result | None, claim_id: int | None,
+              now: datetime) -> Claim | None:
+        at = self._time(now)
+        if done is not None:
+            self._run(cursor, "mark", status=done.status.value, reason=done.reason,
+                      message_id=done.message_id, now=at, id=done.delivery_id,
+                      retry_at=self._time(done.retry_at) if done.status == S.failed else None)
+            if done.suppress:
+                params = suppressions.add_params(done.suppress, "bounced",
+                                                 f"smtp {(done.reason or '')[:60]}", now)
+                self._run(cursor, "suppress", **dict(params, now=at))
+        if claim_id is None:
+            return None
+        row = self._run(cursor, "claim", now=at, run=self.run_id, id=claim_id).fetchone()
+        if row is not None:
+            return Claim(row[0], suppressed=False)
+        row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id).fetchone()
+        return Claim(0, suppressed=True) if row is not None else None
 
     def _run(self, cursor, name: str, **params):
         sql, order = self._sql[name]
@@ -321,7 +332,7 @@ class Outbox:
         return cursor
 
     def close(self) -> None:
-        self.conn.close()
+        self.dbapi.close()
 
     def __enter__(self) -> Outbox:
         return self

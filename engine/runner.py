@@ -231,7 +231,8 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
 
     ``render_processes``: worker processes that render while this one sends; None chooses one
-    per core for runs of POOL_MIN messages or more (starting them costs ~1 s), else none.
+    per core but one for runs of POOL_MIN messages or more (starting one costs ~1 s of CPU),
+    else none.
     ``plan=False`` only sends what is due (retries, mail held back by quiet hours).
     """
     chosen = sorted(chosen, key=lambda c: -c.priority)
@@ -257,13 +258,13 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     if dry_run or transport is None:
         return report
     ids = [c.id for c in chosen]
-    if render_processes is None:
+    if render_processes is None:  # one core sends, the others render
         cores = os.cpu_count() or 1
-        render_processes = cores if cores > 1 and \
+        render_processes = cores - 1 if cores > 1 and \
             ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
     by_id = {c.id: c for c in chosen}
-    composer = (compose.ComposerPool(settings, by_id, render_processes) if render_processes
-                else compose.Composer(settings, by_id))
+    composer = (compose.ComposerPool(settings, by_id, render_processes, engine)
+                if render_processes else compose.Composer(settings, by_id, engine))
     sender = Sender(engine, settings, transport, run_id, clock, report, stop)
     try:
         _deliver(engine, sender, composer, ids, clock, sleep, progress)
@@ -301,8 +302,7 @@ def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
         while not sender.halted():
             ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
             if ids:
-                with engine.connect() as conn:
-                    window.append(composer.submit(compose.fetch(conn, ids), clock()))
+                window.append(composer.submit(ids, clock()))
                 after = ids[-1]
             if not window:
                 break

@@ -12,12 +12,11 @@ import csv
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, bindparam, select, text, update
 from sqlalchemy.engine import Connection
 
 from .errors import CsvError, NotFound
-from .tables import Customer, Suppression, SuppressionReason
+from .tables import Customer, Suppression, SuppressionReason, UTCDateTime
 
 SUPPRESSIONS, CUSTOMERS = Suppression.__table__, Customer.__table__
 
@@ -34,13 +33,21 @@ def is_suppressed(conn: Connection, email: str) -> bool:
     return conn.execute(_IS_SUPPRESSED, {"key": key(email)}).first() is not None
 
 
+# SQLite and PostgreSQL both know ON CONFLICT DO NOTHING; ledger.Outbox runs this statement on
+# its own cursor when a message bounces, in the transaction that records the bounce.
+ADD = text("INSERT INTO suppressions (email_key, reason, source, created_at) "
+           "VALUES (:key, :reason, :source, :now) ON CONFLICT (email_key) DO NOTHING"
+           ).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def add_params(email: str, reason: str, source: str, now: datetime) -> dict:
+    return {"key": key(email), "reason": SuppressionReason(reason).value, "source": source,
+            "now": now}
+
+
 def add(conn: Connection, email: str, reason: str, source: str, now: datetime) -> bool:
     """Suppress an address; True if it was not suppressed before. The first reason is kept."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    result = conn.execute(insert(SUPPRESSIONS).values(
-        email_key=key(email), reason=SuppressionReason(reason).value, source=source,
-        created_at=now).on_conflict_do_nothing(index_elements=["email_key"]))
-    return result.rowcount == 1
+    return conn.execute(ADD, add_params(email, reason, source, now)).rowcount == 1
 
 
 def unsubscribe(engine: Engine, email_or_id: str | int, now: datetime,

@@ -20,10 +20,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import insert, select, text
 
-from engine import db, ledger, planner, runner, tables, unsubscribe
+from engine import compose, db, ledger, planner, runner, tables, unsubscribe
+from engine.errors import TemplateError
 from engine.mailserver import MailServer
 from engine.smtp import SmtpTransport
-from tests.crash_sender import load_campaign, pointed_at, write_campaign
+from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
 from tests.shopdata import NOW, Shop
 
 HERE = Path(__file__).resolve().parent
@@ -229,14 +230,52 @@ def test_two_runs_at_once_send_each_email_once(engine, settings, project, winbac
         assert conn.execute(text("SELECT COUNT(*) FROM coupons")).scalar() == 400
 
 
-def test_render_workers_send_the_same_bytes_as_rendering_here(engine, settings, project,
-                                                               winback, server, tmp_path):
+def test_render_workers_compose_the_same_bytes_as_composing_here(engine, settings, project,
+                                                                winback):
     drowsy_buyers(engine, 30)
-    send(engine, settings, winback, server, render_processes=2)
-    pooled = {int(MESSAGE_ID.search(m.data).group(1)): m.data for m in server.messages}
-    with engine.begin() as conn:  # as if their outcome was lost: resend them on purpose
-        conn.execute(text("UPDATE deliveries SET status = 'unknown'"))
-    assert ledger.retry_unknown(engine, ["winback"], NOW) == 30
-    send(engine, settings, winback, server, render_processes=0)
-    here = {int(MESSAGE_ID.search(m.data).group(1)): m.data for m in server.messages[30:]}
-    assert pooled == here and len(here) == 30
+    ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
+    ids = ledger.due(engine, ["winback"], NOW)
+    here = compose.Composer(settings, {"winback": winback}, engine).compose(ids, NOW)
+    pool = compose.ComposerPool(settings, {"winback": winback}, 1, engine)
+    try:
+        assert pool._workers[0].ready.wait(30), "the render worker did not start"
+        composing = pool.submit(ids, NOW)
+        assert composing.future is not None  # composed by the worker, not here
+        assert composing.result() == here and len(here) == 30
+    finally:
+        pool.close()
+    assert pool._workers[0].process.returncode == 0
+
+
+def test_a_template_that_fails_in_a_worker_is_reported_with_its_file_and_line(
+        engine, settings, project, tmp_path):
+    (project / "templates" / "broken.html").write_text(
+        '{% extends "base.html" %}{% block content %}\n<p>{{ offer.code }}</p>\n'
+        "<p>{{ customer.first_name.nickname }}</p>{% endblock %}")
+    broken = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
+                                                                    "broken.html")))
+    drowsy_buyers(engine, 3)
+    ledger.record_plan(engine, planner.plan(engine, settings, broken, NOW), NOW)
+    pool = compose.ComposerPool(settings, {"winback": broken}, 1, engine)
+    try:
+        assert pool._workers[0].ready.wait(30)
+        with pytest.raises(TemplateError, match=r"broken\.html:3: .*nickname"):
+            pool.submit(ledger.due(engine, ["winback"], NOW), NOW).result()
+    finally:
+        pool.close()
+
+
+def test_a_template_error_stops_the_run_before_anything_is_claimed(engine, settings, project,
+                                                                   tmp_path, server):
+    (project / "templates" / "broken.html").write_text(
+        '{% extends "base.html" %}{% block content %}{{ customer.first_name.nickname }}'
+        "{% endblock %}")
+    broken = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
+                                                                    "broken.html")))
+    drowsy_buyers(engine, 5)
+    with pytest.raises(TemplateError, match=r"broken\.html:1: "):
+        send(engine, settings, broken, server)
+    assert server.messages == []
+    assert set(statuses(engine).values()) == {"planned"}  # the next run, fixed, sends them
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT finished_at FROM runs")).scalar() is not None

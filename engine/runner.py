@@ -1,10 +1,18 @@
-"""One run: plan every campaign at ``now``, then claim → render → send → record each delivery.
+"""One run: plan every campaign at ``now``, then render → claim → send → record each delivery.
 
 The same code path serves ``retain run`` and every scheduled tick. Order of work: mark the
 ``sending`` rows of dead runs ``unknown``; plan campaigns by priority and write the plans to the
-ledger; then send what is due, each message claimed in its own committed transaction before its
-DATA goes out and recorded after the server's reply. A bounce suppresses the address; a policy
-refusal (5.7.x) or too many bounces pauses the run without suppressing anyone.
+ledger; then send what is due, by pages of PAGE deliveries in id order:
+
+    main thread     due ids ──► compose (here, or in render worker processes) ──► queue
+    sender threads  queue ──► ledger.Outbox.step: record the previous outcome + claim this one,
+    (max_connections)         in ONE committed transaction, before DATA ──► transport.send
+
+So a crash leaves at most one row a sender thread in ``sending`` (the message in flight), which
+the next run reports ``unknown``; nothing planned is lost and nothing is sent twice. The claim
+re-checks suppression and consent, so an unsubscribe during the run counts at once. A bounce
+suppresses the address; a policy refusal (5.7.x) or too many bounces pauses the run without
+suppressing anyone; what was composed and not claimed stays ``planned``.
 
 Reads no clock of its own: ``now`` fixes the plan, and an injected ``clock`` stamps sends and
 schedules retries (the CLI passes the wall clock, tests a fake one).
@@ -24,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import campaigns as cm
-from . import compose, ledger, limits, planner
+from . import compose, ledger, limits, planner, renderworkers
 from .config import Settings
 from .tables import DeliveryStatus
 from .transport import SendStatus, Transport, backoff
@@ -123,17 +131,17 @@ class Sender:
 
     def _work(self) -> None:
         held: list[ledger.Result] = []  # a sent message's outcome, recorded with the next claim
-        with ledger.Outbox(self.engine, self.run_id) as outbox:
-            while True:
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    self._safely(self._record, outbox, held)  # nothing to claim: record now
-                    item = self.queue.get()
-                if item is None:
-                    self._safely(self._record, outbox, held)
-                    return
-                self._safely(self._send, outbox, held, item)
+        outbox = ledger.Outbox(self.engine, self.run_id)
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                self._safely(self._record, outbox, held)  # nothing to claim: record it now
+                item = self.queue.get()
+            if item is None:
+                self._safely(self._record, outbox, held)
+                return
+            self._safely(self._send, outbox, held, item)
 
     def _safely(self, step: Callable[..., None], *args: Any) -> None:
         try:
@@ -263,11 +271,14 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         render_processes = cores - 1 if cores > 1 and \
             ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
     by_id = {c.id: c for c in chosen}
-    composer = (compose.ComposerPool(settings, by_id, render_processes, engine)
+    composer = (renderworkers.ComposerPool(settings, by_id, render_processes, engine)
                 if render_processes else compose.Composer(settings, by_id, engine))
     sender = Sender(engine, settings, transport, run_id, clock, report, stop)
     try:
         _deliver(engine, sender, composer, ids, clock, sleep, progress)
+    except BaseException:
+        sender.halt.set()  # what is queued and not claimed stays planned for the next run
+        raise
     finally:
         composer.close()
         sender.close()

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from html import unescape
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from sqlalchemy import insert, select, text
 
-from engine import compose, db, ledger, planner, runner, tables, unsubscribe
+from engine import compose, db, ledger, planner, renderworkers, runner, tables, unsubscribe
 from engine.errors import TemplateError
 from engine.mailserver import MailServer
 from engine.smtp import SmtpTransport
@@ -236,7 +237,7 @@ def test_render_workers_compose_the_same_bytes_as_composing_here(engine, setting
     ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
     ids = ledger.due(engine, ["winback"], NOW)
     here = compose.Composer(settings, {"winback": winback}, engine).compose(ids, NOW)
-    pool = compose.ComposerPool(settings, {"winback": winback}, 1, engine)
+    pool = renderworkers.ComposerPool(settings, {"winback": winback}, 1, engine)
     try:
         assert pool._workers[0].ready.wait(30), "the render worker did not start"
         composing = pool.submit(ids, NOW)
@@ -256,7 +257,7 @@ def test_a_template_that_fails_in_a_worker_is_reported_with_its_file_and_line(
                                                                     "broken.html")))
     drowsy_buyers(engine, 3)
     ledger.record_plan(engine, planner.plan(engine, settings, broken, NOW), NOW)
-    pool = compose.ComposerPool(settings, {"winback": broken}, 1, engine)
+    pool = renderworkers.ComposerPool(settings, {"winback": broken}, 1, engine)
     try:
         assert pool._workers[0].ready.wait(30)
         with pytest.raises(TemplateError, match=r"broken\.html:3: .*nickname"):
@@ -279,3 +280,37 @@ def test_a_template_error_stops_the_run_before_anything_is_claimed(engine, setti
     assert set(statuses(engine).values()) == {"planned"}  # the next run, fixed, sends them
     with engine.connect() as conn:
         assert conn.execute(text("SELECT finished_at FROM runs")).scalar() is not None
+
+
+def test_a_graceful_stop_finishes_what_is_in_flight_and_leaves_the_rest_planned(
+        engine, settings, project, winback):
+    drowsy_buyers(engine, 300)
+    stop = threading.Event()
+    seen = []
+
+    def stop_at_the_tenth(stage: str, address: str) -> None:
+        if stage == "rcpt":
+            seen.append(address)
+            if len(seen) == 10:
+                stop.set()  # what the scheduler does on SIGTERM
+
+    with MailServer(script=stop_at_the_tenth) as server:
+        report = send(engine, settings, winback, server, stop=stop)
+
+    got = set(received_ids(server))
+    ledger_rows = statuses(engine)
+    assert 10 <= len(got) <= 10 + settings.smtp.max_connections
+    assert {i for i, s in ledger_rows.items() if s == "sent"} == got
+    assert set(ledger_rows.values()) == {"sent", "planned"}  # no sending, no unknown
+    assert report.paused is None and report.campaigns["winback"].sent == len(got)
+
+
+def test_more_sender_threads_than_pooled_database_connections(engine, settings, project,
+                                                               winback, server):
+    drowsy_buyers(engine, 120)
+    many = settings.model_copy(update={"smtp": settings.smtp.model_copy(
+        update={"max_connections": 24})})  # the pool holds 5 + 10 connections
+    report = send(engine, many, winback, server)
+    assert report.campaigns["winback"].sent == 120
+    assert sorted(received_ids(server)) == sorted(statuses(engine))
+    assert server.connections > 4  # the threads did send side by side

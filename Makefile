@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Quick figures on generated data (each script takes flags for full-size runs; see its docstring).
 bench: $(STAMP)
 	$(BIN)/python bench/segments.py --customers 100000
+	$(BIN)/python bench/import.py --rows 200000
+	$(BIN)/python bench/render.py --emails 2000 --repeat 1
+	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1
+	$(BIN)/python bench/pipeline.py --customers 5000
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) demo.db outbox .pytest_cache
+	rm -rf $(VENV) demo.db outbox .pytest_cache bench/*.db

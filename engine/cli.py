@@ -139,7 +139,7 @@ def import_command(
 
     cfg = settings()
     result = importer.import_file(engine_for(cfg), cfg, kind.value, file, format.value,
-                                  progress=True)
+                                  progress=sys.stderr.isatty(), now=datetime.now(UTC))
     out.print(f"{file}: {result.summary()}")
 
 

@@ -250,10 +250,10 @@ _SUPPRESS = text(
     "WHERE id = :id AND status IN ('planned', 'failed') RETURNING id")
 _MARK = text(
     "UPDATE deliveries SET status = :status, reason = :reason, "
-    "message_id = COALESCE(:message_id, message_id), "
-    "sent_at = CASE WHEN :status = 'sent' THEN :now ELSE sent_at END, "
+    "message_id = COALESCE(:message_id, message_id), sent_at = COALESCE(:sent_at, sent_at), "
     "next_attempt_at = :retry_at WHERE id = :id AND status = 'sending'"
-).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("retry_at", type_=UTCDateTime()))
+).bindparams(bindparam("sent_at", type_=UTCDateTime()),
+             bindparam("retry_at", type_=UTCDateTime()))
 SUPPRESSED_AT_SEND = "unsubscribed, bounced or withdrew consent after the plan; not sent"
 
 
@@ -314,7 +314,8 @@ class Outbox:
         at = self._time(now)
         if done is not None:
             self._run(cursor, "mark", status=done.status.value, reason=done.reason,
-                      message_id=done.message_id, now=at, id=done.delivery_id,
+                      message_id=done.message_id, id=done.delivery_id,
+                      sent_at=at if done.status == S.sent else None,
                       retry_at=self._time(done.retry_at) if done.status == S.failed else None)
             if done.suppress:
                 params = suppressions.add_params(done.suppress, "bounced",

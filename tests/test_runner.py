@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import re
 import signal
 import subprocess
@@ -20,8 +21,19 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlalchemy import insert, select, text
+from sqlmodel import SQLModel
 
-from engine import compose, db, ledger, planner, renderworkers, runner, tables, unsubscribe
+from engine import (
+    compose,
+    db,
+    ledger,
+    planner,
+    renderworkers,
+    runner,
+    suppressions,
+    tables,
+    unsubscribe,
+)
 from engine.errors import TemplateError
 from engine.mailserver import MailServer
 from engine.smtp import SmtpTransport
@@ -314,3 +326,36 @@ def test_more_sender_threads_than_pooled_database_connections(engine, settings, 
     assert report.campaigns["winback"].sent == 120
     assert sorted(received_ids(server)) == sorted(statuses(engine))
     assert server.connections > 4  # the threads did send side by side
+
+
+@pytest.mark.postgres
+def test_the_same_guarantees_hold_on_postgresql(settings, project, winback, tmp_path):
+    """Exactly once, a bounce suppressed with its record, a suppression seen at send time,
+    render workers reading their pages: the per-message SQL is written once for both
+    databases."""
+    url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the delivery tests on PostgreSQL")
+    engine = db.connect(url)
+    SQLModel.metadata.drop_all(engine)
+    db.create_schema(engine)
+    on_pg = settings.model_copy(update={"database": settings.database.model_copy(
+        update={"url": url})})
+    ids = drowsy_buyers(engine, 40)
+    ledger.record_plan(engine, planner.plan(engine, on_pg, winback, NOW), NOW)
+    with engine.begin() as conn:
+        suppressions.add(conn, f"buyer{ids[1]}@example.com", "unsubscribed", "test", NOW)
+    gone = f"buyer{ids[2]}@example.com"
+    with MailServer(replies={"rcpt": {gone: "550 5.1.1 User unknown"}}) as server:
+        report = send(engine, on_pg, winback, server, render_processes=1)
+        again = send(engine, on_pg, winback, server)
+    by_status = Counter(statuses(engine).values())
+    assert by_status == {"sent": 38, "suppressed": 1, "bounced": 1}
+    assert report.campaigns["winback"].sent == 38 and again.campaigns["winback"].sent == 0
+    received = received_ids(server)
+    assert len(received) == len(set(received)) == 38
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT reason FROM suppressions WHERE email_key = :k"),
+                            {"k": gone}).scalar() == "bounced"
+    SQLModel.metadata.drop_all(engine)
+    engine.dispose()

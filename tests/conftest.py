@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from engine import config, db
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -43,3 +43,23 @@ def project(tmp_path: Path, config_path: Path) -> Path:
         if (ROOT / folder).exists():
             shutil.copytree(ROOT / folder, tmp_path / folder)
     return tmp_path
+
+
+def fresh_postgres(what: str):
+    """The PostgreSQL test database (RETAIN_TEST_POSTGRES_URL) emptied, or skip ``what``.
+
+    `make test` starts a throwaway server and sets the variable (scripts/with-postgres.sh).
+    """
+    import os
+
+    url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip(f"set RETAIN_TEST_POSTGRES_URL to run the {what} tests on PostgreSQL")
+    pg = db.connect(url)
+    with pg.begin() as conn:  # a throwaway database: start from an empty schema
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    db.create_schema(pg)
+    return pg
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

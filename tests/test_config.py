@@ -33,7 +33,8 @@ def test_repository_config_loads_with_defaults(settings):
 
 
 def test_environment_variables_fill_secrets(tmp_path):
-    path = write(tmp_path, MINIMAL + "smtp:\n  password: ${SHOP_SMTP_PASSWORD}\n  port: ${P:-2525}\n")
+    path = write(tmp_path, MINIMAL + "smtp:\n  password: ${SHOP_SMTP_PASSWORD}\n"
+                 "  port: ${P:-2525}\n")
     settings = config.load(path, environ={"SHOP_SMTP_PASSWORD": "hunter2"})
     assert settings.smtp.password.get_secret_value() == "hunter2"
     assert settings.smtp.port == 2525
@@ -92,7 +93,9 @@ def test_database_url_precedence(tmp_path):
 
 
 def test_settings_are_frozen(settings):
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         settings.store.name = "Other"  # type: ignore[misc]
 
 

@@ -4,7 +4,6 @@ RETAIN_TEST_POSTGRES_URL points at a throwaway database); errors that change not
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,24 +13,19 @@ from sqlalchemy import text
 
 from engine import db, importer
 from engine.errors import CsvError
+from tests.conftest import BACKENDS, fresh_postgres
 
 DATA = Path(__file__).parent / "data" / "import"
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def engine(request, engine):
     """The SQLite test file, or the PostgreSQL test database emptied."""
     if request.param == "sqlite":
         yield engine
         return
-    url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the importer tests on PostgreSQL")
-    pg = db.connect(url)
-    with pg.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    db.create_schema(pg)
+    pg = fresh_postgres("importer")
     yield pg
     pg.dispose()
 

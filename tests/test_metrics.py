@@ -8,7 +8,6 @@ NOW is 2026-06-15 12:00 UTC = 14:00 in Europe/Paris (config.yaml's store zone), 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from sqlalchemy import insert, select, update
 
 from engine import db, metrics, tables
 from engine.errors import NotFound
+from tests.conftest import BACKENDS, fresh_postgres
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")
@@ -25,19 +25,13 @@ TODAY = date(2026, 6, 15)
 _ids = count(1)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def shop(request, engine):
     """An empty shop database: the SQLite test file, or the PostgreSQL test database."""
     if request.param == "sqlite":
         yield engine
         return
-    url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the metrics tests on PostgreSQL")
-    pg = db.connect(url)
-    with pg.begin() as conn:  # a throwaway database: start from an empty schema
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    db.create_schema(pg)
+    pg = fresh_postgres("metrics")
     yield pg
     pg.dispose()
 

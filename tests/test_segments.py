@@ -13,7 +13,6 @@ NOW is 2026-06-15 12:00 UTC; orders are at noon Paris time ``days ago``.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,8 +21,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import sqlite
 
-from engine import db, segments, tables, yamlfile
+from engine import segments, tables, yamlfile
 from engine.errors import SegmentError
+from tests.conftest import BACKENDS, fresh_postgres
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")
@@ -48,18 +48,10 @@ ORDERS = {  # name: [(days ago, total cents, sku, status)]
 PRODUCTS = {"SH-1": "Shoes", "SH-2": "Shoes", "BAG-1": "Bags", "MUG-1": "Kitchen"}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKENDS)
 def shop(request, engine):
     """The six-customer shop; returns (engine, {name: customer id})."""
-    target = engine
-    if request.param == "postgres":
-        url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("set RETAIN_TEST_POSTGRES_URL to run the segment tests on PostgreSQL")
-        target = db.connect(url)
-        with target.begin() as conn:  # a throwaway database: start from an empty schema
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        db.create_schema(target)
+    target = fresh_postgres("segment") if request.param == "postgres" else engine
     ids = {}
     with target.begin() as conn:
         for sku, category in PRODUCTS.items():

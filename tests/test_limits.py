@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from engine import campaigns, config, runner, tables
 from engine.transport import MemoryTransport
+from tests.conftest import BACKENDS, fresh_postgres
 from tests.shopdata import NOW, Shop
 
 WINBACK = """
@@ -46,6 +47,17 @@ def deliveries(engine) -> dict[tuple[str, int], tuple[str, str | None]]:
     with engine.connect() as conn:
         rows = conn.execute(select(d.c.campaign_id, d.c.customer_id, d.c.status, d.c.reason))
         return {(r.campaign_id, r.customer_id): (str(r.status.value), r.reason) for r in rows}
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request, engine):
+    """Sending under the cap and quiet hours on SQLite, and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield engine
+        return
+    pg = fresh_postgres("limits")
+    yield pg
+    pg.dispose()
 
 
 @pytest.fixture

@@ -12,7 +12,19 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import campaigns, ledger, offers, planner, suppressions, tables
+from tests.conftest import BACKENDS, fresh_postgres
 from tests.shopdata import NOW, Shop
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request, engine):
+    """Planning and the ledger on the SQLite test file, and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield engine
+        return
+    pg = fresh_postgres("planner")
+    yield pg
+    pg.dispose()
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 Owns: ``import_file`` and ``ImportResult``; matching each record with what the database holds
 (customers by id, and in Shopify files by email; products by SKU; orders by id), writing only
 what changed with Core executemany in chunks, and the rule that a file imports whole or not at
-all. Must not parse cells (csvformats.py does) nor compute metrics (it bumps the data version;
-metrics are rebuilt from that).
+all. Must not parse cells (csvfile.py and csvformats.py do) nor compute metrics (it bumps the
+data version; metrics are rebuilt from that).
 
 Choices, and why:
 - One pass, one transaction: rows are validated as they stream and written a chunk at a time;
@@ -41,7 +41,8 @@ from sqlalchemy.exc import IntegrityError
 
 from . import db, tables
 from .config import Settings
-from .csvformats import Context, CsvFile, records
+from .csvfile import CsvFile
+from .csvformats import Context, choose_format, records
 from .errors import CsvError, InputError
 
 CHUNK_SIZE = 5000
@@ -127,7 +128,7 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
     writers: dict[str, Callable[[Connection, list[dict[str, Any]], _Job], None]] = {
         "customers": _write_customers, "products": _write_products, "orders": _write_orders}
     with CsvFile(path) as source:
-        shopify = source.choose_format(kind, fmt) == "shopify"
+        shopify = choose_format(source, kind, fmt) == "shopify"
         job = _Job(source.name, shopify, now,
                    has_items=source.has("Lineitem quantity" if shopify else "sku"),
                    customers_by_email=shopify or not source.has("customer_id"))

@@ -263,4 +263,3 @@ def status_from(table: dict[str, OrderStatus]) -> Callable[[str], OrderStatus]:
                           f"{', '.join(sorted(table))}")
         return found
     return status
-

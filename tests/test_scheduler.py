@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import campaigns, config, db, ledger, schedule, tables
-from engine.leader import LeaderLease
 from engine.mailserver import MailServer
 from engine.scheduler import Scheduler
 from engine.transport import MemoryTransport

@@ -11,6 +11,8 @@ Owns the life of a delivery row:
 - ``Outbox.step`` moves one row from planned/failed to ``sending`` in its own committed
   transaction *before* the message's DATA goes out, together with the previous message's
   outcome; a row whose address was suppressed since the plan becomes ``suppressed`` instead.
+  The claim writes the Message-ID: a ``sending`` row may have been handed to the server. A
+  bounce's suppression is written in the transaction that records the bounce.
 - ``recover`` turns ``sending`` rows whose run died into ``unknown``: the server may have them,
   so they are reported, never resent silently (``retry_unknown`` resends on purpose).
 Must not render or send.
@@ -237,7 +239,8 @@ def due_count(engine: Engine, campaign_ids: list[str], now: datetime) -> int:
 # SQLAlchemy expressions for each of a million messages costs more than running them.
 _CLAIM = text(
     "UPDATE deliveries SET status = 'sending', claimed_at = :now, claimed_by = :run, "
-    "attempts = attempts + 1 WHERE id = :id AND status IN ('planned', 'failed') "
+    "message_id = :message_id, attempts = attempts + 1 "
+    "WHERE id = :id AND status IN ('planned', 'failed') "
     # Checked in the claim itself, right before the send: an unsubscribe, a bounce or withdrawn
     # consent since the plan counts at once.
     "AND EXISTS (SELECT 1 FROM customers c WHERE c.id = deliveries.customer_id "
@@ -293,14 +296,16 @@ class Outbox:
             ("claim", _CLAIM), ("suppressed", _SUPPRESS), ("mark", _MARK),
             ("suppress", suppressions.ADD))}
 
-    def step(self, done: Result | None, claim_id: int | None, now: datetime) -> Claim | None:
-        """Record ``done`` (if any) and claim ``claim_id`` (if any); None: another run has it."""
+    def step(self, done: Result | None, claim_id: int | None, now: datetime,
+             message_id: str | None = None) -> Claim | None:
+        """Record ``done`` (if any) and claim ``claim_id`` (if any) for the message
+        ``message_id``; None: another run has it."""
         # A pooled connection a step (~17 µs), not one a sender for the whole run: a run with
         # more sender threads than the pool holds connections must not wait for one.
         dbapi = self.engine.raw_connection()
         try:
             cursor = dbapi.cursor()
-            claim = self._step(cursor, done, claim_id, now)
+            claim = self._step(cursor, done, claim_id, now, message_id)
             dbapi.commit()
             return claim
         except BaseException:
@@ -309,8 +314,8 @@ class Outbox:
         finally:
             dbapi.close()
 
-    def _step(self, cursor, done: Result | None, claim_id: int | None,
-              now: datetime) -> Claim | None:
+    def _step(self, cursor, done: Result | None, claim_id: int | None, now: datetime,
+              message_id: str | None) -> Claim | None:
         at = self._time(now)
         if done is not None:
             self._run(cursor, "mark", status=done.status.value, reason=done.reason,
@@ -323,7 +328,8 @@ class Outbox:
                 self._run(cursor, "suppress", **dict(params, now=at))
         if claim_id is None:
             return None
-        row = self._run(cursor, "claim", now=at, run=self.run_id, id=claim_id).fetchone()
+        row = self._run(cursor, "claim", now=at, run=self.run_id, id=claim_id,
+                        message_id=message_id).fetchone()
         if row is not None:
             return Claim(row[0], suppressed=False)
         row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id).fetchone()
@@ -366,7 +372,9 @@ def next_retry(engine: Engine, campaign_ids: list[str]) -> datetime | None:
 
 
 def release(engine: Engine, run_id: str) -> int:
-    """Give back rows this run claimed but never handed to the server (a graceful stop)."""
+    """Give back rows this run holds in ``sending`` without a Message-ID: never handed to the
+    server. (``Outbox.step`` claims with the Message-ID, and runner.run returns with none of
+    its rows left in ``sending``: for its runs this finds nothing, safely.)"""
     with engine.begin() as conn:
         return conn.execute(update(DELIVERIES).where(
             DELIVERIES.c.claimed_by == run_id, DELIVERIES.c.status == S.sending.value,

@@ -167,7 +167,8 @@ class Sender:
             if self.halted():
                 self._record(outbox, held)
                 return
-            claim = outbox.step(held[0] if held else None, item.delivery_id, self.clock())
+            claim = outbox.step(held[0] if held else None, item.delivery_id, self.clock(),
+                                item.message.message_id)
             self._finished(len(held))
             held.clear()
             if claim is None:

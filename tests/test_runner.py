@@ -201,6 +201,11 @@ def test_a_killed_run_loses_nothing_and_resends_nothing(engine, settings, projec
     in_flight = {i for i, s in before.items() if s == "sending"}
     assert 0.3 * len(planned) <= at_kill < len(planned)
     assert len(in_flight) <= settings.smtp.max_connections
+    with engine.connect() as conn:  # claimed with its Message-ID: it may be at the server
+        assert {r.id: r.message_id for r in conn.execute(select(
+            ledger.DELIVERIES.c.id, ledger.DELIVERIES.c.message_id).where(
+            ledger.DELIVERIES.c.id.in_(in_flight)))} == {
+            i: f"<d{i}.winback@maison-verte.example>" for i in in_flight}
 
     report = send(engine, settings, winback, server)
 

@@ -180,8 +180,9 @@ def _alive(row, now: datetime, stale_after: timedelta) -> bool:
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass  # someone else's process: it exists
+    # Also on this host: after a restart another process may carry a dead run's pid. A sending
+    # run beats at least every HEARTBEAT; a run that does not is gone.
     return row.heartbeat_at > now - stale_after
 
 
@@ -347,8 +348,11 @@ def _compiled(statement, dialect) -> tuple[str, list[str] | None]:
     return compiled.string, (list(compiled.positiontup) if compiled.positiontup else None)
 
 
+HEARTBEAT = timedelta(minutes=1)  # how often a sending run says it is alive (recover: 10 min)
+
+
 def heartbeat(engine: Engine, run_id: str, now: datetime) -> None:
-    """A run says it is alive, so a host that cannot see its process leaves its rows alone."""
+    """A run says it is alive, so ``recover`` elsewhere leaves its rows alone."""
     with engine.begin() as conn:
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(heartbeat_at=now))
 

@@ -100,6 +100,8 @@ class Sender:
         self.error: BaseException | None = None
         self.attempted = 0
         self.bounced = 0
+        self.beaten_at = clock()
+        ledger.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
         self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
                         for n in range(settings.smtp.max_connections)]
         for thread in self.threads:
@@ -176,6 +178,7 @@ class Sender:
             if claim.suppressed:
                 self._count(item.campaign_id, "suppressed")
                 return
+            self._beat()
             outcome = self.transport.send(item.message)
             held.append(self._judge(item, claim, outcome))
             finished = 0
@@ -183,6 +186,14 @@ class Sender:
                 self._record(outbox, held)
         finally:
             self._finished(finished)
+
+    def _beat(self) -> None:
+        now = self.clock()
+        with self.lock:
+            if now - self.beaten_at < ledger.HEARTBEAT:
+                return
+            self.beaten_at = now
+        ledger.heartbeat(self.engine, self.run_id, now)
 
     def _finished(self, count: int) -> None:
         if count:
@@ -322,7 +333,6 @@ def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
                 continue
             ready = window.popleft().result()
             sender.put(ready)
-            ledger.heartbeat(engine, sender.run_id, clock())
             if progress:
                 progress(len(ready))
     finally:

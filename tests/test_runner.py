@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -364,3 +365,30 @@ def test_the_same_guarantees_hold_on_postgresql(settings, project, winback, tmp_
                             {"k": gone}).scalar() == "bounced"
     SQLModel.metadata.drop_all(engine)
     engine.dispose()
+
+
+def test_recover_reports_in_flight_mail_of_dead_runs_only(engine, settings, project, winback):
+    """A run is dead when its process is gone, or when it stopped beating (after a restart,
+    another process may carry its pid: a container's scheduler often gets the same one)."""
+    drowsy_buyers(engine, 3)
+    ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
+    runs = tables.Run.__table__
+    alive = ledger.start_run(engine, ["winback"], NOW)
+    reused_pid = ledger.start_run(engine, ["winback"], NOW - timedelta(hours=1))
+    gone = ledger.start_run(engine, ["winback"], NOW)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    with engine.begin() as conn:  # all three on this host; the last one's process has exited
+        conn.execute(runs.update().where(runs.c.id == gone).values(pid=int(child.stdout)))
+        for delivery_id, run_id in zip(sorted(statuses(engine)), (alive, reused_pid, gone),
+                                       strict=True):
+            conn.execute(ledger.DELIVERIES.update().where(ledger.DELIVERIES.c.id == delivery_id)
+                         .values(status="sending", claimed_by=run_id))
+
+    assert ledger.recover(engine, NOW + timedelta(minutes=5)) == 2
+
+    by_run = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(ledger.DELIVERIES)):
+            by_run[row.claimed_by] = str(row.status)
+    assert by_run == {alive: "sending", reused_pid: "unknown", gone: "unknown"}

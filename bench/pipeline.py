@@ -2,19 +2,23 @@
 
 On the synthetic demo shop (engine.demo.build_shop, 20,000 customers by default, every campaign
 in campaigns/), prints:
-  - each stage alone: planning (audience + decisions), recording the plan in the ledger,
-    building the render context + rendering, building the MIME bytes, and sending ready
-    messages through SmtpTransport into the minimal sink (one connection);
+  - each stage alone, on one core: planning (audience + decisions), recording the plan in the
+    ledger, building the render context + rendering, building the MIME bytes, and sending
+    ready messages through SmtpTransport into the minimal sink (one connection);
   - the whole run, ``runner.run`` from an empty ledger to the last reply, into
-    (a) the minimal asyncio sink of bench/smtp_sink.py over loopback (SmtpTransport) and
+    (a) the minimal asyncio sink of bench/smtp_sink.py over loopback (SmtpTransport), with
+        N = 0, 1 and one-per-core render worker processes, and
     (b) MemoryTransport (no network),
-    with messages/s for the run and for its delivery part alone, and the peak memory (max RSS)
-    of the process that ran it.
+    with messages/s, when the first page went out (the end of planning, roughly), the peak
+    memory (max RSS) of the run's process, and the CPU each process spent per message: the
+    run's, its render workers', the sink's. On a shared machine the wall-clock rate moves with
+    the other jobs; CPU per message does much less, and 1000 / (CPU ms per message) × cores is
+    the rate the same work would reach with the cores to itself.
 The shop and its metrics are built once (timed, reported apart: they are not per-run work);
-each measurement then runs in a fresh child process on its own copy of that database, so
-peak memory is the run's own.
+each measurement then runs in a fresh child process on its own copy of that database.
 
-    .venv/bin/python bench/pipeline.py [--customers 20000] [--repeat 1] [--profile]
+    .venv/bin/python bench/pipeline.py [--customers 20000] [--repeat 1] [--connections 4]
+                                       [--profile]
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def walk(engine, settings, scheduler: Scheduler, clock: SimClock, server: MailSe
         events.sort(key=lambda e: (e[0], e[1]))  # stable: ticks keep their priority order
         since = day_start
         for at, _, campaign_id in events:
-            if at > since:  # the orders placed since the last event arrive first
+            if campaign_id and at > since:  # orders placed since arrive before a plan
                 _add(engine, settings, day, seed, since, at, tally)
                 since = at
             clock.now = at

@@ -12,16 +12,19 @@ from collections import Counter
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from .config import QuietHours, Settings
 from .tables import Delivery, DeliveryStatus
 
 DELIVERIES = Delivery.__table__
 S = DeliveryStatus
-# What uses up the cap: mail that went out or is on its way. A held-out, suppressed, deferred
-# or capped delivery sent nothing.
-COUNTED = (S.planned.value, S.sending.value, S.sent.value, S.failed.value, S.unknown.value)
+# What uses up the cap: mail on its way (planned, sending, failed with a retry to come) counts
+# whenever it was planned, since it goes out now or later; mail that went out (sent, unknown,
+# bounced) counts by when it went. A held-out, suppressed, deferred or capped delivery sent
+# nothing.
+ON_ITS_WAY = (S.planned.value, S.sending.value, S.failed.value)
+WENT_OUT = (S.sent.value, S.unknown.value, S.bounced.value)
 
 
 class Caps:
@@ -45,12 +48,17 @@ class Caps:
         if not self.active or not ids:
             return
         since = self.now - timedelta(days=self.cap.days)
+        d = DELIVERIES.c
+        # Sent time, not plan time: a retry or quiet hours can send days after the plan. The
+        # window is closed ([since, now]) so two sends exactly `days` apart both count.
+        went_at = func.coalesce(d.sent_at, d.claimed_at, d.planned_at)
+        counted = or_(and_(d.status.in_(ON_ITS_WAY), d.next_attempt_at.is_not(None)),
+                      and_(d.status.in_(WENT_OUT), went_at >= since))
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(DELIVERIES.c.customer_id, func.count())
-                .where(DELIVERIES.c.customer_id.in_(ids), DELIVERIES.c.status.in_(COUNTED),
-                       DELIVERIES.c.planned_at > since)
-                .group_by(DELIVERIES.c.customer_id))
+                select(d.customer_id, func.count())
+                .where(d.customer_id.in_(ids), counted)
+                .group_by(d.customer_id))
             self.recent = dict(rows.all())
 
     def used(self, customer_id: int) -> int:

@@ -139,3 +139,21 @@ def test_quiet_hours_hold_mail_until_morning_in_the_customers_zone(engine, setti
                             outbox, plan=False)
     assert morning_ny.campaigns["winback"].sent == 1
     assert len(outbox.sent) == 3
+
+
+def test_the_cap_counts_mail_by_when_it_went_out(engine, settings, shop, project):
+    """Planned eight days ago but sent two days ago (a retry, quiet hours): it still counts."""
+    from sqlalchemy import update
+
+    who = shop.customer()
+    shop.order(who, days_ago=70, items={"MAT": 4000})
+    settings = with_limits(settings, limits=config.Limits(
+        max_emails_per_customer=config.FrequencyCap(count=1, days=7)))
+    outbox = MemoryTransport()
+    runner.run(engine, settings, [load(WINBACK)], NOW - timedelta(days=8), outbox)
+    d = tables.Delivery.__table__
+    with engine.begin() as conn:
+        conn.execute(update(d).values(sent_at=NOW - timedelta(days=2)))
+    later = runner.run(engine, settings, [load(BUNDLE.replace("ON_CAP", "defer"))], NOW,
+                       outbox)
+    assert later.campaigns["sets"].deferred == 1

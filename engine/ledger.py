@@ -32,10 +32,12 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from . import offers, suppressions
+from . import limits, offers, suppressions
+from .config import Settings
 from .planner import Candidate
 from .tables import (
     Coupon,
+    Customer,
     Delivery,
     DeliveryStatus,
     OfferKind,
@@ -220,6 +222,30 @@ def _due(campaign_ids: list[str], now: datetime, *columns):
     if campaign_ids:
         query = query.where(DELIVERIES.c.campaign_id.in_(campaign_ids))
     return query
+
+
+def hold_for_quiet_hours(engine: Engine, settings: Settings, campaign_ids: list[str],
+                         now: datetime) -> int:
+    """Move due mail whose customer is in quiet hours right now to the end of those hours.
+
+    The plan already times mail around quiet hours; this catches what falls due later (a retry,
+    a run that starts late). Returns how many deliveries were held back.
+    """
+    if settings.quiet_hours is None:
+        return 0
+    customers = Customer.__table__
+    zone_of_row = (select(customers.c.timezone)
+                   .where(customers.c.id == DELIVERIES.c.customer_id).scalar_subquery())
+    with engine.begin() as conn:
+        zones = conn.execute(_due(campaign_ids, now, zone_of_row).distinct()).scalars().all()
+        held = limits.quiet_zones(zones, settings.store.zone, settings.quiet_hours, now)
+        moved = 0
+        for zone, until in held.items():
+            same_zone = zone_of_row.is_(None) if zone is None else zone_of_row == zone
+            ids = _due(campaign_ids, now, DELIVERIES.c.id).where(same_zone)
+            moved += conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(ids))
+                                  .values(next_attempt_at=until)).rowcount
+    return moved
 
 
 def due(engine: Engine, campaign_ids: list[str], now: datetime, after_id: int = 0,

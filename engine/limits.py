@@ -9,6 +9,7 @@ store's when the customer has none). Reads the ledger; must not write it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -111,3 +112,18 @@ def next_allowed(moment: datetime, zone: ZoneInfo, quiet: QuietHours | None) -> 
     if candidate <= local:
         candidate = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=zone)
     return candidate
+
+
+def quiet_zones(zones: Iterable[str | None], store_zone: ZoneInfo, quiet: QuietHours | None,
+                now: datetime) -> dict[str | None, datetime]:
+    """Of these customer time zones (None: unknown), those in quiet hours at ``now``, each with
+    the moment its quiet hours end. Mail is grouped by zone: a few zones, not a row each."""
+    if quiet is None:
+        return {}
+    held = {}
+    for name in zones:
+        zone = zone_of(name, store_zone)
+        until = next_allowed(now, zone, quiet)
+        if until > now:
+            held[name] = until
+    return held

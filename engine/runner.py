@@ -90,7 +90,7 @@ class Sender:
                  clock: Clock, report: RunReport, stop: threading.Event | None = None):
         self.engine, self.transport, self.run_id = engine, transport, run_id
         self.clock, self.report, self.stop = clock, report, stop
-        self.delivery = settings.delivery
+        self.settings, self.delivery = settings, settings.delivery
         self.queue: queue.Queue[compose.Ready | None] = queue.Queue(maxsize=2 * PAGE)
         self.pending = 0  # messages put and not yet recorded or skipped
         self.idle = threading.Condition()
@@ -305,6 +305,8 @@ def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaig
     """Send everything due; retry transient failures within the run while they fall due soon."""
     deadline = clock() + timedelta(seconds=sender.delivery.retry_within_run_seconds)
     while not sender.halted():
+        # Quiet hours are checked again at send time: a retry or a late run must wait too.
+        ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, clock())
         _one_pass(engine, sender, composer, campaign_ids, clock, progress)
         retry_at = ledger.next_retry(engine, campaign_ids)
         if retry_at is None or sleep is None or retry_at > deadline or sender.halted():

@@ -171,7 +171,10 @@ class Scheduler:
     def send_due(self) -> runner.RunReport | None:
         """Send what is due (quiet hours over, retries due) without planning anything new."""
         now, ids = self.clock(), sorted(self.campaigns)
-        if not self.leading or not ids or ledger.due_count(self.engine, ids, now) == 0:
+        if not self.leading or not ids:
+            return None
+        ledger.hold_for_quiet_hours(self.engine, self.settings, ids, now)
+        if ledger.due_count(self.engine, ids, now) == 0:
             return None  # no run row every few minutes for nothing
         return self.run_campaigns(ids, now, plan=False)
 

@@ -157,3 +157,27 @@ def test_the_cap_counts_mail_by_when_it_went_out(engine, settings, shop, project
     later = runner.run(engine, settings, [load(BUNDLE.replace("ON_CAP", "defer"))], NOW,
                        outbox)
     assert later.campaigns["sets"].deferred == 1
+
+
+def test_a_retry_that_falls_due_at_night_waits_for_the_morning(engine, settings, project):
+    """Quiet hours are checked again when sending, not only when planning."""
+    shop = Shop(engine)
+    who = shop.customer(timezone="Europe/Paris")
+    evening = datetime(2026, 6, 15, 16, 0, tzinfo=UTC)         # 18:00 in Paris: allowed
+    shop.order(who, at=evening - timedelta(days=70))
+    settings = settings.model_copy(update={
+        "quiet_hours": config.QuietHours(start="21:00", end="08:00")})
+    chosen = [load(WINBACK)]
+    runner.run(engine, settings, chosen, evening, transport=None)   # planned, not sent yet
+    d = tables.Delivery.__table__
+    night = datetime(2026, 6, 15, 20, 30, tzinfo=UTC)          # 22:30 in Paris
+    outbox = MemoryTransport()
+    runner.run(engine, settings, chosen, night, outbox, plan=False)
+    assert not outbox.sent
+    with engine.connect() as conn:
+        waiting = conn.execute(select(d.c.next_attempt_at)).scalar()
+    assert waiting == datetime(2026, 6, 16, 6, 0, tzinfo=UTC)  # 08:00 in Paris
+    morning = runner.run(engine, settings, chosen, waiting, outbox, plan=False)
+    assert morning.campaigns["winback"].sent == 1
+    with engine.begin() as conn:  # the send itself happened outside quiet hours
+        assert conn.execute(select(d.c.sent_at)).scalar() == waiting

@@ -21,9 +21,6 @@ Must not render or send.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +29,7 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from . import limits, offers, suppressions
+from . import limits, offers, runs, suppressions
 from .config import Settings
 from .planner import Candidate
 from .tables import (
@@ -154,40 +151,6 @@ def _announce(conn: Connection, announced: list[tuple[Candidate, int]]) -> None:
         conn.execute(_insert(conn, ANNOUNCED).on_conflict_do_nothing(), values)
 
 
-# --- runs: who is sending, and are they alive -------------------------------------------------
-
-def start_run(engine: Engine, campaign_ids: Iterable[str], now: datetime) -> str:
-    run_id = uuid.uuid4().hex
-    with engine.begin() as conn:
-        conn.execute(RUNS.insert().values(id=run_id, pid=os.getpid(), host=socket.gethostname(),
-                                          started_at=now, heartbeat_at=now,
-                                          campaigns=",".join(campaign_ids)))
-    return run_id
-
-
-def finish_run(engine: Engine, run_id: str, now: datetime, summary: dict,
-               paused_reason: str | None = None) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
-            finished_at=now, heartbeat_at=now, summary=json.dumps(summary),
-            paused_reason=paused_reason))
-
-
-def _alive(row, now: datetime, stale_after: timedelta) -> bool:
-    if row.finished_at is not None:
-        return False
-    if row.host == socket.gethostname():
-        try:
-            os.kill(row.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass  # someone else's process: it exists
-    # Also on this host: after a restart another process may carry a dead run's pid. A sending
-    # run beats at least every HEARTBEAT; a run that does not is gone.
-    return row.heartbeat_at > now - stale_after
-
-
 def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(minutes=10),
             current_run: str | None = None) -> int:
     """Mark ``sending`` rows of dead runs ``unknown``; returns how many."""
@@ -199,7 +162,7 @@ def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(mi
             if run_id == current_run:
                 continue
             row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
-            if row is None or not _alive(row, now, stale_after):
+            if row is None or not runs.alive(row, now, stale_after):
                 dead.append(run_id)
         if not dead:
             return 0
@@ -372,15 +335,6 @@ def _compiled(statement, dialect) -> tuple[str, list[str] | None]:
     """The SQL in the driver's parameter style, and the parameter order if it is positional."""
     compiled = statement.compile(dialect=dialect)
     return compiled.string, (list(compiled.positiontup) if compiled.positiontup else None)
-
-
-HEARTBEAT = timedelta(minutes=1)  # how often a sending run says it is alive (recover: 10 min)
-
-
-def heartbeat(engine: Engine, run_id: str, now: datetime) -> None:
-    """A run says it is alive, so ``recover`` elsewhere leaves its rows alone."""
-    with engine.begin() as conn:
-        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(heartbeat_at=now))
 
 
 BOUNCEABLE = (S.sent.value, S.unknown.value, S.sending.value, S.failed.value)

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import campaigns as cm
-from . import compose, ledger, limits, planner, renderworkers
+from . import compose, ledger, limits, planner, renderworkers, runs
 from .config import Settings
 from .tables import DeliveryStatus
 from .transport import SendStatus, Transport, backoff
@@ -101,7 +101,7 @@ class Sender:
         self.attempted = 0
         self.bounced = 0
         self.beaten_at = clock()
-        ledger.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
+        runs.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
         self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
                         for n in range(settings.smtp.max_connections)]
         for thread in self.threads:
@@ -190,10 +190,10 @@ class Sender:
     def _beat(self) -> None:
         now = self.clock()
         with self.lock:
-            if now - self.beaten_at < ledger.HEARTBEAT:
+            if now - self.beaten_at < runs.HEARTBEAT:
                 return
             self.beaten_at = now
-        ledger.heartbeat(self.engine, self.run_id, now)
+        runs.heartbeat(self.engine, self.run_id, now)
 
     def _finished(self, count: int) -> None:
         if count:
@@ -257,7 +257,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     """
     chosen = sorted(chosen, key=lambda c: -c.priority)
     clock = clock or (lambda: now)
-    run_id = ledger.start_run(engine, [c.id for c in chosen], now) if not dry_run else "dry-run"
+    run_id = runs.start_run(engine, [c.id for c in chosen], now) if not dry_run else "dry-run"
     report = RunReport(run_id=run_id, dry_run=dry_run)
     if not dry_run:
         report.recovered_unknown = ledger.recover(engine, now, current_run=run_id)
@@ -295,7 +295,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         composer.close()
         sender.close()
         report.paused = sender.paused
-        ledger.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
+        runs.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
     return report
 
 

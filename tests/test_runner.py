@@ -31,6 +31,7 @@ from engine import (
     planner,
     renderworkers,
     runner,
+    runs,
     suppressions,
     tables,
     unsubscribe,
@@ -372,14 +373,14 @@ def test_recover_reports_in_flight_mail_of_dead_runs_only(engine, settings, proj
     another process may carry its pid: a container's scheduler often gets the same one)."""
     drowsy_buyers(engine, 3)
     ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
-    runs = tables.Run.__table__
-    alive = ledger.start_run(engine, ["winback"], NOW)
-    reused_pid = ledger.start_run(engine, ["winback"], NOW - timedelta(hours=1))
-    gone = ledger.start_run(engine, ["winback"], NOW)
+    run_rows = tables.Run.__table__
+    alive = runs.start_run(engine, ["winback"], NOW)
+    reused_pid = runs.start_run(engine, ["winback"], NOW - timedelta(hours=1))
+    gone = runs.start_run(engine, ["winback"], NOW)
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
     with engine.begin() as conn:  # all three on this host; the last one's process has exited
-        conn.execute(runs.update().where(runs.c.id == gone).values(pid=int(child.stdout)))
+        conn.execute(run_rows.update().where(run_rows.c.id == gone).values(pid=int(child.stdout)))
         for delivery_id, run_id in zip(sorted(statuses(engine)), (alive, reused_pid, gone),
                                        strict=True):
             conn.execute(ledger.DELIVERIES.update().where(ledger.DELIVERIES.c.id == delivery_id)

@@ -234,6 +234,9 @@ def test_paused_campaigns_do_not_run_until_resumed(engine, settings, project):
         scheduler.stop()
 
 
+TOTAL = 2000  # enough that the SIGTERM lands while several sender threads are busy
+
+
 def test_sigterm_mid_run_loses_nothing(tmp_path, project):
     """A real `retain scheduler` process is stopped while sending; nothing is lost or doubled."""
     write_campaign(project, "* * * * *")
@@ -244,7 +247,7 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, project):
         settings = config.load(config_file, environ=env)
         engine = db.connect(url)
         now = datetime.now(UTC)
-        dormant_customers(engine, 400, now)
+        dormant_customers(engine, TOTAL, now)
         # It last fired three minutes ago: the catch-up at start sends right away.
         schedule.mark_fired(engine, "winback", now - timedelta(minutes=3), None)
         process = subprocess.Popen(
@@ -257,11 +260,11 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, project):
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err.decode()
         received = len(server.messages)
-        assert 50 <= received < 400, err.decode()
+        assert 50 <= received < TOTAL, err.decode()
         counts = ledger.counts(engine)["winback"]
         assert counts.get("sent") == received
         assert "sending" not in counts and "unknown" not in counts
-        assert counts.get("planned", 0) + received == 400
+        assert counts.get("planned", 0) + received == TOTAL
         # The next run sends the rest, and nobody twice.
         from engine import runner, validate
         from engine.smtp import SmtpTransport
@@ -270,5 +273,5 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, project):
         transport.close()
         ids = [m.data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
                for m in server.messages]
-        assert len(ids) == 400 and len(set(ids)) == 400
+        assert len(ids) == TOTAL and len(set(ids)) == TOTAL
     engine.dispose()

@@ -383,8 +383,11 @@ def print_run_report(report) -> None:
     if report.recovered_unknown:
         out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "
                   "(the server may have them); resend on purpose with: retain retry --unknown")
+    if report.interrupted:
+        err.print(f"stopped: {report.interrupted}", markup=False)
     if report.paused:
         err.print(f"paused: {report.paused}", markup=False)
+    if report.paused or report.interrupted:
         raise typer.Exit(2)
 
 

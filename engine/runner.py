@@ -35,12 +35,13 @@ from . import campaigns as cm
 from . import compose, ledger, limits, planner, renderworkers, runs
 from .config import Settings
 from .tables import DeliveryStatus
-from .transport import SendStatus, Transport, backoff
+from .transport import SendStatus, Stage, Transport, backoff
 
 S = DeliveryStatus
 Clock = Callable[[], datetime]
 PAGE = 200
 POOL_MIN = 2000  # due messages from which rendering in worker processes pays
+UNREACHABLE_LIMIT = 3  # connection failures in a row that stop a run: the server is down
 
 
 @dataclass
@@ -66,11 +67,13 @@ class RunReport:
     run_id: str
     campaigns: dict[str, CampaignReport] = field(default_factory=dict)
     recovered_unknown: int = 0
-    paused: str | None = None
+    paused: str | None = None       # refused by the server: campaigns pause until resumed
+    interrupted: str | None = None  # the server could not be reached: the next run tries again
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "paused": self.paused,
+                "interrupted": self.interrupted,
                 "recovered_unknown": self.recovered_unknown,
                 "campaigns": [c.as_dict() for c in self.campaigns.values()]}
 
@@ -97,9 +100,11 @@ class Sender:
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.paused: str | None = None
+        self.interrupted: str | None = None
         self.error: BaseException | None = None
         self.attempted = 0
         self.bounced = 0
+        self.unreachable = 0  # connection failures in a row
         self.beaten_at = clock()
         runs.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
         self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
@@ -225,6 +230,15 @@ class Sender:
         with self.lock:
             self.attempted += 1
             self.bounced += status == SendStatus.bounced
+            cannot_connect = (status == SendStatus.failed and outcome.code is None
+                              and outcome.stage == Stage.connect)
+            self.unreachable = self.unreachable + 1 if cannot_connect else 0
+            if self.unreachable >= UNREACHABLE_LIMIT and not self.interrupted:
+                smtp = self.settings.smtp
+                self.interrupted = (
+                    f"cannot reach the mail server at {smtp.host}:{smtp.port} ({detail}); "
+                    "check smtp.host, smtp.port and smtp.security in config.yaml. Nothing is "
+                    "lost: the deliveries stay queued for the next run")
             if status == SendStatus.blocked:
                 self.paused = (f"the mail server refused us ({detail}); fix the sender or "
                                "account, then run again — nobody was suppressed")
@@ -233,7 +247,7 @@ class Sender:
                 self.paused = (f"{self.bounced} of {self.attempted} messages bounced, more "
                                f"than {self.delivery.max_bounce_rate:.0%}; clean the list, "
                                "then run again")
-        if self.paused:
+        if self.paused or self.interrupted:
             self.halt.set()
         return result
 
@@ -294,7 +308,7 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     finally:
         composer.close()
         sender.close()
-        report.paused = sender.paused
+        report.paused, report.interrupted = sender.paused, sender.interrupted
         runs.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
     return report
 

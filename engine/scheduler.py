@@ -206,5 +206,7 @@ class Scheduler:
                      c.sent, c.failed, c.bounced, c.unknown, c.held_out, c.deferred)
         if report.paused:
             log.error("run paused: %s", report.paused)
+        if report.interrupted:
+            log.error("run stopped: %s", report.interrupted)
         self.runs.append(report)
         return report

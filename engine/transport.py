@@ -55,6 +55,7 @@ class Outcome:
     enhanced: str | None = None      # RFC 3463 code such as "5.1.1"
     detail: str = ""                 # server text or error, addresses removed, truncated
     retry_after: float | None = None  # seconds the transport asks to wait (domain back-off)
+    stage: Stage | None = None        # where a network error happened (None: a reply came)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def dropped(stage: Stage, error: BaseException) -> Outcome:
     """A connection that died or timed out: ``unknown`` once the whole payload went out."""
     status = SendStatus.unknown if stage is Stage.final else SendStatus.failed
     name = type(error).__name__
-    return Outcome(status, detail=scrub(f"{name} at {stage}: {error}".rstrip(": ")))
+    return Outcome(status, detail=scrub(f"{name} at {stage}: {error}".rstrip(": ")),
+                   stage=stage)
 
 
 def backoff(attempt: int, base: float = 60.0, cap: float = 6 * 3600.0,

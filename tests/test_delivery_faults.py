@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select, text, update
@@ -264,3 +265,24 @@ def test_suppression_is_checked_right_before_each_send(engine, settings, project
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM deliveries WHERE status = 'sending'")
                             ).scalar() == 0
+
+
+def test_an_unreachable_server_stops_the_run_at_once_and_loses_nothing(engine, settings, shop,
+                                                                       winback, project):
+    """Three connection failures in a row: the run stops with a sentence saying what to check,
+    nobody is suppressed, no campaign is paused, and the next run sends everything."""
+    people = drowsy(shop, *(f"p{n}@example.com" for n in range(12)))
+    with MailServer() as server:
+        gone = SimpleNamespace(port=server.port)  # nothing listens there any more
+    report = run(engine, settings, winback, gone)
+    assert report.interrupted and "cannot reach the mail server" in report.interrupted
+    assert "smtp.host" in report.interrupted and report.paused is None
+    counts = ledger.counts(engine)["winback"]
+    assert counts.get("sent", 0) == 0 and "sending" not in counts
+    with engine.connect() as conn:
+        assert not conn.execute(select(tables.Suppression.__table__)).first()
+    with MailServer() as back:
+        again = run(engine, settings, winback, back, now=NOW + timedelta(hours=1))
+        assert again.interrupted is None
+        assert len(back.messages) == len(people)
+    assert ledger.counts(engine)["winback"] == {"sent": len(people)}

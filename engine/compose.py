@@ -221,7 +221,7 @@ class Composer:
                  engine: Engine | None = None):
         self.settings, self.campaigns = settings, dict(campaigns)
         self.engine = engine or db.connect(settings.database.url)
-        self.renderer = render.Renderer(settings.folder("templates"), store_context(settings))
+        self.renderer = render.shared(settings.folder("templates"), store_context(settings))
         self.mail_from = return_path(settings)
 
     def compose(self, ids: list[int], now: datetime) -> list[Ready]:

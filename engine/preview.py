@@ -51,7 +51,7 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
         products = compose.product_rows(conn, compose.skus_of([payload]))
     context = compose.context(settings, campaign, customer, payload,
                               PREVIEW_CODE if payload.get("offer") else None, now, products)
-    renderer = render.Renderer(settings.folder("templates"), compose.store_context(settings))
+    renderer = render.shared(settings.folder("templates"), compose.store_context(settings))
     rendered = renderer.render(campaign.template, compose.subject_for(campaign, payload), context)
     msg_id = compose.message_id(settings, PREVIEW_DELIVERY_ID, campaign.id)
     eml = compose.mime(settings, rendered, customer, msg_id, campaign.id, now)

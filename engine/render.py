@@ -57,7 +57,7 @@ from .templating import RENDER_ERRORS, Sandbox, located
 
 __all__ = ["CONTEXT_KEYS", "OFFER_KEYS", "WHY_SENTENCE", "RenderedEmail", "Renderer",
            "empty_offer", "html_to_text", "lint", "lint_subject", "sample_context",
-           "sample_contexts"]
+           "sample_contexts", "shared"]
 
 log = logging.getLogger(__name__)
 
@@ -308,3 +308,25 @@ def normalise_html(markup: str) -> str:
 def normalise_text(text: str) -> str:
     """Markdown escapes removed, whitespace runs collapsed."""
     return _WHITESPACE.sub(" ", _MARKDOWN_ESCAPE.sub(r"\1", text)).strip()
+
+
+_SHARED: dict[tuple, Renderer] = {}
+
+
+def shared(templates_dir: str | Path, store: dict[str, Any]) -> Renderer:
+    """A Renderer reused while the templates on disk are unchanged.
+
+    Preparing a template (flatten, inline, derive the text, verify) takes tens of milliseconds;
+    a scheduler running every few minutes for a year should not pay it on every run. Editing,
+    adding or removing a template file makes a fresh one.
+    """
+    folder = Path(templates_dir)
+    files = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                         for p in folder.glob("**/*") if p.is_file()))
+    key = (str(folder.resolve()), tuple(sorted(store.items())), files)
+    renderer = _SHARED.get(key)
+    if renderer is None:
+        _SHARED.clear()  # one set of templates at a time: old versions are dropped
+        renderer = _SHARED[key] = Renderer(folder, store)
+    return renderer
+

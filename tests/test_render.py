@@ -440,3 +440,25 @@ def test_message_refuses_header_injection_and_unwritable_addresses():
     idn = email.message_from_bytes(build_message(rendered, to_addr="b@exämple.com", **base),
                                    policy=email.policy.default)
     assert idn["To"] == "b@xn--exmple-cua.com"
+
+
+def test_a_shared_renderer_is_reused_until_a_template_changes(tmp_path):
+    import os
+    import shutil
+
+    from engine import render
+
+    folder = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", folder)
+    store = {"name": "Shop", "url": "https://shop.example", "postal_address": "1 Main St",
+             "currency": "EUR"}
+    first = render.shared(folder, store)
+    assert render.shared(folder, store) is first
+    page = folder / "winback.html"
+    page.write_text(page.read_text().replace("Visit the shop", "Come back soon"))
+    stat = page.stat()
+    os.utime(page, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = render.shared(folder, store)
+    assert second is not first
+    email = second.render("winback.html", "Hi", render.sample_context("winback"))
+    assert "Come back soon" in email.html

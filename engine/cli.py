@@ -279,6 +279,8 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
     out.print(table)
     for c in result:
         out.print(f"[bold]{c['id']}[/bold]: {c['segment']}", markup=True)
+        for warning in c["warnings"]:
+            err.print(f"warning: {c['id']}: {warning}", markup=False)
         for example in c["sample"]:
             offer = example["offer"] or {}
             what = ", ".join(example["products"]) or offer.get("kind", "")

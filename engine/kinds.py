@@ -62,10 +62,6 @@ class KindRules:
         return bool(days) and any(at > now - timedelta(days=days) for at in past.values())
 
 
-def settings_currency(settings: Settings) -> str:
-    return settings.store.currency
-
-
 def _counted(now: datetime):
     return and_(ORDERS.c.status == OrderStatus.paid.value, ORDERS.c.created_at < now)
 
@@ -153,7 +149,7 @@ class _SpendThreshold(KindRules):
                  .group_by(ORDERS.c.customer_id).subquery("period_spend"))
         self.spent = spent
         self.gift_name = offers.gift_offer(c.gift, self.period, self.catalogue, 0,
-                                           threshold, settings_currency(self.settings)).gift_name
+                                           threshold, self.settings.store.currency).gift_name
 
     def extra_columns(self):
         return [self.spent.c.spent.label("period_spent")]
@@ -167,7 +163,7 @@ class _SpendThreshold(KindRules):
         if spent >= self.threshold:
             offer = offers.gift_offer(self.campaign.gift, self.period, self.catalogue,
                                       row.avg_order_value_cents or 0, self.threshold,
-                                      settings_currency(self.settings))
+                                      self.settings.store.currency)
             return f"gift:{self.period}", offer, (), None
         if self.campaign.nudge and spent >= self.floor:
             nudge = {"missing_cents": self.threshold - spent, "threshold_cents": self.threshold,

@@ -167,6 +167,21 @@ def resolve_bundles(engine: Engine, configured: tuple[Bundle, ...], mine: Mine |
     return deals
 
 
+def catalogue_warnings(engine: Engine, campaign) -> list[str]:
+    """Skus a campaign names that the catalogue does not have (a typo sends nothing)."""
+    named: list[tuple[str, str]] = []
+    for bundle in getattr(campaign, "bundles", ()):
+        named += [(f"bundle {bundle.id}", sku) for sku in bundle.skus]
+    gift = getattr(campaign, "gift", None)
+    if gift is not None and gift.product:
+        named.append(("gift", gift.product))
+    if not named:
+        return []
+    known = set(catalogue(engine, {sku for _, sku in named}))
+    return [f'{where}: sku "{sku}" is not in the product catalogue, so it is never offered'
+            for where, sku in named if sku not in known]
+
+
 def mined_pairs(engine: Engine, mine: Mine, now: datetime) -> list[tuple[str, str]]:
     """Pairs of skus bought in the same counted order, by support (share of orders)."""
     a, b = ITEMS.alias("a"), ITEMS.alias("b")

@@ -263,5 +263,6 @@ def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now
                        "max_value": str(budget.max_value) if budget.max_value is not None
                        else None},
             "sample": examples,
+            "warnings": offers.catalogue_warnings(engine, campaign),
         })
     return result

@@ -91,3 +91,11 @@ def test_preview_says_when_there_is_nothing_to_show(engine, project, config_path
                     "--as-of", "2026-06-15")
     assert result.exit_code == 1
     assert "no email to preview" in result.output and "dormancy tier is active" in result.output
+
+
+def test_plan_warns_about_skus_missing_from_the_catalogue(engine, project, config_path):
+    shop_with_a_drowsy_and_an_active_customer(engine)
+    result = invoke(config_path, "plan", "bundles", "--as-of", "2026-06-15")
+    assert result.exit_code == 0, result.output
+    assert 'warning: bundles: bundle yoga-starter: sku "YOGA-002" is not in the product ' \
+        "catalogue" in result.output

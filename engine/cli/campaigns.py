@@ -1,0 +1,176 @@
+"""Campaigns before they send: validate, plan, preview, why, simulate."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from . import (
+    AsJson,
+    AsOf,
+    CampaignIds,
+    app,
+    as_of_moment,
+    engine_for,
+    err,
+    out,
+    print_json,
+    settings,
+    user_errors,
+)
+
+
+@app.command("validate")
+@user_errors
+def validate_command() -> None:
+    """Check config.yaml, every campaign and every template. Example: retain validate"""
+    from .. import validate
+
+    cfg = settings()
+    found = validate.check(cfg)
+    out.print(f"ok: config.yaml and {len(found)} campaigns are valid "
+              f"({', '.join(c.id for c in found)})")
+
+
+@app.command("plan")
+@user_errors
+def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJson = False,
+                 sample: Annotated[int, typer.Option(help="Recipients to show.")] = 5) -> None:
+    """Show who would get what, without sending or writing. Example: retain plan winback"""
+    from .. import planner, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, campaigns)
+    result = planner.summarize(engine_for(cfg), cfg, chosen, now, sample=sample)
+    if as_json:
+        print_json({"as_of": now.isoformat(), "campaigns": result})
+        return
+    table = Table("campaign", "kind", "in segment", "recipients", "held out", "suppressed",
+                  "skipped", "offers", "offer value", "budget",
+                  title=f"Plan as of {now:%Y-%m-%d %H:%M %Z}")
+    for c in result:
+        skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "-"
+        budget = c["budget"]
+        limit = " / ".join(x for x in (budget["max_offers"] and f"{budget['max_offers']} offers",
+                                       budget["max_value"] and f"{budget['max_value']}") if x)
+        table.add_row(c["id"], c["kind"], str(c["in_segment"]), str(c["recipients"]),
+                      str(c["held_out"]), str(c["suppressed"]), skipped, str(c["offers"]),
+                      c["offer_value"], limit or "-")
+    out.print(table)
+    for c in result:
+        out.print(f"[bold]{c['id']}[/bold]: {c['segment']}", markup=True)
+        for warning in c["warnings"]:
+            err.print(f"warning: {c['id']}: {warning}", markup=False)
+        for example in c["sample"]:
+            offer = example["offer"] or {}
+            what = ", ".join(example["products"]) or offer.get("kind", "")
+            out.print(f"  customer {example['customer']}: {example['occasion']} {what}",
+                      markup=False)
+
+
+class PreviewFormat(StrEnum):
+    html = "html"
+    text = "text"
+    eml = "eml"
+
+
+@app.command("preview")
+@user_errors
+def preview_command(
+    campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+    customer: Annotated[str, typer.Option("--customer", help="Customer id, external id or email.")],
+    as_of: AsOf = None,
+    format: Annotated[PreviewFormat, typer.Option("--format")] = PreviewFormat.html,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open in the browser.")] = False,
+) -> None:
+    """The real email for a real customer. Example: retain preview winback --customer 42 --open"""
+    from .. import preview, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, [campaign])[0]
+    result = preview.build(engine_for(cfg), cfg, chosen, customer, now)
+    if result.warning:
+        err.print(f"warning: customer {result.customer_id} {result.warning}", markup=False)
+    body = {"html": result.html.encode(), "text": result.text.encode(), "eml": result.eml}[format]
+    if open_browser and out_file is None:
+        import tempfile
+        out_file = Path(tempfile.mkstemp(suffix=f".{format.value}", prefix="retain-preview-")[1])
+    if out_file is not None:
+        out_file.write_bytes(body)
+        err.print(f"wrote {out_file} (subject: {result.subject})", markup=False)
+        if open_browser:
+            import webbrowser
+            webbrowser.open(out_file.resolve().as_uri())
+        return
+    sys.stdout.write(body.decode("utf-8", errors="replace"))
+
+
+
+
+@app.command("why")
+@user_errors
+def why_command(
+    customer: Annotated[str, typer.Argument(help="Customer id, external id or email.")],
+    campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
+    as_of: AsOf = None,
+    as_json: AsJson = False,
+) -> None:
+    """Why a customer would or would not get each campaign. Example: retain why 42 winback"""
+    from .. import explain, validate
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, [campaign] if campaign else None)
+    customer_id, answers = explain.explain(engine_for(cfg), cfg, chosen, customer, now)
+    if as_json:
+        print_json({"customer": customer_id, "as_of": now.isoformat(),
+                    "campaigns": [a.as_dict() for a in answers]})
+        return
+    table = Table("campaign", "priority", "answer", "because",
+                  title=f"Customer {customer_id} as of {now:%Y-%m-%d %H:%M %Z}")
+    for a in answers:
+        table.add_row(a.campaign, str(a.priority), a.why.value.replace("_", " "), a.detail)
+    out.print(table)
+
+
+@app.command("simulate")
+@user_errors
+def simulate_command(
+    start: Annotated[str, typer.Option("--from", help="First day (or datetime).")],
+    end: Annotated[str, typer.Option("--to", help="Last day (included) or datetime.")],
+    as_json: AsJson = False,
+    sample: Annotated[int, typer.Option(help="Recipients listed per campaign and day.")] = 5,
+) -> None:
+    """Replay the schedule over a period without sending or writing.
+
+    Example: retain simulate --from 2026-12-01 --to 2026-12-07
+    """
+    from .. import simulate, validate
+
+    cfg = settings()
+    first = as_of_moment(start, cfg)
+    if len(start) == 10:  # a bare date starts at midnight, not at its end
+        first = datetime.combine(date.fromisoformat(start), time(0), tzinfo=cfg.store.zone)
+    last = as_of_moment(end, cfg)
+    result = simulate.replay(engine_for(cfg), cfg, validate.load(cfg), first, last, sample)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("day", "campaign", "tick", "recipients", "held out", "deferred", "capped",
+                  "sample (customer: occasion)",
+                  title=f"Simulated {result['ticks']} ticks, {start} to {end}: nothing sent")
+    for day in result["days"]:
+        for c in day["campaigns"]:
+            shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in c["sample"][:3])
+            table.add_row(day["date"], c["id"], c["tick"][11:16], str(c["recipients"]),
+                          str(c["held_out"]), str(c["deferred"]), str(c["capped"]), shown)
+    out.print(table)

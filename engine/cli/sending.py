@@ -1,0 +1,181 @@
+"""Sending and its aftermath: run, deliveries, retry, unsubscribe, suppress, bounces."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import RetainError
+from . import (
+    AsJson,
+    AsOf,
+    CampaignIds,
+    app,
+    as_of_moment,
+    engine_for,
+    err,
+    out,
+    print_json,
+    settings,
+    user_errors,
+)
+
+
+@app.command("run")
+@user_errors
+def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
+                dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
+                as_json: AsJson = False) -> None:
+    """Plan and send now. Example: retain run winback"""
+    import time as _time
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .. import runner, schedule, validate
+    from ..smtp import SmtpTransport
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    chosen = validate.load(cfg, campaigns)
+    engine = engine_for(cfg)
+    paused = schedule.paused(engine)
+    for campaign in chosen:
+        if campaign.id in paused:
+            if campaigns:
+                raise RetainError(f'campaign "{campaign.id}" is paused ({paused[campaign.id]}); '
+                                  f"run `retain resume {campaign.id}` first")
+            err.print(f"skipping {campaign.id}: paused ({paused[campaign.id]})", markup=False)
+    chosen = [c for c in chosen if c.id not in paused]
+    transport = None if dry_run else SmtpTransport(cfg.smtp)
+    offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} messages"),
+                   TimeElapsedColumn(), console=err, transient=True,
+                   disable=as_json or not sys.stderr.isatty())
+    try:
+        with bar:
+            task = bar.add_task("sending", total=None)
+            report = runner.run(engine, cfg, chosen, now, transport, dry_run=dry_run,
+                                clock=lambda: datetime.now(UTC) + offset, sleep=_time.sleep,
+                                progress=lambda n: bar.advance(task, n))
+    finally:
+        if transport is not None:
+            transport.close()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    print_run_report(report)
+
+
+def print_run_report(report) -> None:
+    table = Table("campaign", "planned", "sent", "failed", "bounced", "suppressed", "held out",
+                  "deferred", "capped", "unknown", "skipped",
+                  title="Dry run (nothing written)" if report.dry_run else "Run")
+    for c in report.campaigns.values():
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(c.skipped.items())) or "-"
+        table.add_row(c.id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
+                      str(c.suppressed), str(c.held_out), str(c.deferred), str(c.capped),
+                      str(c.unknown), skipped)
+    out.print(table)
+    if report.recovered_unknown:
+        out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "
+                  "(the server may have them); resend on purpose with: retain retry --unknown")
+    if report.interrupted:
+        err.print(f"stopped: {report.interrupted}", markup=False)
+    if report.paused:
+        err.print(f"paused: {report.paused}", markup=False)
+    if report.paused or report.interrupted:
+        raise typer.Exit(2)
+
+
+@app.command("deliveries")
+@user_errors
+def deliveries_command(
+    campaign: Annotated[str | None, typer.Argument(help="Campaign id.")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """What happened to whom. Example: retain deliveries winback --status failed --json"""
+    from .. import reports
+
+    cfg = settings()
+    rows = reports.deliveries(engine_for(cfg), campaign, status, limit)
+    if as_json:
+        print_json({"deliveries": rows})
+        return
+    table = Table("id", "campaign", "customer", "occasion", "status", "attempts", "sent_at",
+                  "reason")
+    for r in rows:
+        table.add_row(str(r["id"]), r["campaign"], str(r["customer"]), r["occasion"],
+                      r["status"], str(r["attempts"]), r["sent_at"] or "-", r["reason"] or "")
+    out.print(table)
+
+
+@app.command("retry")
+@user_errors
+def retry_command(campaigns: CampaignIds = None,
+                  unknown: Annotated[bool, typer.Option(
+                      "--unknown", help="Resend deliveries whose outcome is unknown.")] = False
+                  ) -> None:
+    """Put deliveries back in the queue on purpose. Example: retain retry --unknown"""
+    from .. import ledger
+
+    if not unknown:
+        raise typer.BadParameter("say what to retry: --unknown")
+    cfg = settings()
+    n = ledger.retry_unknown(engine_for(cfg), campaigns or [], datetime.now(UTC))
+    out.print(f"{n} deliveries will be sent again by the next run")
+
+
+@app.command("unsubscribe")
+@user_errors
+def unsubscribe_command(
+    who: Annotated[str, typer.Argument(help="Email address, or an unsubscribe token.")],
+) -> None:
+    """Suppress an address for good. Example: retain unsubscribe anna@example.com"""
+    from .. import suppressions, unsubscribe
+
+    cfg = settings()
+    now = datetime.now(UTC)
+    if "@" not in who:
+        verified = unsubscribe.verify(cfg, who)
+        if verified is None:
+            raise typer.BadParameter("not an email address, nor a valid unsubscribe token")
+        suppressions.unsubscribe(engine_for(cfg), verified[0], now, source="token")
+    else:
+        suppressions.unsubscribe(engine_for(cfg), who, now)
+    out.print("unsubscribed: no marketing email will be sent to this address")
+
+
+suppress_app = typer.Typer(help="The suppression list.", no_args_is_help=True)
+app.add_typer(suppress_app, name="suppress")
+
+
+@suppress_app.command("import")
+@user_errors
+def suppress_import(file: Annotated[Path, typer.Argument(help="CSV or list of addresses.")]
+                    ) -> None:
+    """Suppress every address in a file. Example: retain suppress import blocklist.csv"""
+    from .. import suppressions
+
+    cfg = settings()
+    read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(UTC))
+    out.print(f"{file}: {read} addresses, {added} newly suppressed")
+
+
+@app.command("bounces")
+@user_errors
+def bounces_command(path: Annotated[Path, typer.Argument(help="mbox file or Maildir folder.")]
+                    ) -> None:
+    """Read bounce reports (RFC 3464) and suppress hard bounces. Example: retain bounces ~/Maildir
+    """
+    from .. import bounces
+
+    cfg = settings()
+    report = bounces.process(engine_for(cfg), path, datetime.now(UTC))
+    out.print(report.summary())

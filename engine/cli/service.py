@@ -1,0 +1,119 @@
+"""The unattended service: scheduler, status, pause, resume."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import RetainError
+from . import (
+    AsJson,
+    app,
+    engine_for,
+    err,
+    out,
+    print_json,
+    settings,
+    user_errors,
+)
+
+
+@app.command("scheduler")
+@user_errors
+def scheduler_command(
+    reload_every: Annotated[float | None, typer.Option(
+        "--reload-every", help="Re-read campaign files every N seconds (also on SIGHUP).")] = None,
+    grace_hours: Annotated[float, typer.Option(
+        "--grace-hours", help="Catch up a tick missed while down, if at most this old.")] = 6,
+    standby: Annotated[bool, typer.Option(
+        "--standby", help="If another scheduler leads, wait and take over when it stops.")
+    ] = False,
+) -> None:
+    """Run every enabled campaign on its schedule, until SIGTERM. Example: retain scheduler"""
+    import logging
+
+    from .. import leader
+    from ..scheduler import Scheduler
+    from ..smtp import SmtpTransport
+
+    # An unattended service reports through its log (stderr); no addresses or secrets are logged.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    cfg = settings()
+    engine = engine_for(cfg)
+    service = Scheduler(engine, cfg, lambda: SmtpTransport(cfg.smtp), reload_every=reload_every,
+                        grace=timedelta(hours=grace_hours))
+    service.start()
+    if not service.leading and not standby:
+        holder = leader.current(engine)
+        service.stop()
+        raise RetainError(
+            f"another scheduler leads ({holder.holder if holder else '?'}, lease until "
+            f"{holder.expires_at:%Y-%m-%d %H:%M:%S %Z}); only one may run on a database. "
+            "Stop it first, or start this one with --standby to take over when it stops")
+    service.install_signals()
+    err.print(f"scheduler {'leading' if service.leading else 'on standby'}; "
+              f"{len(service.next_runs())} campaigns scheduled; SIGTERM stops it", markup=False)
+    try:
+        service.wait()
+    finally:
+        service.stop()
+    err.print("scheduler stopped", markup=False)
+
+
+@app.command("status")
+@user_errors
+def status_command(as_json: AsJson = False) -> None:
+    """The leader, next run of each campaign, the last run, paused campaigns.
+
+    Example: retain status
+    """
+    from .. import status
+
+    cfg = settings()
+    data = status.collect(engine_for(cfg), cfg, datetime.now(UTC))
+    if as_json:
+        print_json(data)
+        return
+    lead = data["leader"]
+    out.print(f"leader: {lead['holder']} (lease until {lead['expires_at']})" if lead
+              else "leader: none (no scheduler running)", markup=False)
+    table = Table("campaign", "enabled", "schedule", "next run", "last fired", "paused")
+    for c in data["campaigns"]:
+        table.add_row(c["id"], "yes" if c["enabled"] else "no", c["schedule"] or "-",
+                      c["next_run"] or "-", c["last_fire_at"] or "-", c["paused"] or "")
+    out.print(table)
+    last = data["last_run"]
+    if last:
+        out.print(f"last run {last['id']} finished {last['finished_at']}: "
+                  f"{last['summary']}", markup=False)
+
+
+@app.command("pause")
+@user_errors
+def pause_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")],
+                  reason: Annotated[str, typer.Option(help="Why (shown by status).")] = "paused "
+                  "by hand") -> None:
+    """Stop a campaign from running until resumed. Example: retain pause winback"""
+    from .. import schedule, validate
+
+    cfg = settings()
+    known = [c.id for c in validate.check(cfg)]
+    schedule.pause(engine_for(cfg), campaign, reason, datetime.now(UTC), known)
+    out.print(f"{campaign} is paused; `retain resume {campaign}` starts it again", markup=False)
+
+
+@app.command("resume")
+@user_errors
+def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
+    """Let a paused campaign run again. Example: retain resume winback"""
+    from .. import schedule
+
+    cfg = settings()
+    if schedule.resume(engine_for(cfg), campaign):
+        out.print(f"{campaign} resumed", markup=False)
+    else:
+        out.print(f"{campaign} was not paused", markup=False)

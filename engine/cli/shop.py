@@ -1,0 +1,148 @@
+"""The shop's data: import, segment, customers show, and the demo."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from . import (
+    AsJson,
+    AsOf,
+    app,
+    as_of_moment,
+    customers_app,
+    engine_for,
+    out,
+    print_json,
+    settings,
+    state,
+    user_errors,
+)
+
+
+class ImportKind(StrEnum):
+    customers = "customers"
+    products = "products"
+    orders = "orders"
+
+
+class ImportFormat(StrEnum):
+    auto = "auto"
+    generic = "generic"
+    shopify = "shopify"
+
+
+@app.command("import")
+@user_errors
+def import_command(
+    kind: Annotated[ImportKind, typer.Argument(help="customers, products or orders.")],
+    file: Annotated[Path, typer.Argument(help="CSV file: generic columns or a Shopify export.")],
+    format: Annotated[ImportFormat, typer.Option("--format")] = ImportFormat.auto,
+) -> None:
+    """Import shop data from CSV. Example: retain import orders orders_export.csv"""
+    from .. import importer
+
+    cfg = settings()
+    result = importer.import_file(engine_for(cfg), cfg, kind.value, file, format.value,
+                                  progress=sys.stderr.isatty(), now=datetime.now(UTC))
+    out.print(f"{file}: {result.summary()}")
+
+
+@app.command("segment")
+@user_errors
+def segment_command(
+    file: Annotated[Path, typer.Argument(help="YAML with a segment: mapping, or a campaign.")],
+    as_of: AsOf = None,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many customers to sample.")] = 10,
+) -> None:
+    """Count a segment's audience and show a sample. Example: retain segment campaigns/winback.yaml
+    """
+    from .. import segments
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    segment = segments.load_file(file)
+    result = segments.evaluate(engine_for(cfg), cfg, segment, now, limit=limit)
+    if as_json:
+        print_json(result)
+        return
+    out.print(f"{segment.explain()}", markup=False)
+    out.print(f"[bold]{result['count']}[/bold] customers as of {now:%Y-%m-%d %H:%M %Z}")
+    if result["sample"]:
+        table = Table("id", "name", "orders", "spent", "recency", "dormancy", "tier", "lifecycle")
+        for row in result["sample"]:
+            table.add_row(str(row["customer_id"]), row["name"], str(row["orders"]),
+                          str(row["spent"]), str(row["recency_days"]), row["dormancy"],
+                          str(row["value_tier"] or "-"), row["lifecycle"])
+        out.print(table)
+
+
+@customers_app.command("show")
+@user_errors
+def customers_show(
+    customer: Annotated[str, typer.Argument(help="Customer id, external id or email.")],
+    as_of: AsOf = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one customer's metrics. Example: retain customers show anna@example.com"""
+    from .. import metrics
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    data = metrics.for_customer(engine_for(cfg), cfg, customer, now)
+    if as_json:
+        print_json(data)
+        return
+    table = Table("metric", "value", show_header=False)
+    for key, value in data.items():
+        table.add_row(key, "-" if value is None else str(value))
+    out.print(table)
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    shop_only: Annotated[bool, typer.Option(
+        "--shop-only", help="Build the synthetic shop and stop.")] = False,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Build a new shop even if the demo database has one.")] = False,
+    customers: Annotated[int, typer.Option(help="How many customers.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same shop.")] = 7,
+    as_of: AsOf = None,
+) -> None:
+    """Build a synthetic shop and send every campaign through a loopback SMTP server.
+
+    Example: retain --db sqlite:///demo.db demo
+    """
+    from .. import demo
+
+    cfg = settings()
+    now = as_of_moment(as_of, cfg)
+    offset = now - datetime.now(UTC)
+    report = demo.run(engine_for(cfg), cfg, now, customers=customers, seed=seed,
+                      shop_only=shop_only, console=out, fresh=fresh,
+                      clock=lambda: datetime.now(UTC) + offset)
+    if report is None:
+        return
+    from .sending import print_run_report
+
+    print_run_report(report)
+    from .. import reports
+
+    db_flag = f" --db {cfg.database.url}" if state.database_url else ""
+    out.print(f"Emails as received by the server: {cfg.folder('outbox')}/*.eml", markup=False)
+    out.print("Look closer:", markup=False)
+    out.print(f"  retain{db_flag} deliveries --limit 20", markup=False)
+    for row in reports.deliveries(engine_for(cfg), "winback", status="sent", limit=1):
+        out.print(f"  retain{db_flag} preview {row['campaign']} --customer {row['customer']} "
+                  "--open", markup=False)
+        out.print(f"  retain{db_flag} why {row['customer']}", markup=False)
+    out.print(f"  retain{db_flag} simulate --from {now:%Y-%m-%d} --to "
+              f"{now + timedelta(days=6):%Y-%m-%d}", markup=False)

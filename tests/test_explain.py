@@ -134,6 +134,12 @@ def test_a_higher_priority_campaign_takes_the_cap(engine, settings, project):
     assert answers["gift"].why == Why.would_receive
     assert answers["second-gift"].why == Why.deferred
     assert "taken by gift" in answers["second-gift"].detail
+    dropped = load(SPEND.replace("id: gift", "id: dropped").replace("priority: 90",
+                                                                    "priority: 5")
+                   + "    on_cap: drop\n")
+    answers = why(engine, settings, [dropped, gift], both)
+    assert answers["dropped"].why == Why.capped
+    assert "frequency cap: 1 emails in the last 7 days" in answers["dropped"].detail
 
 
 def test_why_command_prints_json(engine, settings, project, config_path):

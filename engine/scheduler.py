@@ -15,6 +15,7 @@ so tests drive it with a fake one.
 from __future__ import annotations
 
 import logging
+from collections import deque
 import signal
 import threading
 from collections.abc import Callable
@@ -53,7 +54,8 @@ class Scheduler:
         self.campaigns: dict[str, cm.Campaign] = {}
         self.stopping = threading.Event()
         self.leading = False
-        self.runs: list[runner.RunReport] = []
+        # The latest runs only: a service that runs for a year must not keep every report.
+        self.runs: deque[runner.RunReport] = deque(maxlen=100)
         self._lock = threading.Lock()
         self._aps = BackgroundScheduler(
             timezone=settings.store.zone,

@@ -15,9 +15,9 @@ so tests drive it with a fake one.
 from __future__ import annotations
 
 import logging
-from collections import deque
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 

@@ -135,6 +135,9 @@ class Delivery(Frozen):
     retry_cap_seconds: float = Field(default=6 * 3600, ge=0)
     # Transient failures falling due within this many seconds are retried in the same run.
     retry_within_run_seconds: float = Field(default=120, ge=0)
+    # smtp: send through the smtp: section; file: write each message as an .eml file into
+    # paths.outbox instead (to look at a run's mail locally, without a mail server).
+    transport: Literal["smtp", "file"] = "smtp"
     max_bounce_rate: float = Field(default=0.05, gt=0, le=1)
     bounce_rate_min_sends: int = Field(default=50, ge=1)
     return_path: str | None = None  # envelope sender for bounces; default: sender.from

@@ -393,3 +393,23 @@ def test_recover_reports_in_flight_mail_of_dead_runs_only(engine, settings, proj
         for row in conn.execute(select(ledger.DELIVERIES)):
             by_run[row.claimed_by] = str(row.status)
     assert by_run == {alive: "sending", reused_pid: "unknown", gone: "unknown"}
+
+
+def test_the_file_transport_writes_each_email_as_an_eml_file(engine, project, config_path):
+    """delivery.transport: file, for looking at a run's mail without a mail server."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    config_path.write_text(config_path.read_text().replace(
+        "\nsmtp:", "\ndelivery:\n  transport: file\n\nsmtp:", 1))
+    drowsy_buyers(engine, 3)
+    result = CliRunner().invoke(app, ["--config", str(config_path), "run", "winback",
+                                      "--as-of", "2026-06-15", "--json"])
+    assert result.exit_code == 0, result.output
+    files = sorted((project / "outbox").glob("*.eml"))
+    counts = ledger.counts(engine)["winback"]
+    assert counts.get("sent", 0) + counts.get("held_out", 0) == 3  # the shipped 10 % holdout
+    assert len(files) == counts["sent"] >= 1
+    message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert message["X-Campaign-Id"] == "winback" and message.get_body(("html",)) is not None

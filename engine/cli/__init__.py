@@ -79,6 +79,17 @@ def engine_for(cfg: config_module.Settings):
     return db.connect(cfg.database.url)
 
 
+def transport_for(cfg: config_module.Settings):
+    """The transport config.yaml asks for: SMTP, or .eml files in paths.outbox."""
+    if cfg.delivery.transport == "file":
+        from ..transport import FileTransport
+
+        return FileTransport(cfg.folder("outbox"))
+    from ..smtp import SmtpTransport
+
+    return SmtpTransport(cfg.smtp)
+
+
 def as_of_moment(value: str | None, cfg: config_module.Settings) -> datetime:
     """``--as-of``: a date means the end of that day in the store's zone; default is now."""
     if not value:

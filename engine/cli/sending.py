@@ -22,6 +22,7 @@ from . import (
     out,
     print_json,
     settings,
+    transport_for,
     user_errors,
 )
 
@@ -37,7 +38,6 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .. import runner, schedule, validate
-    from ..smtp import SmtpTransport
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -51,7 +51,7 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
                                   f"run `retain resume {campaign.id}` first")
             err.print(f"skipping {campaign.id}: paused ({paused[campaign.id]})", markup=False)
     chosen = [c for c in chosen if c.id not in paused]
-    transport = None if dry_run else SmtpTransport(cfg.smtp)
+    transport = None if dry_run else transport_for(cfg)
     offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} messages"),
                    TimeElapsedColumn(), console=err, transient=True,

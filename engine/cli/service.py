@@ -17,6 +17,7 @@ from . import (
     out,
     print_json,
     settings,
+    transport_for,
     user_errors,
 )
 
@@ -37,14 +38,13 @@ def scheduler_command(
 
     from .. import leader
     from ..scheduler import Scheduler
-    from ..smtp import SmtpTransport
 
     # An unattended service reports through its log (stderr); no addresses or secrets are logged.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     cfg = settings()
     engine = engine_for(cfg)
-    service = Scheduler(engine, cfg, lambda: SmtpTransport(cfg.smtp), reload_every=reload_every,
+    service = Scheduler(engine, cfg, lambda: transport_for(cfg), reload_every=reload_every,
                         grace=timedelta(hours=grace_hours))
     service.start()
     if not service.leading and not standby:

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import config, db, importer  # noqa: E402
+from engine import config, db  # noqa: E402
+from engine.shop import importer  # noqa: E402
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 SKUS = [f"SKU-{n:04d}" for n in range(500)]

@@ -40,9 +40,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import compose, config, db, demo, ledger, metrics, planner, runner, validate
-from engine.smtp import SmtpTransport
+from engine import config, db
+from engine.campaigns import planner, validate
+from engine.delivery import compose, ledger, runner
+from engine.demo import showcase as demo
+from engine.shop import metrics
 from engine.transport import MemoryTransport, OutgoingMessage, SendStatus
+from engine.transport.smtp import SmtpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -32,8 +32,8 @@ from pathlib import Path
 import premailer
 
 from engine import config
-from engine.mime import build_message
-from engine.render import Renderer, html_to_text, sample_context
+from engine.mail.mime import build_message
+from engine.mail.render import Renderer, html_to_text, sample_context
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "new_product.html"

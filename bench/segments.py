@@ -27,7 +27,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from _shopgen import NOW  # noqa: E402 - the generator's fixed "today"
 from sqlalchemy import func, select  # noqa: E402
 
-from engine import config, db, metrics, segments, tables, yamlfile  # noqa: E402
+from engine import config, db, tables, yamlfile  # noqa: E402
+from engine.shop import metrics, segments  # noqa: E402
 
 FOUR_CONDITIONS = """
 all:

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.config import Smtp
-from engine.smtp import SmtpTransport
 from engine.transport import OutgoingMessage, SendStatus
+from engine.transport.smtp import SmtpTransport
 
 HERE = Path(__file__).resolve().parent
 SERVERS = {

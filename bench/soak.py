@@ -49,10 +49,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
 
-from engine import config, db, demo, ledger, planner, schedule, simulate
-from engine.mailserver import DROP, MailServer
-from engine.scheduler import Scheduler
-from engine.smtp import SmtpTransport
+from engine import config, db
+from engine.campaigns import planner
+from engine.delivery import ledger
+from engine.demo import showcase as demo
+from engine.service import schedule
+from engine.service.scheduler import Scheduler
+from engine.transport.mailserver import DROP, MailServer
+from engine.transport.smtp import SmtpTransport
+from engine.views import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 CAP = config.FrequencyCap(count=3, days=7)

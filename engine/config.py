@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from . import yamlfile
-from .errors import ConfigError, InputError
+from engine import yamlfile
+from engine.errors import ConfigError, InputError
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///retain.db"

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import SQLModel
 
-from . import tables  # noqa: F401 - registers every table on SQLModel.metadata
-from .errors import ConfigError
+from engine import tables  # noqa: F401 - registers every table on SQLModel.metadata
+from engine.errors import ConfigError
 
 SCHEMA_VERSION = "1"
 

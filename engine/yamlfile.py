@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError, did_you_mean
+from engine.errors import InputError, did_you_mean
 
 
 class LocatedDict(dict):

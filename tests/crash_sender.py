@@ -18,8 +18,10 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: make `engine` and `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import campaigns, config, db, runner  # noqa: E402
-from engine.smtp import SmtpTransport  # noqa: E402
+from engine import config, db  # noqa: E402
+from engine.campaigns import models as campaigns  # noqa: E402
+from engine.delivery import runner  # noqa: E402
+from engine.transport.smtp import SmtpTransport  # noqa: E402
 from tests.shopdata import NOW  # noqa: E402
 
 # Customers whose last order was 60-119 days ago are drowsy: each gets one coupon email.

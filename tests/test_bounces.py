@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine import bounces
+from engine.delivery import bounces
 from engine.errors import InputError, NotFound
 from engine.tables import Customer, Delivery, Suppression
 
@@ -209,7 +209,7 @@ def test_second_pass_over_the_same_mailbox_changes_nothing(engine, tmp_path):
 
 def test_no_address_in_summary_or_logs(engine, tmp_path, caplog):
     _shop(engine)
-    with caplog.at_level(logging.INFO, logger="engine.bounces"):
+    with caplog.at_level(logging.INFO, logger="engine.delivery.bounces"):
         report = bounces.process(engine, write_mbox(tmp_path), NOW)
 
     assert "6 hard" in report.summary()

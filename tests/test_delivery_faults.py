@@ -15,9 +15,13 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select, text, update
 
-from engine import importer, ledger, planner, runner, suppressions, tables
-from engine.mailserver import DROP, MailServer
-from engine.smtp import SmtpTransport
+from engine import tables
+from engine.campaigns import planner
+from engine.consent import suppressions
+from engine.delivery import ledger, runner
+from engine.shop import importer
+from engine.transport.mailserver import DROP, MailServer
+from engine.transport.smtp import SmtpTransport
 from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
 from tests.shopdata import NOW, Shop
 

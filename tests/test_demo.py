@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from engine import config, db, tables
 from engine.cli import app
-from engine.demo import build_shop, run
+from engine.demo.showcase import build_shop, run
 from engine.errors import ConfigError
+from engine.shop import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -168,7 +169,6 @@ def db_rows(engine, sql: str):
 
 
 def test_every_stage_and_tier_is_well_represented(shop):
-    metrics = pytest.importorskip("engine.metrics")
     engine, settings, _ = shop
     metrics.refresh(engine, settings, NOW)
     m = tables.CustomerMetrics
@@ -258,8 +258,8 @@ def test_add_day_brings_buyers_back_and_signs_people_up_the_same_in_any_windows(
         engine, settings, tmp_path):
     """Days after the build: repeat orders (lapsed buyers come back, which ends their dormancy)
     and sign-ups; a day written in two windows is the same as written at once."""
-    from engine import metrics
-    from engine.demo import add_day
+    from engine.demo.showcase import add_day
+    from engine.shop import metrics
 
     build_shop(engine, settings, NOW, customers=CUSTOMERS, seed=7)
     twin = other_engine(tmp_path, "twin.db")

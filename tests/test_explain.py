@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
 
-from engine import campaigns, config, explain, planner, runner, schedule, suppressions
+from engine import config
+from engine.campaigns import models as campaigns
+from engine.campaigns import planner
 from engine.cli import app
-from engine.explain import Why
+from engine.consent import suppressions
+from engine.delivery import runner
+from engine.service import schedule
 from engine.transport import MemoryTransport
+from engine.views import explain
+from engine.views.explain import Why
 from tests.shopdata import NOW, Shop
 
 WINBACK = """

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine import db, importer
+from engine import db
 from engine.errors import CsvError
+from engine.shop import importer
 from tests.conftest import BACKENDS, fresh_postgres
 
 DATA = Path(__file__).parent / "data" / "import"

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import campaigns, config, runner, tables
+from engine import config, tables
+from engine.campaigns import models as campaigns
+from engine.delivery import runner
 from engine.transport import MemoryTransport
 from tests.conftest import BACKENDS, fresh_postgres
 from tests.shopdata import NOW, Shop

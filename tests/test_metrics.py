@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, select, update
 
-from engine import db, metrics, tables
+from engine import db, tables
 from engine.errors import NotFound
+from engine.shop import metrics
 from tests.conftest import BACKENDS, fresh_postgres
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -11,7 +11,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 from sqlalchemy import select
 
-from engine import optout, suppressions, tables, unsubscribe
+from engine import tables
+from engine.consent import optout, suppressions, unsubscribe
 from tests.shopdata import NOW, Shop
 
 

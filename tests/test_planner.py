@@ -11,7 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import campaigns, ledger, offers, planner, suppressions, tables
+from engine import tables
+from engine.campaigns import models as campaigns
+from engine.campaigns import offers, planner
+from engine.consent import suppressions
+from engine.delivery import ledger
 from tests.conftest import BACKENDS, fresh_postgres
 from tests.shopdata import NOW, Shop
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from engine.contract import empty_offer
 from engine.errors import InputError, TemplateError
-from engine.mime import build_message
-from engine.render import (
+from engine.mail.contract import empty_offer
+from engine.mail.mime import build_message
+from engine.mail.render import (
     CONTEXT_KEYS,
     RenderedEmail,
     Renderer,
@@ -30,7 +30,7 @@ from engine.render import (
     sample_context,
     sample_contexts,
 )
-from engine.templating import format_date, money
+from engine.mail.templating import format_date, money
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -446,7 +446,7 @@ def test_a_shared_renderer_is_reused_until_a_template_changes(tmp_path):
     import os
     import shutil
 
-    from engine import render
+    from engine.mail import render
 
     folder = tmp_path / "templates"
     shutil.copytree(Path(__file__).resolve().parent.parent / "templates", folder)

@@ -24,21 +24,13 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlmodel import SQLModel
 
-from engine import (
-    compose,
-    db,
-    ledger,
-    planner,
-    renderworkers,
-    runner,
-    runs,
-    suppressions,
-    tables,
-    unsubscribe,
-)
+from engine import db, tables
+from engine.campaigns import planner
+from engine.consent import suppressions, unsubscribe
+from engine.delivery import compose, ledger, renderworkers, runner, runs
 from engine.errors import TemplateError
-from engine.mailserver import MailServer
-from engine.smtp import SmtpTransport
+from engine.transport.mailserver import MailServer
+from engine.transport.smtp import SmtpTransport
 from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
 from tests.shopdata import NOW, Shop
 

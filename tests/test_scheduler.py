@@ -14,10 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from engine import campaigns, config, db, ledger, schedule, tables
-from engine.mailserver import MailServer
-from engine.scheduler import Scheduler
+from engine import config, db, tables
+from engine.campaigns import models as campaigns
+from engine.delivery import ledger
+from engine.service import schedule
+from engine.service.scheduler import Scheduler
 from engine.transport import MemoryTransport
+from engine.transport.mailserver import MailServer
 from tests.shopdata import Shop
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -266,8 +269,9 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, project):
         assert "sending" not in counts and "unknown" not in counts
         assert counts.get("planned", 0) + received == TOTAL
         # The next run sends the rest, and nobody twice.
-        from engine import runner, validate
-        from engine.smtp import SmtpTransport
+        from engine.campaigns import validate
+        from engine.delivery import runner
+        from engine.transport.smtp import SmtpTransport
         transport = SmtpTransport(settings.smtp)
         runner.run(engine, settings, validate.load(settings), datetime.now(UTC), transport)
         transport.close()

@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import sqlite
 
-from engine import segments, tables, yamlfile
+from engine import tables, yamlfile
 from engine.errors import SegmentError
+from engine.shop import segments
 from tests.conftest import BACKENDS, fresh_postgres
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -56,7 +56,8 @@ def test_simulate_refuses_an_empty_period(config_path, engine, project):
 
 
 def test_now_is_not_read_by_the_replay(engine, settings):
-    from engine import campaigns, simulate
+    from engine.campaigns import models as campaigns
+    from engine.views import simulate
     daily = campaigns.parse_text(WINBACK)
     found = simulate.ticks([daily], settings.store.zone, datetime(2026, 3, 28, tzinfo=UTC),
                            datetime(2026, 3, 31, tzinfo=UTC))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from engine import suppressions, tables
+from engine import tables
 from engine.cli import app
+from engine.consent import suppressions
 from tests.shopdata import NOW, Shop
 
 

@@ -17,8 +17,6 @@ import pytest
 from pydantic import SecretStr
 
 from engine import config
-from engine.mailserver import DROP, MailServer, serve
-from engine.smtp import DomainThrottle, RateLimiter, SmtpTransport
 from engine.transport import (
     FileTransport,
     MemoryTransport,
@@ -29,6 +27,8 @@ from engine.transport import (
     backoff,
     classify,
 )
+from engine.transport.mailserver import DROP, MailServer, serve
+from engine.transport.smtp import DomainThrottle, RateLimiter, SmtpTransport
 
 SENDER = "bounces@maison-verte.example"
 

@@ -11,11 +11,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from engine import runner, tables, unsubscribe
+from engine import tables
 from engine.cli import app
+from engine.consent import unsubscribe
+from engine.delivery import runner
 from engine.errors import ConfigError
-from engine.mailserver import MailServer
-from engine.smtp import SmtpTransport
+from engine.transport.mailserver import MailServer
+from engine.transport.smtp import SmtpTransport
 from tests.crash_sender import load_campaign, pointed_at, write_campaign
 from tests.shopdata import NOW, Shop
 

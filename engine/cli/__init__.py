@@ -22,8 +22,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from .. import config as config_module
-from ..errors import Invalid, RetainError
+from engine import config as config_module
+from engine.errors import Invalid, RetainError
 
 app = typer.Typer(
     help="Retention emails and promotions for online shops: campaigns as code, sent once.",
@@ -74,7 +74,7 @@ def settings() -> config_module.Settings:
 
 
 def engine_for(cfg: config_module.Settings):
-    from .. import db
+    from engine import db
 
     return db.connect(cfg.database.url)
 
@@ -82,10 +82,10 @@ def engine_for(cfg: config_module.Settings):
 def transport_for(cfg: config_module.Settings):
     """The transport config.yaml asks for: SMTP, or .eml files in paths.outbox."""
     if cfg.delivery.transport == "file":
-        from ..transport import FileTransport
+        from engine.transport import FileTransport
 
         return FileTransport(cfg.folder("outbox"))
-    from ..smtp import SmtpTransport
+    from engine.transport.smtp import SmtpTransport
 
     return SmtpTransport(cfg.smtp)
 

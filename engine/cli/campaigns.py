@@ -30,7 +30,7 @@ from . import (
 @user_errors
 def validate_command() -> None:
     """Check config.yaml, every campaign and every template. Example: retain validate"""
-    from .. import validate
+    from engine.campaigns import validate
 
     cfg = settings()
     found = validate.check(cfg)
@@ -43,7 +43,7 @@ def validate_command() -> None:
 def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJson = False,
                  sample: Annotated[int, typer.Option(help="Recipients to show.")] = 5) -> None:
     """Show who would get what, without sending or writing. Example: retain plan winback"""
-    from .. import planner, validate
+    from engine.campaigns import planner, validate
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -92,7 +92,8 @@ def preview_command(
     open_browser: Annotated[bool, typer.Option("--open", help="Open in the browser.")] = False,
 ) -> None:
     """The real email for a real customer. Example: retain preview winback --customer 42 --open"""
-    from .. import preview, validate
+    from engine.campaigns import validate
+    from engine.views import preview
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -125,7 +126,8 @@ def why_command(
     as_json: AsJson = False,
 ) -> None:
     """Why a customer would or would not get each campaign. Example: retain why 42 winback"""
-    from .. import explain, validate
+    from engine.campaigns import validate
+    from engine.views import explain
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -154,7 +156,8 @@ def simulate_command(
 
     Example: retain simulate --from 2026-12-01 --to 2026-12-07
     """
-    from .. import simulate, validate
+    from engine.campaigns import validate
+    from engine.views import simulate
 
     cfg = settings()
     first = as_of_moment(start, cfg)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import RetainError
+from engine.errors import RetainError
+
 from . import (
     AsJson,
     AsOf,
@@ -37,7 +38,9 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .. import runner, schedule, validate
+    from engine.campaigns import validate
+    from engine.delivery import runner
+    from engine.service import schedule
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -101,7 +104,7 @@ def deliveries_command(
     as_json: AsJson = False,
 ) -> None:
     """What happened to whom. Example: retain deliveries winback --status failed --json"""
-    from .. import reports
+    from engine.views import reports
 
     cfg = settings()
     rows = reports.deliveries(engine_for(cfg), campaign, status, limit)
@@ -123,7 +126,7 @@ def retry_command(campaigns: CampaignIds = None,
                       "--unknown", help="Resend deliveries whose outcome is unknown.")] = False
                   ) -> None:
     """Put deliveries back in the queue on purpose. Example: retain retry --unknown"""
-    from .. import ledger
+    from engine.delivery import ledger
 
     if not unknown:
         raise typer.BadParameter("say what to retry: --unknown")
@@ -138,7 +141,7 @@ def unsubscribe_command(
     who: Annotated[str, typer.Argument(help="Email address, or an unsubscribe token.")],
 ) -> None:
     """Suppress an address for good. Example: retain unsubscribe anna@example.com"""
-    from .. import suppressions, unsubscribe
+    from engine.consent import suppressions, unsubscribe
 
     cfg = settings()
     now = datetime.now(UTC)
@@ -161,7 +164,7 @@ app.add_typer(suppress_app, name="suppress")
 def suppress_import(file: Annotated[Path, typer.Argument(help="CSV or list of addresses.")]
                     ) -> None:
     """Suppress every address in a file. Example: retain suppress import blocklist.csv"""
-    from .. import suppressions
+    from engine.consent import suppressions
 
     cfg = settings()
     read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(UTC))
@@ -174,7 +177,7 @@ def bounces_command(path: Annotated[Path, typer.Argument(help="mbox file or Mail
                     ) -> None:
     """Read bounce reports (RFC 3464) and suppress hard bounces. Example: retain bounces ~/Maildir
     """
-    from .. import bounces
+    from engine.delivery import bounces
 
     cfg = settings()
     report = bounces.process(engine_for(cfg), path, datetime.now(UTC))
@@ -193,7 +196,7 @@ def unsubscribe_server_command(
     """
     from wsgiref.simple_server import make_server
 
-    from .. import optout
+    from engine.consent import optout
 
     cfg = settings()
     application = optout.app(cfg, engine_for(cfg), lambda: datetime.now(UTC))

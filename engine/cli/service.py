@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import RetainError
+from engine.errors import RetainError
+
 from . import (
     AsJson,
     app,
@@ -36,8 +37,8 @@ def scheduler_command(
     """Run every enabled campaign on its schedule, until SIGTERM. Example: retain scheduler"""
     import logging
 
-    from .. import leader
-    from ..scheduler import Scheduler
+    from engine.service import leader
+    from engine.service.scheduler import Scheduler
 
     # An unattended service reports through its log (stderr); no addresses or secrets are logged.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -71,7 +72,7 @@ def status_command(as_json: AsJson = False) -> None:
 
     Example: retain status
     """
-    from .. import status
+    from engine.service import status
 
     cfg = settings()
     data = status.collect(engine_for(cfg), cfg, datetime.now(UTC))
@@ -98,7 +99,8 @@ def pause_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")],
                   reason: Annotated[str, typer.Option(help="Why (shown by status).")] = "paused "
                   "by hand") -> None:
     """Stop a campaign from running until resumed. Example: retain pause winback"""
-    from .. import schedule, validate
+    from engine.campaigns import validate
+    from engine.service import schedule
 
     cfg = settings()
     known = [c.id for c in validate.check(cfg)]
@@ -110,7 +112,7 @@ def pause_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")],
 @user_errors
 def resume_command(campaign: Annotated[str, typer.Argument(help="Campaign id.")]) -> None:
     """Let a paused campaign run again. Example: retain resume winback"""
-    from .. import schedule
+    from engine.service import schedule
 
     cfg = settings()
     if schedule.resume(engine_for(cfg), campaign):

@@ -46,7 +46,7 @@ def import_command(
     format: Annotated[ImportFormat, typer.Option("--format")] = ImportFormat.auto,
 ) -> None:
     """Import shop data from CSV. Example: retain import orders orders_export.csv"""
-    from .. import importer
+    from engine.shop import importer
 
     cfg = settings()
     result = importer.import_file(engine_for(cfg), cfg, kind.value, file, format.value,
@@ -64,7 +64,7 @@ def segment_command(
 ) -> None:
     """Count a segment's audience and show a sample. Example: retain segment campaigns/winback.yaml
     """
-    from .. import segments
+    from engine.shop import segments
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -92,7 +92,7 @@ def customers_show(
     as_json: AsJson = False,
 ) -> None:
     """Show one customer's metrics. Example: retain customers show anna@example.com"""
-    from .. import metrics
+    from engine.shop import metrics
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -121,7 +121,7 @@ def demo_command(
 
     Example: retain --db sqlite:///demo.db demo
     """
-    from .. import demo
+    from engine.demo import showcase as demo
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
@@ -134,7 +134,7 @@ def demo_command(
     from .sending import print_run_report
 
     print_run_report(report)
-    from .. import reports
+    from engine.views import reports
 
     db_flag = f" --db {cfg.database.url}" if state.database_url else ""
     out.print(f"Emails as received by the server: {cfg.folder('outbox')}/*.eml", markup=False)

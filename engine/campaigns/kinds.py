@@ -1,0 +1,229 @@
+"""What each campaign kind adds to the plan: the variants of one algorithm (planner.py).
+
+Owns, per kind: the extra audience conditions in SQL (winback: the dormancy tiers of its steps;
+spend threshold: the period's counted spend near or over the threshold), the per-batch lookups
+(categories bought, products announced, bundle skus owned — one query each), the occasion key
+that makes "at most once" precise, the offer proposed for one customer, and the kind's cooldown
+rule. Reads only; must not write, render or send.
+
+    new_product      occasion "products:<sorted skus>"   never a product announced before
+    winback          occasion "<tier>:<last order date>"  each step once per dormancy episode
+    spend_threshold  occasion "gift:<period>" / "nudge:<period>"   once per period
+    bundle           occasion "<bundle id>:<date>"        each bundle once per cooldown
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select
+
+from engine.campaigns import models as cm
+from engine.campaigns import offers
+from engine.config import Settings
+from engine.tables import (
+    Customer,
+    CustomerMetrics,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Product,
+    ProductAnnouncement,
+)
+
+CUSTOMERS, METRICS = Customer.__table__, CustomerMetrics.__table__
+ORDERS, ITEMS, PRODUCTS = Order.__table__, OrderItem.__table__, Product.__table__
+ANNOUNCED = ProductAnnouncement.__table__
+
+
+class KindRules:
+    """The steps one kind fills in: its extra audience conditions, per-batch lookups, the
+    occasion and offer it proposes for a customer, and what its cooldown means."""
+
+    def __init__(self, engine: Engine, settings: Settings, campaign: Any, now: datetime):
+        self.engine, self.settings, self.campaign, self.now = engine, settings, campaign, now
+        self.zone = settings.store.zone
+
+    def extra_columns(self) -> list:
+        return []
+
+    def extra_where(self) -> list:
+        return []
+
+    def prepare(self, ids: list[int]) -> None:
+        """Per-batch lookups, one query each."""
+
+    def propose(self, row: Any) -> tuple[str, offers.OfferSpec | None, tuple, dict | None] | None:
+        raise NotImplementedError
+
+    def cooling_down(self, past: dict[str, datetime], occasion: str, now: datetime) -> bool:
+        days = self.campaign.cooldown_days
+        return bool(days) and any(at > now - timedelta(days=days) for at in past.values())
+
+
+def _counted(now: datetime):
+    return and_(ORDERS.c.status == OrderStatus.paid.value, ORDERS.c.created_at < now)
+
+
+class _Winback(KindRules):
+    def extra_where(self) -> list:
+        return [METRICS.c.dormancy.in_([s.tier for s in self.campaign.steps])]
+
+    def propose(self, row):
+        step = self.campaign.step_for(str(row.dormancy))
+        if step is None or row.last_order_at is None:
+            return None
+        # The episode is named by the last order's date: a new order starts a new episode.
+        episode = row.last_order_at.astimezone(self.zone).date().isoformat()
+        offer = offers.coupon_offer(step.coupon, row.avg_order_value_cents or 0)
+        return f"{step.tier}:{episode}", offer, (), None
+
+
+class _NewProduct(KindRules):
+    def __init__(self, *args):
+        super().__init__(*args)
+        c = self.campaign
+        self.products = offers.new_products(self.engine, self.now, c.lookback_days,
+                                            c.include_price_drops, c.categories)
+
+    def prepare(self, ids):
+        self.bought: dict[int, set[str]] = {}
+        self.categories: dict[int, set[str]] = {}
+        self.announced: dict[int, set[int]] = {}
+        if not self.products:
+            return
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ORDERS.c.customer_id, ITEMS.c.sku, PRODUCTS.c.category).distinct()
+                .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id)
+                             .outerjoin(PRODUCTS, PRODUCTS.c.sku == ITEMS.c.sku))
+                .where(ORDERS.c.customer_id.in_(ids), _counted(self.now)))
+            for customer_id, sku, category in rows:
+                self.bought.setdefault(customer_id, set()).add(sku)
+                if category:
+                    self.categories.setdefault(customer_id, set()).add(category)
+            for customer_id, product_id in conn.execute(
+                    select(ANNOUNCED.c.customer_id, ANNOUNCED.c.product_id)
+                    .where(ANNOUNCED.c.customer_id.in_(ids))):
+                self.announced.setdefault(customer_id, set()).add(product_id)
+
+    def propose(self, row):
+        liked = self.categories.get(row.id, set())
+        owned = self.bought.get(row.id, set())
+        seen = self.announced.get(row.id, set())
+        chosen = [p for p in self.products
+                  if p["id"] not in seen and p["sku"] not in owned
+                  and (self.campaign.match == "all" or p["category"] in liked)]
+        chosen = chosen[:self.campaign.max_products]
+        if not chosen:
+            return None
+        skus = tuple(p["sku"] for p in chosen)
+        return "products:" + ",".join(sorted(skus)), None, skus, None
+
+
+class _SpendThreshold(KindRules):
+    def __init__(self, *args):
+        super().__init__(*args)
+        c = self.campaign
+        today = cm.local_today(self.now, self.zone)
+        if c.period == "month":
+            start_day = today.replace(day=1)
+            end_day = (start_day + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        elif c.period == "week":
+            start_day = today - timedelta(days=today.weekday())
+            end_day = start_day + timedelta(days=6)
+        else:
+            start_day = today - timedelta(days=c.period_days - 1)
+            end_day = today
+        self.period = cm.period_key(c, today)
+        self.period_ends_on = end_day.isoformat()
+        self.since = datetime.combine(start_day, datetime.min.time(), tzinfo=self.zone)
+        threshold = offers.cents(c.threshold)
+        self.threshold = threshold
+        self.floor = threshold - offers.cents(c.nudge.within) if c.nudge else threshold
+        gift_skus = {c.gift.product} if c.gift.product else set()
+        self.catalogue = offers.catalogue(self.engine, gift_skus)
+        spent = (select(ORDERS.c.customer_id, func.sum(ORDERS.c.total_cents).label("spent"))
+                 .where(_counted(self.now), ORDERS.c.created_at >= self.since)
+                 .group_by(ORDERS.c.customer_id).subquery("period_spend"))
+        self.spent = spent
+        self.gift_name = offers.gift_offer(c.gift, self.period, self.catalogue, 0,
+                                           threshold, self.settings.store.currency).gift_name
+
+    def extra_columns(self):
+        return [self.spent.c.spent.label("period_spent")]
+
+    def extra_where(self):
+        # Joined through WHERE: only customers whose period spend is near or over the threshold.
+        return [self.spent.c.customer_id == CUSTOMERS.c.id, self.spent.c.spent >= self.floor]
+
+    def propose(self, row):
+        spent = row.period_spent or 0
+        if spent >= self.threshold:
+            offer = offers.gift_offer(self.campaign.gift, self.period, self.catalogue,
+                                      row.avg_order_value_cents or 0, self.threshold,
+                                      self.settings.store.currency)
+            return f"gift:{self.period}", offer, (), None
+        if self.campaign.nudge and spent >= self.floor:
+            nudge = {"missing_cents": self.threshold - spent, "threshold_cents": self.threshold,
+                     "spent_cents": spent, "period": self.period,
+                     "period_ends_on": self.period_ends_on, "gift_name": self.gift_name}
+            return f"nudge:{self.period}", None, (), nudge
+        return None
+
+    def cooling_down(self, past, occasion, now):
+        if self.campaign.period != "days" or not occasion.startswith("gift:"):
+            return super().cooling_down(past, occasion, now)
+        # A rolling window: at most one gift per period_days, whatever the calendar says.
+        window = now - timedelta(days=self.campaign.period_days)
+        return any(o.startswith("gift:") and at > window for o, at in past.items())
+
+
+class _Bundle(KindRules):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.deals = offers.resolve_bundles(self.engine, self.campaign.bundles,
+                                            self.campaign.mine, self.now)
+        self.skus = sorted({s for d in self.deals for s in d.skus})
+
+    def prepare(self, ids):
+        self.owned: dict[int, set[str]] = {}
+        if not self.skus:
+            return
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ORDERS.c.customer_id, ITEMS.c.sku).distinct()
+                .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id))
+                .where(ORDERS.c.customer_id.in_(ids), ITEMS.c.sku.in_(self.skus),
+                       _counted(self.now)))
+            for customer_id, sku in rows:
+                self.owned.setdefault(customer_id, set()).add(sku)
+
+    def propose(self, row):
+        owned = self.owned.get(row.id, set())
+        today = cm.local_today(self.now, self.zone).isoformat()
+        for deal in self.deals:
+            offer = deal.offer_for(owned)
+            if offer is not None:
+                return f"{deal.id}:{today}", offer, offer.bundle_skus, None
+        return None
+
+    def cooling_down(self, past, occasion, now):
+        # The cooldown is per bundle: another bundle may still be offered.
+        bundle_id = occasion.split(":", 1)[0]
+        window = now - timedelta(days=self.campaign.cooldown_days)
+        return any(o.split(":", 1)[0] == bundle_id and at > window for o, at in past.items())
+
+
+_RULES: dict[str, type[KindRules]] = {
+    "winback": _Winback,
+    "new_product": _NewProduct,
+    "spend_threshold": _SpendThreshold,
+    "bundle": _Bundle,
+}
+
+
+def for_campaign(engine: Engine, settings: Settings, campaign: cm.Campaign,
+                 now: datetime) -> KindRules:
+    return _RULES[campaign.kind](engine, settings, campaign, now)

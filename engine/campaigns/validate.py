@@ -1,0 +1,50 @@
+"""``retain validate``: every campaign, template and config.yaml checked before anything runs.
+
+Owns the order of the checks and the collection of every problem (not only the first): campaign
+schemas and segments (file:line:column), campaign ids unique, templates present, each campaign's
+template and subject compiled and their variables checked against the context of its kind.
+config.yaml is checked by loading it. Must not touch the database.
+"""
+
+from __future__ import annotations
+
+from engine.campaigns import models as cm
+from engine.config import Settings
+from engine.errors import InputError, Invalid
+from engine.mail import render
+
+
+def check(settings: Settings) -> list[cm.Campaign]:
+    """The valid campaigns; raises Invalid listing every problem found."""
+    templates = settings.folder("templates")
+    problems: list[InputError] = []
+    try:
+        found = cm.load_folder(settings.folder("campaigns"), templates)
+    except Invalid as exc:
+        problems.extend(exc.problems)
+        found = []
+    for campaign in found:
+        problems.extend(template_problems(campaign, settings))
+    if problems:
+        raise Invalid(problems)
+    return found
+
+
+def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
+    problems: list[InputError] = list(
+        render.lint(settings.folder("templates"), campaign.template, campaign.kind))
+    subjects = [(campaign.subject, campaign.line_of("subject"), None)]
+    if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
+        subjects.append((campaign.nudge.subject, campaign.line_of("nudge"), "nudge"))
+    for subject, line, needs in subjects:
+        problems.extend(render.lint_subject(subject, campaign.kind, campaign.source, line,
+                                            needs=needs))
+    return problems
+
+
+def load(settings: Settings, ids: list[str] | None = None) -> list[cm.Campaign]:
+    """The campaigns to run: all enabled ones, or those named (enabled or not)."""
+    found = check(settings)
+    if ids:
+        return cm.select(found, ids)
+    return [c for c in found if c.enabled]

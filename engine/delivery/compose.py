@@ -1,0 +1,270 @@
+"""What one email knows, and the finished message: from a planned delivery to bytes for SMTP.
+
+Owns: turning a planned delivery (customer id, payload of products/offer/nudge, coupon code) into
+the dict the templates see — customer, metrics, products, offer, nudge, store, campaign, the
+unsubscribe URL and the "why you get this" sentence — and the headers that go with it; then, a
+page at a time (``fetch`` reads a page in three queries, ``Composer`` renders it with
+render.Renderer and builds the MIME bytes with mime.py), the messages ready for the transport.
+renderworkers.py runs the same Composer in worker processes for big runs.
+Must not: write to the database, send, or read the clock (``now`` is a parameter).
+
+Money in the context is integer cents (templates format it with the ``money`` filter); dates are
+ISO strings or ``date`` objects (the ``date`` filter formats them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import Connection
+
+from engine import db
+from engine.campaigns import models as cm
+from engine.config import Settings
+from engine.consent import unsubscribe
+from engine.errors import ConfigError
+from engine.mail import contract, render
+from engine.tables import Coupon, Customer, CustomerMetrics, Delivery, Product
+from engine.transport import OutgoingMessage
+
+CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
+DELIVERIES, COUPONS = Delivery.__table__, Coupon.__table__
+
+WHY = {
+    "new_product": "You get this because you have bought {category_phrase} from {store} and "
+                   "agreed to hear about new products.",
+    "winback": "You get this because you are a customer of {store} and agreed to hear from us.",
+    "spend_threshold": "You get this because of your orders at {store} this period and because "
+                       "you agreed to hear from us.",
+    "bundle": "You get this because you bought part of this set from {store} and agreed to "
+              "hear from us.",
+}
+
+
+def store_context(settings: Settings) -> dict[str, Any]:
+    s = settings.store
+    return {"name": s.name, "url": s.url, "postal_address": s.postal_address,
+            "currency": s.currency}
+
+
+def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
+    """Customers with their metrics, keyed by id, for a batch of deliveries."""
+    query = (select(CUSTOMERS.c.id, CUSTOMERS.c.email, CUSTOMERS.c.first_name,
+                    CUSTOMERS.c.last_name, CUSTOMERS.c.country, CUSTOMERS.c.timezone,
+                    METRICS.c.orders, METRICS.c.spent_cents, METRICS.c.recency_days,
+                    METRICS.c.dormancy, METRICS.c.value_tier, METRICS.c.lifecycle,
+                    METRICS.c.last_order_at)
+             .select_from(CUSTOMERS.outerjoin(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id))
+             .where(CUSTOMERS.c.id.in_(ids)))
+    return {row.id: dict(row._mapping) for row in conn.execute(query)}
+
+
+def product_rows(conn: Connection, skus: set[str]) -> dict[str, dict]:
+    if not skus:
+        return {}
+    query = select(PRODUCTS).where(PRODUCTS.c.sku.in_(sorted(skus)))
+    return {row.sku: dict(row._mapping) for row in conn.execute(query)}
+
+
+def _product(row: dict) -> dict[str, Any]:
+    return {"sku": row["sku"], "name": row["name"], "category": row["category"],
+            "price": row["price_cents"], "compare_at_price": row["compare_at_price_cents"],
+            "url": row["url"], "image_url": row["image_url"]}
+
+
+def offer_context(offer: dict | None, code: str | None, now: datetime,
+                  products: dict[str, dict]) -> dict[str, Any] | None:
+    """The ``offer`` the templates see, with exactly the keys of contract.OFFER_KEYS."""
+    if not offer:
+        return None
+    gift_sku = offer.get("gift_sku")
+    gift_name = offer.get("gift_name") or (products.get(gift_sku, {}).get("name")
+                                           if gift_sku else None)
+    return contract.empty_offer(
+        offer["kind"], code=code, percent_off=offer.get("percent_off"),
+        amount_off=offer.get("amount_off_cents"), min_spend=offer.get("min_spend_cents", 0),
+        expires_on=(now + timedelta(days=offer.get("valid_days", 30))).date().isoformat(),
+        gift_name=gift_name, bundle_name=offer.get("bundle_name"),
+        bundle_price=offer.get("bundle_price_cents"),
+        bundle_skus=list(offer.get("bundle_skus", ())))
+
+
+def nudge_context(nudge: dict | None) -> dict[str, Any] | None:
+    if not nudge:
+        return None
+    return {"missing_amount": nudge["missing_cents"], "threshold": nudge["threshold_cents"],
+            "gift_name": nudge.get("gift_name"), "period_ends_on": nudge.get("period_ends_on")}
+
+
+def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: dict,
+            code: str | None, now: datetime, products: dict[str, dict]) -> dict[str, Any]:
+    """The template context for one delivery. ``products`` holds at least the payload's skus."""
+    shown = [_product(products[s]) for s in payload.get("products", []) if s in products]
+    categories = sorted({p["category"] for p in shown if p["category"]})
+    phrase = (" and ".join(categories[:2]) + " products") if categories else "products"
+    why = WHY[campaign.kind].format(store=settings.store.name,
+                                    category_phrase=phrase)
+    offer = offer_context(payload.get("offer"), code, now, products)
+    return {
+        "customer": {"id": customer["id"], "first_name": customer["first_name"] or "there",
+                     "last_name": customer["last_name"], "email": customer["email"],
+                     "country": customer["country"]},
+        "metrics": {"orders": customer["orders"] or 0, "spent": customer["spent_cents"] or 0,
+                    "recency_days": customer["recency_days"],
+                    "dormancy": str(customer["dormancy"] or "none"),
+                    "value_tier": customer["value_tier"] and str(customer["value_tier"]),
+                    "lifecycle": str(customer["lifecycle"] or "prospect")},
+        "store": store_context(settings),
+        "campaign": {"id": campaign.id, "kind": campaign.kind,
+                     "description": campaign.description},
+        "products": shown,
+        "offer": offer,
+        "nudge": nudge_context(payload.get("nudge")),
+        "unsubscribe_url": unsubscribe.url(settings, customer["id"]),
+        "why": why,
+        "preview_text": campaign.description,
+    }
+
+
+def subject_for(campaign: cm.Campaign, payload: dict) -> str:
+    """A nudge may have its own subject line; everything else uses the campaign's."""
+    if payload.get("nudge") and isinstance(campaign, cm.SpendThreshold) and campaign.nudge \
+            and campaign.nudge.subject:
+        return campaign.nudge.subject
+    return campaign.subject
+
+
+def skus_of(payloads: list[dict]) -> set[str]:
+    found: set[str] = set()
+    for payload in payloads:
+        found.update(payload.get("products", []))
+        offer = payload.get("offer") or {}
+        found.update(offer.get("bundle_skus", ()))
+        if offer.get("gift_sku"):
+            found.add(offer["gift_sku"])
+    return found
+
+
+def sender_domain(settings: Settings) -> str:
+    return settings.sender.from_address.split("@", 1)[1] if settings.sender else "localhost"
+
+
+def message_id(settings: Settings, delivery_id: int, campaign_id: str) -> str:
+    """Derived from the delivery, so a resent message is recognisable as the same one."""
+    return f"<d{delivery_id}.{campaign_id}@{sender_domain(settings)}>"
+
+
+def return_path(settings: Settings) -> str:
+    if settings.delivery.return_path:
+        return settings.delivery.return_path
+    if settings.sender is None:
+        raise ConfigError("config.yaml has no sender: section; add sender: {from: "
+                          "you@your-shop.example}", settings.source)
+    return settings.sender.from_address
+
+
+def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaign_id: str,
+         now: datetime) -> bytes:
+    """The complete message: both parts, From/Reply-To, and the RFC 8058 headers."""
+    from engine.mail import mime as mime_module
+
+    if settings.sender is None:
+        return_path(settings)  # raises the ConfigError that says what to add
+    headers = {**unsubscribe.headers(settings, customer["id"]), "X-Campaign-Id": campaign_id}
+    return mime_module.build_message(
+        rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
+        to_addr=customer["email"], reply_to=settings.sender.reply_to,
+        message_id=msg_id, headers=headers, date=now)
+
+
+# --- a page of deliveries → messages ready for the transport ----------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of deliveries and everything their emails show, as plain data."""
+    rows: list[tuple[int, str, int, dict]]  # (delivery id, campaign id, customer id, payload)
+    customers: dict[int, dict]
+    codes: dict[int, str]                   # delivery id → coupon code
+    products: dict[str, dict]
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A message composed for a delivery, not yet claimed: claiming happens right before DATA."""
+    delivery_id: int
+    campaign_id: str
+    message: OutgoingMessage
+
+
+def fetch(conn: Connection, ids: list[int]) -> Page:
+    """The deliveries ``ids`` with their customers, coupon codes and products: three queries."""
+    d = DELIVERIES
+    rows = [(r.id, r.campaign_id, r.customer_id, json.loads(r.payload)) for r in conn.execute(
+        select(d.c.id, d.c.campaign_id, d.c.customer_id, d.c.payload)
+        .where(d.c.id.in_(ids)).order_by(d.c.id))]
+    codes = dict(conn.execute(select(COUPONS.c.delivery_id, COUPONS.c.code)
+                              .where(COUPONS.c.delivery_id.in_(ids))).all())
+    return Page(rows, customer_rows(conn, sorted({r[2] for r in rows})), codes,
+                product_rows(conn, skus_of([r[3] for r in rows])))
+
+
+class Composer:
+    """Reads and renders pages of deliveries into messages, in this process."""
+
+    lookahead = 0  # pages composed ahead of sending: none, composing here is sending's turn
+
+    def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign],
+                 engine: Engine | None = None):
+        self.settings, self.campaigns = settings, dict(campaigns)
+        self.engine = engine or db.connect(settings.database.url)
+        self.renderer = render.shared(settings.folder("templates"), store_context(settings))
+        self.mail_from = return_path(settings)
+
+    def compose(self, ids: list[int], now: datetime) -> list[Ready]:
+        """The messages of deliveries ``ids``; TemplateError (with file and line) if a
+        template fails."""
+        with self.engine.connect() as conn:
+            page = fetch(conn, ids)
+        ready = []
+        for delivery_id, campaign_id, customer_id, payload in page.rows:
+            campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
+            rendered = self.renderer.render(
+                campaign.template, subject_for(campaign, payload),
+                context(self.settings, campaign, customer, payload, page.codes.get(delivery_id),
+                        now, page.products))
+            msg_id = message_id(self.settings, delivery_id, campaign_id)
+            data = mime(self.settings, rendered, customer, msg_id, campaign_id, now)
+            ready.append(Ready(delivery_id, campaign_id, OutgoingMessage(
+                mail_from=self.mail_from, rcpt_to=customer["email"], data=data,
+                message_id=msg_id)))
+        return ready
+
+    def submit(self, ids: list[int], now: datetime) -> Composing:
+        return Composing(self, None, ids, now)
+
+    def close(self) -> None:
+        pass
+
+
+class Composing:
+    """A page being composed; ``result()`` waits for its messages."""
+
+    def __init__(self, composer: Composer, future: Future | None, ids: list[int],
+                 now: datetime):
+        self.composer, self.future, self.ids, self.now = composer, future, ids, now
+
+    def result(self) -> list[Ready]:
+        ready = self.future.result() if self.future is not None else None
+        # In this process when there is no worker, or when the worker failed on the page:
+        # composing it here raises the error with its file and line.
+        return ready if ready is not None else self.composer.compose(self.ids, self.now)
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()

@@ -1,0 +1,358 @@
+"""One run: plan every campaign at ``now``, then render → claim → send → record each delivery.
+
+The same code path serves ``retain run`` and every scheduled tick. Order of work: mark the
+``sending`` rows of dead runs ``unknown``; plan campaigns by priority and write the plans to the
+ledger; then send what is due, by pages of PAGE deliveries in id order:
+
+    main thread     due ids ──► compose (here, or in render worker processes) ──► queue
+    sender threads  queue ──► ledger.Outbox.step: record the previous outcome + claim this one,
+    (max_connections)         in ONE committed transaction, before DATA ──► transport.send
+
+So a crash leaves at most one row a sender thread in ``sending`` (the message in flight), which
+the next run reports ``unknown``; nothing planned is lost and nothing is sent twice. The claim
+re-checks suppression and consent, so an unsubscribe during the run counts at once. A bounce
+suppresses the address; a policy refusal (5.7.x) or too many bounces pauses the run without
+suppressing anyone; what was composed and not claimed stays ``planned``.
+
+Reads no clock of its own: ``now`` fixes the plan, and an injected ``clock`` stamps sends and
+schedules retries (the CLI passes the wall clock, tests a fake one).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from engine.campaigns import limits, planner
+from engine.campaigns import models as cm
+from engine.config import Settings
+from engine.delivery import compose, ledger, renderworkers, runs
+from engine.tables import DeliveryStatus
+from engine.transport import SendStatus, Stage, Transport, backoff
+
+S = DeliveryStatus
+Clock = Callable[[], datetime]
+PAGE = 200
+POOL_MIN = 2000  # due messages from which rendering in worker processes pays
+UNREACHABLE_LIMIT = 3  # connection failures in a row that stop a run: the server is down
+
+
+@dataclass
+class CampaignReport:
+    id: str
+    planned: int = 0
+    held_out: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    capped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    campaigns: dict[str, CampaignReport] = field(default_factory=dict)
+    recovered_unknown: int = 0
+    paused: str | None = None       # refused by the server: campaigns pause until resumed
+    interrupted: str | None = None  # the server could not be reached: the next run tries again
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "dry_run": self.dry_run, "paused": self.paused,
+                "interrupted": self.interrupted,
+                "recovered_unknown": self.recovered_unknown,
+                "campaigns": [c.as_dict() for c in self.campaigns.values()]}
+
+
+class Sender:
+    """Sender threads, one SMTP connection each (``smtp.max_connections``): claim → send →
+    record, and the run's brakes.
+
+    Each thread takes composed messages from a bounded queue and, per message, runs one ledger
+    transaction (``ledger.Outbox.step``: record the previous outcome, claim this one) then hands
+    the message to the transport. A bounce is recorded at once, with its suppression. A policy
+    refusal (5.7.x) or too many bounces pauses the run: nothing more is claimed, what is queued
+    stays ``planned``. ``stop`` (the scheduler's graceful stop) halts the same way, unpaused.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, transport: Transport, run_id: str,
+                 clock: Clock, report: RunReport, stop: threading.Event | None = None):
+        self.engine, self.transport, self.run_id = engine, transport, run_id
+        self.clock, self.report, self.stop = clock, report, stop
+        self.settings, self.delivery = settings, settings.delivery
+        self.queue: queue.Queue[compose.Ready | None] = queue.Queue(maxsize=2 * PAGE)
+        self.pending = 0  # messages put and not yet recorded or skipped
+        self.idle = threading.Condition()
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.paused: str | None = None
+        self.interrupted: str | None = None
+        self.error: BaseException | None = None
+        self.attempted = 0
+        self.bounced = 0
+        self.unreachable = 0  # connection failures in a row
+        self.beaten_at = clock()
+        runs.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
+        self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
+                        for n in range(settings.smtp.max_connections)]
+        for thread in self.threads:
+            thread.start()
+
+    def halted(self) -> bool:
+        return self.halt.is_set() or (self.stop is not None and self.stop.is_set())
+
+    def put(self, ready: list[compose.Ready]) -> None:
+        for item in ready:
+            with self.idle:
+                self.pending += 1
+            self.queue.put(item)
+
+    def drain(self) -> None:
+        """Wait until every message put so far is recorded (or skipped)."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.pending == 0)
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    # -- one sender thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        held: list[ledger.Result] = []  # a sent message's outcome, recorded with the next claim
+        outbox = ledger.Outbox(self.engine, self.run_id)
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                self._safely(self._record, outbox, held)  # nothing to claim: record it now
+                item = self.queue.get()
+            if item is None:
+                self._safely(self._record, outbox, held)
+                return
+            self._safely(self._send, outbox, held, item)
+
+    def _safely(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except BaseException as error:  # noqa: BLE001 - drain() raises it in the run's thread
+            with self.lock:
+                self.error = self.error or error
+            self.halt.set()
+            held = args[1]
+            self._finished(len(held))  # not recorded: stays `sending`, the next run says unknown
+            held.clear()
+
+    def _record(self, outbox: ledger.Outbox, held: list[ledger.Result]) -> None:
+        if held:
+            outbox.step(held[0], None, self.clock())
+            held.clear()
+            self._finished(1)
+
+    def _send(self, outbox: ledger.Outbox, held: list[ledger.Result],
+              item: compose.Ready) -> None:
+        finished = 1  # this message, unless its outcome is held to be recorded later
+        try:
+            if self.halted():
+                self._record(outbox, held)
+                return
+            claim = outbox.step(held[0] if held else None, item.delivery_id, self.clock(),
+                                item.message.message_id)
+            self._finished(len(held))
+            held.clear()
+            if claim is None:
+                return  # another run took it
+            if claim.suppressed:
+                self._count(item.campaign_id, "suppressed")
+                return
+            self._beat()
+            outcome = self.transport.send(item.message)
+            held.append(self._judge(item, claim, outcome))
+            finished = 0
+            if held[0].suppress:  # suppress the address before anyone sends to it again
+                self._record(outbox, held)
+        finally:
+            self._finished(finished)
+
+    def _beat(self) -> None:
+        now = self.clock()
+        with self.lock:
+            if now - self.beaten_at < runs.HEARTBEAT:
+                return
+            self.beaten_at = now
+        runs.heartbeat(self.engine, self.run_id, now)
+
+    def _finished(self, count: int) -> None:
+        if count:
+            with self.idle:
+                self.pending -= count
+                if self.pending == 0:
+                    self.idle.notify_all()
+
+    def _judge(self, item: compose.Ready, claim: ledger.Claim, outcome) -> ledger.Result:
+        now = self.clock()
+        status, message_id = outcome.status, item.message.message_id
+        detail = f"{outcome.code or ''} {outcome.enhanced or ''} {outcome.detail}".strip()
+        if status == SendStatus.sent:
+            result = ledger.Result(item.delivery_id, S.sent, message_id)
+        elif status == SendStatus.bounced:
+            result = ledger.Result(item.delivery_id, S.bounced, message_id, detail,
+                                   suppress=item.message.rcpt_to)
+        elif status == SendStatus.unknown:
+            result = ledger.Result(item.delivery_id, S.unknown, message_id, detail)
+        else:  # failed (transient) or blocked (about us): try again later
+            delay = max(outcome.retry_after or 0,
+                        backoff(claim.attempts, self.delivery.retry_base_seconds,
+                                self.delivery.retry_cap_seconds))
+            retry_at: datetime | None = now + timedelta(seconds=delay)
+            if claim.attempts >= self.delivery.max_attempts:
+                retry_at, detail = None, f"gave up after {claim.attempts} attempts: {detail}"
+            result = ledger.Result(item.delivery_id, S.failed, None, detail, retry_at)
+        self._count(item.campaign_id, {SendStatus.blocked: "failed"}.get(status, status.value))
+        with self.lock:
+            self.attempted += 1
+            self.bounced += status == SendStatus.bounced
+            cannot_connect = (status == SendStatus.failed and outcome.code is None
+                              and outcome.stage == Stage.connect)
+            self.unreachable = self.unreachable + 1 if cannot_connect else 0
+            if self.unreachable >= UNREACHABLE_LIMIT and not self.interrupted:
+                smtp = self.settings.smtp
+                self.interrupted = (
+                    f"cannot reach the mail server at {smtp.host}:{smtp.port} ({detail}); "
+                    "check smtp.host, smtp.port and smtp.security in config.yaml. Nothing is "
+                    "lost: the deliveries stay queued for the next run")
+            if status == SendStatus.blocked:
+                self.paused = (f"the mail server refused us ({detail}); fix the sender or "
+                               "account, then run again — nobody was suppressed")
+            elif (self.attempted >= self.delivery.bounce_rate_min_sends and
+                  self.bounced / self.attempted > self.delivery.max_bounce_rate):
+                self.paused = (f"{self.bounced} of {self.attempted} messages bounced, more "
+                               f"than {self.delivery.max_bounce_rate:.0%}; clean the list, "
+                               "then run again")
+        if self.paused or self.interrupted:
+            self.halt.set()
+        return result
+
+    def _count(self, campaign_id: str, what: str) -> None:
+        with self.lock:
+            report = self.report.campaigns.setdefault(campaign_id, CampaignReport(campaign_id))
+            setattr(report, what, getattr(report, what) + 1)
+
+
+def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: datetime,
+        transport: Transport | None, *, clock: Clock | None = None, dry_run: bool = False,
+        sleep: Callable[[float], None] | None = None,
+        progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+        render_processes: int | None = None, plan: bool = True) -> RunReport:
+    """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
+
+    ``render_processes``: worker processes that render while this one sends; None chooses one
+    per core but one for runs of POOL_MIN messages or more (starting one costs ~1 s of CPU),
+    else none.
+    ``plan=False`` only sends what is due (retries, mail held back by quiet hours).
+    """
+    chosen = sorted(chosen, key=lambda c: -c.priority)
+    clock = clock or (lambda: now)
+    run_id = runs.start_run(engine, [c.id for c in chosen], now) if not dry_run else "dry-run"
+    report = RunReport(run_id=run_id, dry_run=dry_run)
+    if not dry_run:
+        report.recovered_unknown = ledger.recover(engine, now, current_run=run_id)
+    # Highest priority first: it takes the room under the frequency cap before the others.
+    caps = limits.Caps(engine, settings, now, in_memory=dry_run)
+    for campaign in chosen if plan else []:
+        stats = planner.PlanStats()
+        batches = planner.plan(engine, settings, campaign, now, stats, caps=caps)
+        if dry_run:
+            for _ in batches:
+                pass
+        else:
+            ledger.record_plan(engine, batches, now)
+        entry = report.campaigns.setdefault(campaign.id, CampaignReport(campaign.id))
+        entry.planned, entry.held_out = stats.recipients, stats.held_out
+        entry.suppressed, entry.skipped = stats.suppressed, dict(stats.skipped)
+        entry.deferred, entry.capped = stats.deferred, stats.capped
+    if dry_run or transport is None:
+        return report
+    ids = [c.id for c in chosen]
+    if render_processes is None:  # one core sends, the others render
+        cores = os.cpu_count() or 1
+        render_processes = cores - 1 if cores > 1 and \
+            ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
+    by_id = {c.id: c for c in chosen}
+    composer = (renderworkers.ComposerPool(settings, by_id, render_processes, engine)
+                if render_processes else compose.Composer(settings, by_id, engine))
+    sender = Sender(engine, settings, transport, run_id, clock, report, stop)
+    try:
+        _deliver(engine, sender, composer, ids, clock, sleep, progress)
+    except BaseException:
+        sender.halt.set()  # what is queued and not claimed stays planned for the next run
+        raise
+    finally:
+        composer.close()
+        sender.close()
+        report.paused, report.interrupted = sender.paused, sender.interrupted
+        runs.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
+    return report
+
+
+def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaign_ids: list[str],
+             clock: Clock, sleep: Callable[[float], None] | None,
+             progress: Callable[[int], None] | None) -> None:
+    """Send everything due; retry transient failures within the run while they fall due soon."""
+    deadline = clock() + timedelta(seconds=sender.delivery.retry_within_run_seconds)
+    while not sender.halted():
+        # Quiet hours are checked again at send time: a retry or a late run must wait too.
+        ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, clock())
+        _one_pass(engine, sender, composer, campaign_ids, clock, progress)
+        retry_at = ledger.next_retry(engine, campaign_ids)
+        if retry_at is None or sleep is None or retry_at > deadline or sender.halted():
+            return
+        wait = (retry_at - clock()).total_seconds()
+        if wait > 0:
+            sleep(wait)
+
+
+def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
+              campaign_ids: list[str], clock: Clock,
+              progress: Callable[[int], None] | None) -> None:
+    """The due deliveries by id, a page at a time; composing runs ``composer.lookahead`` pages
+    ahead of sending. Returns when every message is recorded."""
+    window: deque[compose.Composing] = deque()
+    after = 0
+    try:
+        while not sender.halted():
+            ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
+            if ids:
+                window.append(composer.submit(ids, clock()))
+                after = ids[-1]
+            if not window:
+                break
+            if ids and len(window) <= composer.lookahead:
+                continue
+            ready = window.popleft().result()
+            sender.put(ready)
+            if progress:
+                progress(len(ready))
+    finally:
+        for composing in window:
+            composing.cancel()
+    sender.drain()

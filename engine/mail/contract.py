@@ -1,0 +1,229 @@
+"""What an email template of each campaign kind is given, and ``lint()`` to check it before sending.
+
+Owns: the context every template receives (below; the planner builds it, render.py renders it),
+``CONTEXT_KEYS`` (the top-level variables each kind may use), complete sample contexts of each
+kind (previews, lint, the renderer's self-check), and ``lint()``/``lint_subject()``, which return
+every problem as a TemplateError with the template file and line. Must not: render emails for
+sending, open a session or read the clock.
+
+The context is plain data only, never ORM objects; every key below is present (``None`` where it
+does not apply), money is integer cents, dates are ISO strings ("2026-07-01"):
+    customer   {id, first_name, last_name, email, country}
+    metrics    {orders, spent, recency_days, dormancy, value_tier, lifecycle}
+               (dormancy/value_tier/lifecycle: the values of the enums in tables.py)
+    store      {name, url, postal_address, currency}   (Renderer fills it from config.yaml)
+    campaign   {id, kind, description}
+    products   [{sku, name, category, price, compare_at_price, url, image_url}]   may be []
+    offer      {kind, code, percent_off, amount_off, min_spend, expires_on, gift_name,
+                bundle_name, bundle_price, bundle_skus, url} or None; kind is one of
+               coupon | gift | bundle | none; min_spend is also a gift's spend threshold;
+               url is the landing page (None: the store's home page)
+    nudge      {missing_amount, threshold, gift_name, period_ends_on} or None
+    unsubscribe_url  the one-click unsubscribe link for this recipient
+    why        the sentence saying why they get this email (WHY_SENTENCE is the default)
+    preview_text     the inbox preview line
+    subject    the rendered subject (added by Renderer.render; not available in subjects)
+Use ``empty_offer(kind, **fields)`` to build an offer with every key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+
+from engine.errors import TemplateError, did_you_mean
+from engine.mail.templating import RENDER_ERRORS, Sandbox, located
+
+WHY_SENTENCE = "You get this because you bought from us and agreed to hear from us."
+OFFER_KEYS = ("kind", "code", "percent_off", "amount_off", "min_spend", "expires_on",
+              "gift_name", "bundle_name", "bundle_price", "bundle_skus", "url")
+_COMMON = frozenset({"customer", "metrics", "store", "campaign", "unsubscribe_url", "why",
+                     "preview_text", "subject"})
+CONTEXT_KEYS: dict[str, frozenset[str]] = {
+    "new_product": _COMMON | {"products"},
+    "winback": _COMMON | {"offer", "products"},
+    "spend_threshold": _COMMON | {"offer", "nudge"},
+    "bundle": _COMMON | {"offer", "products"},
+}
+
+
+def empty_offer(kind: str, **fields: Any) -> dict[str, Any]:
+    """An offer dict with every key of OFFER_KEYS; unknown field names are a bug."""
+    unknown = set(fields) - set(OFFER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown offer fields {sorted(unknown)}; offers have {OFFER_KEYS}")
+    return {key: None for key in OFFER_KEYS} | {"kind": kind} | fields
+
+
+_PRODUCTS = [
+    {"sku": "TEA-001", "name": "Sencha Kyoto 日本 100 g", "category": "tea", "price": 1250,
+     "compare_at_price": 1590, "url": "https://maison-verte.example/p/tea-001",
+     "image_url": "https://maison-verte.example/img/tea-001.jpg"},
+    {"sku": "POT-002", "name": "Théière « Lotus » 0.8 l", "category": "teaware", "price": 3900,
+     "compare_at_price": None, "url": "https://maison-verte.example/p/pot-002",
+     "image_url": "https://maison-verte.example/img/pot-002.jpg"},
+    {"sku": "CUP-003", "name": "Cups & saucers, set of 2", "category": "teaware", "price": 2400,
+     "compare_at_price": 2400, "url": "https://maison-verte.example/p/cup-003", "image_url": ""},
+    {"sku": "HON-004", "name": "Wildflower honey 🍯", "category": "pantry", "price": 890,
+     "compare_at_price": 1100, "url": "https://maison-verte.example/p/hon-004",
+     "image_url": "https://maison-verte.example/img/hon-004.jpg"},
+]
+_BASE = {
+    "customer": {"id": 1042, "first_name": "Élodie", "last_name": "Martin",
+                 "email": "elodie@example.com", "country": "FR"},
+    "metrics": {"orders": 3, "spent": 18450, "recency_days": 150, "dormancy": "half_asleep",
+                "value_tier": "A", "lifecycle": "decline"},
+    "store": {"name": "Maison Verte", "url": "https://maison-verte.example",
+              "postal_address": "Maison Verte SAS, 12 rue des Lilas, 75011 Paris, France",
+              "currency": "EUR"},
+    "unsubscribe_url": "https://maison-verte.example/unsubscribe?token=sample",
+    "why": WHY_SENTENCE,
+    "preview_text": "Picked for you from the categories you love",
+}
+_COUPON = empty_offer("coupon", code="WB-7K2M-Q9XD", percent_off=15, min_spend=3000,
+                      expires_on="2026-07-15")
+_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "new_product": [{"products": _PRODUCTS}, {"products": _PRODUCTS[1:2]}],
+    "winback": [{"offer": _COUPON, "products": _PRODUCTS[:2]},
+                {"offer": empty_offer("coupon", code="WB-AMT-10", amount_off=1000,
+                                      url="https://maison-verte.example/back"),
+                 "products": [], "metrics": {**_BASE["metrics"], "value_tier": "C"}}],
+    "spend_threshold": [
+        {"offer": empty_offer("gift", gift_name="a tin of Jasmine Pearls", min_spend=20000,
+                              code="GIFT-5TQ8", expires_on="2026-09-30"), "nudge": None},
+        {"offer": empty_offer("gift", gift_name="a tea towel", min_spend=20000), "nudge": None},
+        {"offer": None, "nudge": {"missing_amount": 3550, "threshold": 20000,
+                                  "gift_name": "a tin of Jasmine Pearls",
+                                  "period_ends_on": "2026-09-30"}}],
+    "bundle": [{"products": _PRODUCTS[:3], "offer": empty_offer(
+        "bundle", bundle_name="The tea ceremony set", bundle_price=6500,
+        bundle_skus=["TEA-001", "POT-002", "CUP-003"], code="BUNDLE-3F7A",
+        expires_on="2026-07-31")},
+        {"products": _PRODUCTS[1:3], "offer": empty_offer(
+            "bundle", bundle_price=5500, bundle_skus=["POT-002", "CUP-003"])}],
+}
+
+
+def sample_contexts(kind: str) -> list[dict[str, Any]]:
+    """Complete contexts of ``kind`` covering each branch of the shipped templates."""
+    if kind not in CONTEXT_KEYS:
+        raise KeyError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}')
+    campaign = {"id": f"sample-{kind}", "kind": kind, "description": f"A sample {kind} email"}
+    return [copy.deepcopy({**_BASE, "campaign": campaign, "products": [], "offer": None,
+                           "nudge": None, **variant}) for variant in _VARIANTS[kind]]
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    """The first (richest) sample context of ``kind``, e.g. for ``retain preview``."""
+    return sample_contexts(kind)[0]
+
+
+def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[TemplateError]:
+    """Every problem of a template (and its parents) for a campaign of ``kind``, located."""
+    env = Sandbox(templates_dir)
+    path = Path(templates_dir) / template_name
+    if kind not in CONTEXT_KEYS:
+        return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
+                              path)]
+    problems: list[TemplateError] = []
+    pending, seen = [template_name], set()
+    while pending:  # the template, then what it extends, includes or imports
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+            tree = env.parse(source, name, filename)
+        except jinja2.TemplateNotFound:
+            problems.append(TemplateError(
+                f'no template named "{name}" in {templates_dir}: create it or fix the name',
+                Path(templates_dir) / name))
+            continue
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(located(exc, filename))
+            continue
+        pending += [ref for ref in meta.find_referenced_templates(tree) if ref]
+        problems += _unknown_names(env, source, tree, filename, CONTEXT_KEYS[kind], kind)
+    if problems:
+        return problems
+    # Names are right; now attributes (customer.frist_name) and runtime errors, per branch.
+    template = env.get_template(template_name)
+    return _unique(_render_problems(env, template, kind, path))
+
+
+def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
+                 line: int | None = None, needs: str | None = None) -> list[TemplateError]:
+    """Problems of a subject line (a Jinja string), located at ``path``:``line`` (the YAML).
+
+    ``needs`` names a context key the subject is only used with (a nudge's own subject is
+    only rendered when there is a nudge), so only samples that have it are tried.
+    """
+    env = Sandbox()
+    if kind not in CONTEXT_KEYS:
+        return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
+                              path, line)]
+    try:
+        tree = env.parse(subject)
+    except jinja2.TemplateSyntaxError as exc:
+        return [TemplateError(f"subject syntax error: {exc.message}", path, line)]
+    allowed = CONTEXT_KEYS[kind] - {"subject"}
+    problems = _unknown_names(env, subject, tree, path, allowed, kind, line)
+    if problems:
+        return problems
+    template = env.from_string(subject)
+    problems = _render_problems(env, template, kind, path, line, needs)
+    for sample in _samples(kind, needs):
+        try:
+            rendered = env.render(template, sample)
+        except RENDER_ERRORS:
+            continue  # already reported
+        if "\n" in rendered.strip() or "\r" in rendered:
+            problems.append(TemplateError("the subject renders a line break; a subject is one "
+                                          "line", path, line))
+    return _unique(problems)
+
+
+def _unknown_names(env: Sandbox, source: str, tree: Any, path: Any, allowed: frozenset[str],
+                   kind: str, line: int | None = None) -> list[TemplateError]:
+    problems = []
+    for name in sorted(meta.find_undeclared_variables(tree) - allowed - set(env.globals)):
+        hint = did_you_mean(name, allowed)
+        problems.append(TemplateError(
+            f'unknown variable "{name}"{hint}; a {kind} email gets {", ".join(sorted(allowed))}',
+            path, line or _line_of(env, source, name)))
+    return problems
+
+
+def _line_of(env: Sandbox, source: str, name: str) -> int | None:
+    """The line where ``name`` is first used as a variable (not as an attribute)."""
+    previous = None
+    for lineno, token, value in env.lex(source):
+        if token == "name" and value == name and previous != "dot":
+            return lineno
+        if token != "whitespace":
+            previous = token
+    return None
+
+
+def _samples(kind: str, needs: str | None) -> list[dict[str, Any]]:
+    return [s for s in sample_contexts(kind) if needs is None or s.get(needs)]
+
+
+def _render_problems(env: Sandbox, template: jinja2.Template, kind: str, path: Any,
+                     line: int | None = None, needs: str | None = None) -> list[TemplateError]:
+    problems = []
+    for sample in _samples(kind, needs):
+        try:
+            env.render(template, {**sample, "subject": "Sample subject"})
+        except RENDER_ERRORS as exc:
+            problems.append(located(exc, path, line))
+    return problems
+
+
+def _unique(problems: list[TemplateError]) -> list[TemplateError]:
+    return list({str(problem): problem for problem in problems}.values())

@@ -1,0 +1,9 @@
+"""Service: the engine running unattended.
+
+Owns when a campaign is due (``schedule``), the APScheduler service that runs due campaigns
+(``scheduler``), the leader lease that keeps one scheduler per database (``leader``), and what
+``retain status`` reports (``status``).
+
+Must not: hold business rules. It decides *when*; what a run does is the delivery package's.
+Only the scheduler reads the clock.
+"""

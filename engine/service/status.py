@@ -1,0 +1,56 @@
+"""``retain status``: what the scheduler is doing, read from the database and campaign files.
+
+Owns the read-only picture of the service: who leads (and until when), each campaign's next
+run in the store's zone, when it last fired, which campaigns are paused and why, and the last
+run's summary. Must not write.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from engine.campaigns import validate
+from engine.config import Settings
+from engine.service import leader, schedule
+from engine.tables import Run
+
+RUNS = Run.__table__
+
+
+def _iso(moment: datetime | None, settings: Settings) -> str | None:
+    return moment.astimezone(settings.store.zone).isoformat(timespec="minutes") \
+        if moment else None
+
+
+def collect(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
+    holder = leader.current(engine)
+    states = schedule.states(engine)
+    rows = []
+    for campaign in validate.check(settings):
+        state = states.get(campaign.id, {})
+        rows.append({
+            "id": campaign.id, "enabled": campaign.enabled, "schedule": campaign.schedule,
+            "next_run": _iso(schedule.next_fire(campaign, settings.store.zone, now), settings)
+            if campaign.enabled else None,
+            "last_fire_at": _iso(state.get("last_fire_at"), settings),
+            "paused": state.get("paused_reason") if state.get("paused") else None})
+    with engine.connect() as conn:
+        last = conn.execute(select(RUNS).where(RUNS.c.finished_at.is_not(None))
+                            .order_by(RUNS.c.finished_at.desc()).limit(1)).first()
+    last_run = None
+    if last is not None:
+        summary = json.loads(last.summary or "{}")
+        totals: dict[str, int] = {}
+        for c in summary.get("campaigns", []):
+            for key in ("planned", "sent", "failed", "bounced", "unknown", "held_out"):
+                totals[key] = totals.get(key, 0) + c.get(key, 0)
+        last_run = {"id": last.id, "campaigns": last.campaigns,
+                    "finished_at": _iso(last.finished_at, settings), "summary": totals,
+                    "paused": last.paused_reason}
+    live = holder is not None and holder.expires_at > now
+    return {"leader": {"holder": holder.holder, "expires_at": _iso(holder.expires_at, settings)}
+            if live else None, "campaigns": rows, "last_run": last_run}

@@ -19,7 +19,7 @@ from engine.demo.showcase import build_shop, run
 from engine.errors import ConfigError
 from engine.shop import metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 CUSTOMERS = 600
 SHOP_TABLES = ("products", "customers", "orders", "order_items")

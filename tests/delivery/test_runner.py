@@ -34,7 +34,7 @@ from engine.transport.smtp import SmtpTransport
 from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
 from tests.shopdata import NOW, Shop
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 MESSAGE_ID = re.compile(rb"^Message-ID: <d(\d+)\.winback@[^>]+>", re.M | re.I)
 
 

@@ -16,7 +16,7 @@ from engine.errors import CsvError
 from engine.shop import importer
 from tests.conftest import BACKENDS, fresh_postgres
 
-DATA = Path(__file__).parent / "data" / "import"
+DATA = Path(__file__).parents[1] / "data" / "import"
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 

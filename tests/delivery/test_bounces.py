@@ -19,7 +19,7 @@ from engine.delivery import bounces
 from engine.errors import InputError, NotFound
 from engine.tables import Customer, Delivery, Suppression
 
-DATA = Path(__file__).parent / "data" / "bounces"
+DATA = Path(__file__).parents[1] / "data" / "bounces"
 NOW = datetime(2026, 6, 15, 14, 0, tzinfo=UTC)
 SENT_AT = datetime(2026, 6, 15, 7, 0, tzinfo=UTC)
 DELIVERIES, CUSTOMERS, SUPPRESSIONS = Delivery.__table__, Customer.__table__, Suppression.__table__

@@ -32,7 +32,7 @@ from engine.mail.render import (
 )
 from engine.mail.templating import format_date, money
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 KINDS = sorted(CONTEXT_KEYS)
@@ -449,7 +449,7 @@ def test_a_shared_renderer_is_reused_until_a_template_changes(tmp_path):
     from engine.mail import render
 
     folder = tmp_path / "templates"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", folder)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "templates", folder)
     store = {"name": "Shop", "url": "https://shop.example", "postal_address": "1 Main St",
              "currency": "EUR"}
     first = render.shared(folder, store)

@@ -24,7 +24,7 @@ from engine.transport.mailserver import MailServer
 from tests.shopdata import Shop
 
 PARIS = ZoneInfo("Europe/Paris")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 WINBACK = """\
 id: winback

@@ -18,8 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/with-postgres.sh $(BIN)/python -m pytest -q
 
+# Style, and the layers contract of README "How it is built" (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # Quick figures on generated data (each script takes flags for full-size runs; see its docstring).
 bench: $(STAMP)

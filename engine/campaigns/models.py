@@ -15,7 +15,7 @@ Kinds and what "at most once" means for each (the *occasion* of a delivery):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine import yamlfile
+from engine.campaigns import cron
 from engine.errors import CampaignError, InputError, Invalid, SegmentError, did_you_mean
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
@@ -99,7 +100,7 @@ class CampaignBase(Frozen):
         if value is None:
             return value
         try:
-            cron_trigger(value, ZoneInfo("UTC"))
+            cron.trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
             raise ValueError(f'"{value}" is not a cron schedule ({exc}); write five fields '
                              'like "0 9 * * 1" for Mondays at 09:00') from None
@@ -108,69 +109,6 @@ class CampaignBase(Frozen):
     @property
     def offer_kind(self) -> str:
         return "none"
-
-
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def cron_trigger(expression: str, zone: ZoneInfo):
-    """A five-field crontab as APScheduler 3.x's CronTrigger, with cron's day numbers.
-
-    In crontab 0 (or 7) is Sunday and 1 Monday; APScheduler 3.x counts 0 as Monday. Numbers in
-    the day-of-week field are written as names first, so "0 9 * * 1" means Mondays, as a
-    marketer who knows cron expects.
-    """
-
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError(f"a cron schedule has five fields, this one has {len(fields)}")
-    fields[4] = ",".join(_weekday_names(part) for part in fields[4].split(","))
-    minute, hour, day, month, weekday = fields
-    return _OncePerWallTime(minute=minute, hour=hour, day=day, month=month,
-                            day_of_week=weekday, timezone=zone)
-
-
-def _once_per_wall_time_class():
-    from apscheduler.triggers.cron import CronTrigger
-
-    class OncePerWallTime(CronTrigger):
-        """CronTrigger that fires once per local wall time across a daylight-saving change.
-
-        When clocks go back, APScheduler 3.x fires a 02:30 job twice (02:30 +02:00 and 02:30
-        +01:00) and then keeps answering the second one: a scheduler would spin. Here a tick
-        that repeats the previous one's wall time, or does not move forward, is stepped over.
-        """
-
-        def get_next_fire_time(self, previous_fire_time, now):
-            probe_previous, probe_now = previous_fire_time, now
-            for _ in range(100):
-                tick = super().get_next_fire_time(probe_previous, probe_now)
-                if tick is None or previous_fire_time is None:
-                    return tick
-                if tick > previous_fire_time and not _same_wall_time(tick, previous_fire_time):
-                    return tick
-                # Ask again from an hour later, as a fresh start, past the repeated hour.
-                probe_previous, probe_now = None, max(tick, now) + timedelta(hours=1)
-            return None
-
-    return OncePerWallTime
-
-
-def _same_wall_time(a: datetime, b: datetime) -> bool:
-    zone = a.tzinfo
-    return a.replace(tzinfo=None) == b.astimezone(zone).replace(tzinfo=None)
-
-
-def _weekday_names(part: str) -> str:
-    base, _, step = part.partition("/")
-    if base == "*" and step:
-        return ",".join(_WEEKDAYS[d] for d in range(0, 7, int(step)))
-    names = "-".join(_WEEKDAYS[int(x)] if x.isdigit() and int(x) <= 7 else x
-                     for x in base.split("-"))
-    return f"{names}/{step}" if step else names
-
-
-_OncePerWallTime = _once_per_wall_time_class()
 
 
 class NewProduct(CampaignBase):

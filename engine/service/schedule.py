@@ -1,10 +1,11 @@
 """When each campaign runs: cron in the store's zone, catch-up after downtime, pause and resume.
 
-Owns: the cron trigger of a campaign (APScheduler 3.x's ``CronTrigger`` in the store's time
-zone, so daylight-saving changes are handled by the library), deciding which campaigns are due at
-``now`` given when each last fired (a tick missed while the service was down is caught up once
-within the grace period, never once per missed tick), and the per-campaign state the scheduler
-keeps in ``campaign_state`` (paused, last fire). Pure functions take ``now``; no clock is read.
+Owns: a campaign's ticks in the store's time zone (its ``schedule:`` parsed by
+campaigns/cron.py, the one definition of cron, DST handling included), deciding which campaigns
+are due at ``now`` given when each last fired (a tick missed while the service was down is
+caught up once within the grace period, never once per missed tick), and the per-campaign state
+the scheduler keeps in ``campaign_state`` (paused, last fire). Pure functions take ``now``; no
+clock is read.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger  # noqa: F401 - the type returned
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.campaigns import cron
 from engine.campaigns import models as cm
 from engine.errors import NotFound, did_you_mean
 from engine.tables import CampaignState
@@ -28,28 +30,26 @@ STATE = CampaignState.__table__
 def trigger(campaign: cm.Campaign, zone: ZoneInfo) -> CronTrigger | None:
     if not campaign.schedule:
         return None
-    return cm.cron_trigger(campaign.schedule, zone)
+    return cron.trigger(campaign.schedule, zone)
 
 
 def next_fire(campaign: cm.Campaign, zone: ZoneInfo, after: datetime) -> datetime | None:
     """The first tick strictly after ``after``."""
-    cron = trigger(campaign, zone)
-    if cron is None:
-        return None
-    return cron.get_next_fire_time(after, after + timedelta(microseconds=1))
+    ticks = trigger(campaign, zone)
+    return cron.next_after(ticks, after) if ticks is not None else None
 
 
 def last_tick(campaign: cm.Campaign, zone: ZoneInfo, now: datetime,
               since: datetime) -> datetime | None:
     """The latest tick in (since, now], or None. Walks forward from ``since``: ticks are few."""
-    cron = trigger(campaign, zone)
-    if cron is None:
+    ticks = trigger(campaign, zone)
+    if ticks is None:
         return None
     found = None
-    tick = cron.get_next_fire_time(since, since + timedelta(microseconds=1))
+    tick = cron.next_after(ticks, since)
     while tick is not None and tick <= now:
         found = tick
-        tick = cron.get_next_fire_time(tick, tick + timedelta(microseconds=1))
+        tick = cron.next_after(ticks, tick)
     return found
 
 

@@ -5,7 +5,8 @@ Prints, for varied customers (names, prices, URLs differ per email):
   - fast path: Renderer.render (subject + HTML inlined once per template + text template);
   - full, fast path: the same + engine.mime.build_message (bytes ready for SMTP);
   - full, css_inline per email: Renderer(fast=False): render → css_inline → html2text → MIME;
-  - naive: render → premailer → html2text → EmailMessage.as_bytes (on fewer emails);
+  - naive: render → premailer → html2text → EmailMessage.as_bytes (on fewer emails; premailer
+    comes with the dev extra, the engine does not use it);
   - the one-off cost of preparing a template (flatten, inline, derive text, verify);
   - peak memory (max RSS of the process, and tracemalloc's peak over a full run).
 Rates use CPU time of this process (time.process_time), the median of --repeat runs, so other

@@ -28,6 +28,7 @@ from _shopgen import NOW  # noqa: E402 - the generator's fixed "today"
 from sqlalchemy import func, select  # noqa: E402
 
 from engine import config, db, tables, yamlfile  # noqa: E402
+from engine.campaigns import planner  # noqa: E402
 from engine.shop import metrics, segments  # noqa: E402
 
 FOUR_CONDITIONS = """
@@ -105,8 +106,8 @@ def main() -> None:
         with timed("  evaluate (count + sample of 10)"):
             result = segments.evaluate(engine, settings, segment, NOW)
         print(f"  count = {result['count']:,}")
-        with timed("  audience streamed in batches of 5,000"):
-            streamed = sum(1 for _ in segments.audience(engine, settings, segment, NOW))
+        with timed(f"  planner's audience streamed in batches of {planner.BATCH:,}"):
+            streamed = sum(len(rows) for rows in planner.audience(engine, segment, NOW))
         assert streamed == result["count"], (streamed, result["count"])
 
     print("summary:", metrics.summary(engine, settings, NOW))

@@ -196,8 +196,8 @@ def walk(engine, settings, scheduler: Scheduler, clock: SimClock, server: MailSe
             received.drain(server)
             if report is not None:
                 for entry in report.campaigns.values():
-                    counts = tally.by_campaign.setdefault(entry.id, Counter())
-                    counts.update({k: v for k, v in entry.as_dict().items()
+                    counts = tally.by_campaign.setdefault(entry.campaign_id, Counter())
+                    counts.update({k: v for k, v in entry.run_dict().items()
                                    if isinstance(v, int)})
         _add(engine, settings, day, seed, since, day_end, tally)
         if (n + 1) % 10 == 0 or n + 1 == days:
@@ -308,10 +308,9 @@ def check_reached(engine, settings, chosen, first_day: date, end: datetime,
 def _still_offered(engine, settings, campaign, tick: datetime, customer_id: int,
                    occasion: str) -> bool:
     """Whether the campaign, planned at ``tick`` for this customer alone, offers ``occasion``."""
-    return any(c.occasion == occasion and c.status is not None
-               for batch in planner.plan(engine, settings, campaign, tick,
-                                         only_customer=customer_id)
-               for c in batch)
+    candidate = planner.for_customer(engine, settings, campaign, tick, customer_id)
+    return candidate is not None and candidate.occasion == occasion \
+        and candidate.status is not None
 
 
 def check_quiet(engine, settings, received: Received) -> list[str]:

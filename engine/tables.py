@@ -80,6 +80,16 @@ class DeliveryStatus(StrEnum):
     capped = "capped"          # dropped: a higher-priority campaign used the frequency cap
 
 
+
+class Skip(StrEnum):
+    """Why a customer in the segment gets nothing from a run; not a ledger row, but counted in
+    each run's summary (``runs.summary``) beside the delivery statuses."""
+    no_consent = "no_consent"              # did not agree to marketing email
+    already_received = "already_received"  # this occasion is in the ledger already
+    cooldown = "cooldown"                  # got this campaign (or bundle) too recently
+    nothing_to_offer = "nothing_to_offer"  # e.g. no new product in their categories
+    over_budget = "over_budget"            # the run's offer budget is spent
+
 class OfferKind(StrEnum):
     coupon = "coupon"          # a unique code: percent or amount off
     gift = "gift"              # a free product or gift card, once per period

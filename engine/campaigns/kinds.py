@@ -14,6 +14,7 @@ rule. Reads only; must not write, render or send.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,15 @@ ORDERS, ITEMS, PRODUCTS = Order.__table__, OrderItem.__table__, Product.__table_
 ANNOUNCED = ProductAnnouncement.__table__
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """What a kind proposes for one customer, before the planner's shared exclusions."""
+    occasion: str                            # names the "at most once": see the table above
+    offer: offers.OfferSpec | None = None    # None: the email carries no offer
+    products: tuple[str, ...] = ()           # skus shown in the email
+    nudge: dict | None = None                # spend threshold: how far the customer is from it
+
+
 class KindRules:
     """The steps one kind fills in: its extra audience conditions, per-batch lookups, the
     occasion and offer it proposes for a customer, and what its cooldown means."""
@@ -54,7 +64,7 @@ class KindRules:
     def prepare(self, ids: list[int]) -> None:
         """Per-batch lookups, one query each."""
 
-    def propose(self, row: Any) -> tuple[str, offers.OfferSpec | None, tuple, dict | None] | None:
+    def propose(self, row: Any) -> Proposal | None:
         raise NotImplementedError
 
     def cooling_down(self, past: dict[str, datetime], occasion: str, now: datetime) -> bool:
@@ -77,7 +87,7 @@ class _Winback(KindRules):
         # The episode is named by the last order's date: a new order starts a new episode.
         episode = row.last_order_at.astimezone(self.zone).date().isoformat()
         offer = offers.coupon_offer(step.coupon, row.avg_order_value_cents or 0)
-        return f"{step.tier}:{episode}", offer, (), None
+        return Proposal(f"{step.tier}:{episode}", offer)
 
 
 class _NewProduct(KindRules):
@@ -119,7 +129,7 @@ class _NewProduct(KindRules):
         if not chosen:
             return None
         skus = tuple(p["sku"] for p in chosen)
-        return "products:" + ",".join(sorted(skus)), None, skus, None
+        return Proposal("products:" + ",".join(sorted(skus)), products=skus)
 
 
 class _SpendThreshold(KindRules):
@@ -164,12 +174,12 @@ class _SpendThreshold(KindRules):
             offer = offers.gift_offer(self.campaign.gift, self.period, self.catalogue,
                                       row.avg_order_value_cents or 0, self.threshold,
                                       self.settings.store.currency)
-            return f"gift:{self.period}", offer, (), None
+            return Proposal(f"gift:{self.period}", offer)
         if self.campaign.nudge and spent >= self.floor:
             nudge = {"missing_cents": self.threshold - spent, "threshold_cents": self.threshold,
                      "spent_cents": spent, "period": self.period,
                      "period_ends_on": self.period_ends_on, "gift_name": self.gift_name}
-            return f"nudge:{self.period}", None, (), nudge
+            return Proposal(f"nudge:{self.period}", nudge=nudge)
         return None
 
     def cooling_down(self, past, occasion, now):
@@ -206,7 +216,7 @@ class _Bundle(KindRules):
         for deal in self.deals:
             offer = deal.offer_for(owned)
             if offer is not None:
-                return f"{deal.id}:{today}", offer, offer.bundle_skus, None
+                return Proposal(f"{deal.id}:{today}", offer, offer.bundle_skus)
         return None
 
     def cooling_down(self, past, occasion, now):

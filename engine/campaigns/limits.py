@@ -65,15 +65,15 @@ class Caps:
     def used(self, customer_id: int) -> int:
         return self.recent.get(customer_id, 0) + self.this_run[customer_id]
 
-    def take(self, customer_id: int) -> bool:
-        """Room for one more email? Takes it if so."""
-        if not self.active:
-            return True
-        if self.used(customer_id) >= self.cap.count:
-            return False
-        if self.in_memory:
+    def full(self, customer_id: int) -> bool:
+        """No room for one more email to this customer in the cap's window."""
+        return self.active and self.used(customer_id) >= self.cap.count
+
+    def take(self, customer_id: int) -> None:
+        """One more email planned for this customer (counted here only ``in_memory``: otherwise
+        the ledger has it before the next campaign's ``prepare``)."""
+        if self.active and self.in_memory:
             self.this_run[customer_id] += 1
-        return True
 
     def reason(self, customer_id: int) -> str:
         return (f"frequency cap: {self.used(customer_id)} emails in the last {self.cap.days} "

@@ -3,41 +3,35 @@
 Owns the algorithm every kind shares, in the order it is applied: the audience (the segment
 compiled to SQL plus the kind's own conditions, streamed in batches), the kind's proposal
 (kinds.py: occasion, offer, products), consent, already-received and cooldown exclusions,
-suppression, the deterministic holdout split, the frequency cap, the budget, and quiet hours.
-Per-batch lookups are one query each, so memory stays flat as the audience grows. Reads only:
-``ledger.py`` writes what the plan decides. Must not send.
+suppression, the deterministic holdout split, the frequency cap (limits.py), the budget, and
+quiet hours. Per-batch lookups are one query each, so memory stays flat as the audience grows.
+What it decides is counted in ``counts.Counts``. Three entry points: ``plan`` (the audience),
+``for_customer`` (one customer of the audience) and ``as_if_in_segment`` (one customer, in the
+segment or not: what previews and ``retain why`` show). Reads only: ``ledger.py`` writes what
+the plan decides. Must not send.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
+from engine.campaigns.counts import Counts
 from engine.config import Settings
 from engine.shop import metrics
-from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Suppression
+from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip, Suppression
 
 BATCH = 2000
 CUSTOMERS, METRICS = Customer.__table__, CustomerMetrics.__table__
 DELIVERIES, SUPPRESSIONS = Delivery.__table__, Suppression.__table__
-
-
-class Skip(StrEnum):
-    """Why a customer in the segment gets nothing from this run (not written to the ledger)."""
-    no_consent = "no_consent"              # did not agree to marketing email
-    already_received = "already_received"  # this occasion is in the ledger already
-    cooldown = "cooldown"                  # got this campaign (or bundle) too recently
-    nothing_to_offer = "nothing_to_offer"  # e.g. no new product in their categories
-    over_budget = "over_budget"            # the run's offer budget is spent
 
 
 @dataclass(frozen=True)
@@ -47,7 +41,7 @@ class Candidate:
     customer_id: int
     occasion: str | None = None
     status: DeliveryStatus | None = None   # planned, held_out or suppressed; None when skipped
-    skip: Skip | None = None
+    skip: Skip | None = None               # why the customer gets nothing (not in the ledger)
     offer: offers.OfferSpec | None = None
     products: tuple[str, ...] = ()         # skus shown in the email
     nudge: dict | None = None
@@ -61,35 +55,15 @@ class Candidate:
                 else None, "nudge": self.nudge}
 
 
-@dataclass
-class PlanStats:
-    segment: int = 0
-    recipients: int = 0
-    held_out: int = 0
-    suppressed: int = 0
-    deferred: int = 0
-    capped: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    offers: int = 0
-    offer_value_cents: int = 0
-
-    def add(self, candidate: Candidate) -> None:
-        self.segment += 1
-        if candidate.skip:
-            self.skipped[candidate.skip.value] += 1
-        elif candidate.status == DeliveryStatus.held_out:
-            self.held_out += 1
-        elif candidate.status == DeliveryStatus.suppressed:
-            self.suppressed += 1
-        elif candidate.status == DeliveryStatus.deferred:
-            self.deferred += 1
-        elif candidate.status == DeliveryStatus.capped:
-            self.capped += 1
-        else:
-            self.recipients += 1
-            if candidate.offer:
-                self.offers += 1
-                self.offer_value_cents += candidate.offer.face_value_cents
+    def count_in(self, counts: Counts) -> None:
+        counts.in_segment += 1
+        if self.skip is not None:
+            counts.skip(self.skip)
+            return
+        counts.count(self.status)
+        if self.status == DeliveryStatus.planned and self.offer is not None:
+            counts.offers += 1
+            counts.offer_value_cents += self.offer.face_value_cents
 
 
 def in_holdout(campaign_id: str, customer_id: int, fraction: float) -> bool:
@@ -100,27 +74,51 @@ def in_holdout(campaign_id: str, customer_id: int, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
-         stats: PlanStats | None = None, only_customer: int | None = None,
-         use_segment: bool = True, caps: limits.Caps | None = None
+def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime, *,
+         counts: Counts | None = None, caps: limits.Caps | None = None
          ) -> Iterator[list[Candidate]]:
-    """Batches of candidates for ``campaign`` at ``now``, in customer id order.
+    """Batches of candidates for ``campaign``'s audience at ``now``, in customer id order.
 
-    ``only_customer`` plans for one customer (previews, ``retain why``); ``use_segment=False``
-    ignores the segment so a preview can show what someone outside it would get. ``caps`` is
-    shared by the campaigns of one run, planned in priority order.
+    Each candidate is counted in ``counts``. ``caps`` is shared by the campaigns of one run,
+    planned in priority order.
     """
+    return _plan(engine, settings, campaign, now, campaign.segment, None, counts, caps)
+
+
+def for_customer(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
+                 customer_id: int, *, caps: limits.Caps | None = None) -> Candidate | None:
+    """The plan for one customer of the audience; None when they are not in it."""
+    return _first(_plan(engine, settings, campaign, now, campaign.segment, customer_id, None,
+                        caps))
+
+
+def as_if_in_segment(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
+                     customer_id: int, *, caps: limits.Caps | None = None) -> Candidate | None:
+    """The plan for one customer with the segment ignored, so a preview or ``retain why`` can
+    show what someone outside it would get; None when the kind's own rules leave them out (not
+    dormant, under the spend floor...)."""
+    return _first(_plan(engine, settings, campaign, now, None, customer_id, None, caps))
+
+
+def _first(batches: Generator[list[Candidate], None, None]) -> Candidate | None:
+    """The one customer's candidate, if any; the audience query is closed at once."""
+    with closing(batches):
+        return next((candidate for batch in batches for candidate in batch), None)
+
+
+def _plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetime,
+          segment: Any, customer_id: int | None, counts: Counts | None,
+          caps: limits.Caps | None) -> Generator[list[Candidate], None, None]:
     metrics.refresh(engine, settings, now)
-    stats = stats if stats is not None else PlanStats()
+    counts = counts if counts is not None else Counts(campaign.id)
     caps = caps if caps is not None else limits.Caps(engine, settings, now, in_memory=True)
     quiet = _Quiet(settings, now)
     kind = kinds.for_campaign(engine, settings, campaign, now)
     budget = _Budget(campaign)
     where = kind.extra_where()
-    if only_customer is not None:
-        where.append(CUSTOMERS.c.id == only_customer)
-    segment = campaign.segment if use_segment else None
-    for rows in _audience(engine, segment, now, kind.extra_columns(), where):
+    if customer_id is not None:
+        where.append(CUSTOMERS.c.id == customer_id)
+    for rows in audience(engine, segment, now, kind.extra_columns(), where):
         ids = [row.id for row in rows]
         history = _history(engine, campaign, ids)
         kind.prepare(ids)
@@ -128,7 +126,7 @@ def plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: datetim
         batch = []
         for row in rows:
             candidate = _decide(campaign, row, kind, history, now, budget, caps, quiet)
-            stats.add(candidate)
+            candidate.count_in(counts)
             batch.append(candidate)
         yield batch
 
@@ -154,24 +152,22 @@ def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dic
     if proposal is None:
         skip = Skip.no_consent if not row.accepts_marketing else Skip.nothing_to_offer
         return Candidate(**base, skip=skip)
-    occasion, offer, products, nudge = proposal
-    if not row.accepts_marketing:
-        # Kept with its offer so a preview can still show what they would have got.
-        return Candidate(**base, occasion=occasion, products=products, nudge=nudge,
-                         offer=offer, skip=Skip.no_consent)
-    past = history.get(row.id, {})
+    occasion, offer = proposal.occasion, proposal.offer
     # Skipped candidates keep what they would have got: previews and `retain why` show it.
-    shown = dict(occasion=occasion, products=products, nudge=nudge, offer=offer)
+    shown = dict(occasion=occasion, products=proposal.products, nudge=proposal.nudge)
+    if not row.accepts_marketing:
+        return Candidate(**base, **shown, offer=offer, skip=Skip.no_consent)
+    past = history.get(row.id, {})
     if occasion in past:
-        return Candidate(**base, **shown, skip=Skip.already_received)
+        return Candidate(**base, **shown, offer=offer, skip=Skip.already_received)
     if kind.cooling_down(past, occasion, now):
-        return Candidate(**base, **shown, skip=Skip.cooldown)
-    base.update(occasion=occasion, products=products, nudge=nudge)
+        return Candidate(**base, **shown, offer=offer, skip=Skip.cooldown)
+    base.update(shown)
     if row.suppressed:
         return Candidate(**base, status=DeliveryStatus.suppressed)
     if in_holdout(campaign.id, row.id, campaign.holdout):
         return Candidate(**base, status=DeliveryStatus.held_out)
-    if caps.active and caps.used(row.id) >= caps.cap.count:
+    if caps.full(row.id):
         status = DeliveryStatus.deferred if campaign.on_cap == "defer" else DeliveryStatus.capped
         return Candidate(**base, status=status, reason=caps.reason(row.id))
     if offer is not None and not budget.take(offer):
@@ -199,9 +195,14 @@ class _Budget:
         return True
 
 
-def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
-              extra_where: list) -> Iterator[list[Any]]:
-    """The segment's customers with what the planner needs, in batches, by customer id."""
+def audience(engine: Engine, segment: Any, now: datetime, extra_columns: Sequence = (),
+             extra_where: Sequence = ()) -> Iterator[list[Any]]:
+    """The segment's customers (everyone when ``segment`` is None) with what the planner needs,
+    in batches of BATCH, by customer id. Metrics must be fresh (``metrics.refresh``).
+
+    The connection is held until the iterator is exhausted or closed; the caller writes the
+    ledger through its own connections meanwhile (SQLite's WAL allows that).
+    """
     columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, CUSTOMERS.c.timezone,
                METRICS.c.dormancy,
                METRICS.c.last_order_at, METRICS.c.avg_order_value_cents,
@@ -214,8 +215,10 @@ def _audience(engine: Engine, segment: Any, now: datetime, extra_columns: list,
         query = query.where(segment.where(now))
     for condition in extra_where:
         query = query.where(condition)
-    # One query read in partitions (a server-side cursor on PostgreSQL): the segment's order
-    # subqueries run once, however long the audience; memory holds one batch.
+    # One query read in partitions (a server-side cursor on PostgreSQL, SQLite's lazy cursor):
+    # the segment's order subqueries run once, however long the audience; memory holds one
+    # batch. (Paging with a fresh query per batch re-ran a category's buyer list every batch:
+    # hundreds of times for a million customers.)
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=BATCH).execute(query.order_by(CUSTOMERS.c.id))
         yield from result.partitions()
@@ -236,34 +239,48 @@ def _history(engine: Engine, campaign: cm.Campaign, ids: list[int]) -> dict[int,
     return found
 
 
+@dataclass(frozen=True)
+class CampaignPlan:
+    """``retain plan`` for one campaign: its counts, a sample of who would get what, and the
+    skus its file names that the catalogue does not have."""
+    campaign: cm.Campaign
+    counts: Counts
+    sample: list[dict[str, Any]]
+    warnings: list[str]
+
+    def segment(self) -> str:
+        return self.campaign.segment.explain() if self.campaign.segment is not None \
+            else "all customers"
+
+    def offer_value(self) -> str:
+        return offers.money(self.counts.offer_value_cents)
+
+    def as_dict(self) -> dict[str, Any]:
+        c, budget = self.campaign, self.campaign.budget
+        return {
+            "id": c.id, "kind": c.kind, "enabled": c.enabled, "segment": self.segment(),
+            "in_segment": self.counts.in_segment, **self.counts.plan_dict(),
+            "offers": self.counts.offers, "offer_value": self.offer_value(),
+            "budget": {"max_offers": budget.max_offers,
+                       "max_value": str(budget.max_value) if budget.max_value is not None
+                       else None},
+            "sample": self.sample, "warnings": self.warnings}
+
+
 def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now: datetime,
-              sample: int = 5) -> list[dict[str, Any]]:
+              sample: int = 5) -> list[CampaignPlan]:
     """``retain plan``: per campaign, who would get what, without writing anything."""
     result = []
     caps = limits.Caps(engine, settings, now, in_memory=True)
     for campaign in sorted(chosen, key=lambda c: -c.priority):
-        stats = PlanStats()
+        counts = Counts(campaign.id)
         examples: list[dict[str, Any]] = []
-        for batch in plan(engine, settings, campaign, now, stats, caps=caps):
+        for batch in plan(engine, settings, campaign, now, counts=counts, caps=caps):
             for c in batch:
                 if c.status == DeliveryStatus.planned and len(examples) < sample:
                     examples.append({"customer": c.customer_id, "occasion": c.occasion,
                                      "products": list(c.products),
                                      "offer": c.offer.as_dict() if c.offer else None})
-        budget = campaign.budget
-        result.append({
-            "id": campaign.id, "kind": campaign.kind, "enabled": campaign.enabled,
-            "segment": campaign.segment.explain() if campaign.segment is not None
-            else "all customers",
-            "in_segment": stats.segment, "recipients": stats.recipients,
-            "held_out": stats.held_out, "suppressed": stats.suppressed,
-            "deferred": stats.deferred, "capped": stats.capped,
-            "skipped": dict(sorted(stats.skipped.items())),
-            "offers": stats.offers, "offer_value": offers.money(stats.offer_value_cents),
-            "budget": {"max_offers": budget.max_offers,
-                       "max_value": str(budget.max_value) if budget.max_value is not None
-                       else None},
-            "sample": examples,
-            "warnings": offers.catalogue_warnings(engine, campaign),
-        })
+        result.append(CampaignPlan(campaign, counts, examples,
+                                   offers.catalogue_warnings(engine, campaign)))
     return result

@@ -112,6 +112,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def skipped_cell(counts) -> str:
+    """A campaign's skips by reason, for a table cell: "cooldown 2, no_consent 5" or "-"."""
+    return ", ".join(f"{k} {v}" for k, v in counts.skipped_sorted().items()) or "-"
+
+
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Date (end of day) or datetime.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys).")]
 
@@ -130,6 +135,8 @@ def main(
 
 CampaignIds = Annotated[list[str] | None, typer.Argument(
     help="Campaign ids (default: every enabled campaign).")]
+CUSTOMER_HELP = "Customer id, external id or email."
+CustomerRef = Annotated[str, typer.Argument(help=CUSTOMER_HELP)]
 
 
 # The commands, one module a group; importing them registers them on ``app``, in this order

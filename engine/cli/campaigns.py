@@ -12,9 +12,11 @@ import typer
 from rich.table import Table
 
 from . import (
+    CUSTOMER_HELP,
     AsJson,
     AsOf,
     CampaignIds,
+    CustomerRef,
     app,
     as_of_moment,
     engine_for,
@@ -22,6 +24,7 @@ from . import (
     out,
     print_json,
     settings,
+    skipped_cell,
     user_errors,
 )
 
@@ -50,42 +53,38 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
     chosen = validate.load(cfg, campaigns)
     result = planner.summarize(engine_for(cfg), cfg, chosen, now, sample=sample)
     if as_json:
-        print_json({"as_of": now.isoformat(), "campaigns": result})
+        print_json({"as_of": now.isoformat(), "campaigns": [p.as_dict() for p in result]})
         return
     table = Table("campaign", "kind", "in segment", "recipients", "held out", "suppressed",
                   "skipped", "offers", "offer value", "budget",
                   title=f"Plan as of {now:%Y-%m-%d %H:%M %Z}")
-    for c in result:
-        skipped = ", ".join(f"{k} {v}" for k, v in c["skipped"].items()) or "-"
-        budget = c["budget"]
-        limit = " / ".join(x for x in (budget["max_offers"] and f"{budget['max_offers']} offers",
-                                       budget["max_value"] and f"{budget['max_value']}") if x)
-        table.add_row(c["id"], c["kind"], str(c["in_segment"]), str(c["recipients"]),
-                      str(c["held_out"]), str(c["suppressed"]), skipped, str(c["offers"]),
-                      c["offer_value"], limit or "-")
+    for p in result:
+        c, budget = p.counts, p.campaign.budget
+        limit = " / ".join(x for x in (budget.max_offers and f"{budget.max_offers} offers",
+                                       budget.max_value and f"{budget.max_value}") if x)
+        table.add_row(p.campaign.id, p.campaign.kind, str(c.in_segment), str(c.planned),
+                      str(c.held_out), str(c.suppressed), skipped_cell(c), str(c.offers),
+                      p.offer_value(), limit or "-")
     out.print(table)
-    for c in result:
-        out.print(f"[bold]{c['id']}[/bold]: {c['segment']}", markup=True)
-        for warning in c["warnings"]:
-            err.print(f"warning: {c['id']}: {warning}", markup=False)
-        for example in c["sample"]:
+    for p in result:
+        out.print(f"[bold]{p.campaign.id}[/bold]: {p.segment()}", markup=True)
+        for warning in p.warnings:
+            err.print(f"warning: {p.campaign.id}: {warning}", markup=False)
+        for example in p.sample:
             offer = example["offer"] or {}
             what = ", ".join(example["products"]) or offer.get("kind", "")
             out.print(f"  customer {example['customer']}: {example['occasion']} {what}",
                       markup=False)
 
 
-class PreviewFormat(StrEnum):
-    html = "html"
-    text = "text"
-    eml = "eml"
+PreviewFormat = StrEnum("PreviewFormat", ["html", "text", "eml"])
 
 
 @app.command("preview")
 @user_errors
 def preview_command(
     campaign: Annotated[str, typer.Argument(help="Campaign id.")],
-    customer: Annotated[str, typer.Option("--customer", help="Customer id, external id or email.")],
+    customer: Annotated[str, typer.Option("--customer", help=CUSTOMER_HELP)],
     as_of: AsOf = None,
     format: Annotated[PreviewFormat, typer.Option("--format")] = PreviewFormat.html,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
@@ -120,7 +119,7 @@ def preview_command(
 @app.command("why")
 @user_errors
 def why_command(
-    customer: Annotated[str, typer.Argument(help="Customer id, external id or email.")],
+    customer: CustomerRef,
     campaign: Annotated[str | None, typer.Argument(help="Only this campaign.")] = None,
     as_of: AsOf = None,
     as_json: AsJson = False,
@@ -166,14 +165,15 @@ def simulate_command(
     last = as_of_moment(end, cfg)
     result = simulate.replay(engine_for(cfg), cfg, validate.load(cfg), first, last, sample)
     if as_json:
-        print_json(result)
+        print_json(result.as_dict())
         return
     table = Table("day", "campaign", "tick", "recipients", "held out", "deferred", "capped",
                   "sample (customer: occasion)",
-                  title=f"Simulated {result['ticks']} ticks, {start} to {end}: nothing sent")
-    for day in result["days"]:
-        for c in day["campaigns"]:
-            shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in c["sample"][:3])
-            table.add_row(day["date"], c["id"], c["tick"][11:16], str(c["recipients"]),
-                          str(c["held_out"]), str(c["deferred"]), str(c["capped"]), shown)
+                  title=f"Simulated {len(result.ticks)} ticks, {start} to {end}: nothing sent")
+    for day, ticks in result.days():
+        for tick in ticks:
+            c = tick.counts
+            shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in tick.sample[:3])
+            table.add_row(day, tick.campaign_id, f"{tick.at:%H:%M}", str(c.planned),
+                          str(c.held_out), str(c.deferred), str(c.capped), shown)
     out.print(table)

@@ -23,6 +23,7 @@ from . import (
     out,
     print_json,
     settings,
+    skipped_cell,
     transport_for,
     user_errors,
 )
@@ -79,10 +80,9 @@ def print_run_report(report) -> None:
                   "deferred", "capped", "unknown", "skipped",
                   title="Dry run (nothing written)" if report.dry_run else "Run")
     for c in report.campaigns.values():
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(c.skipped.items())) or "-"
-        table.add_row(c.id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
+        table.add_row(c.campaign_id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
                       str(c.suppressed), str(c.held_out), str(c.deferred), str(c.capped),
-                      str(c.unknown), skipped)
+                      str(c.unknown), skipped_cell(c))
     out.print(table)
     if report.recovered_unknown:
         out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "

@@ -53,6 +53,12 @@ def store_context(settings: Settings) -> dict[str, Any]:
             "currency": s.currency}
 
 
+def renderer(settings: Settings, cache: render.RendererCache | None = None) -> render.Renderer:
+    """The Renderer of the campaign templates: from ``cache`` when the caller keeps one."""
+    return (cache or render.RendererCache()).get(settings.folder("templates"),
+                                                 store_context(settings))
+
+
 def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
     """Customers with their metrics, keyed by id, for a batch of deliveries."""
     query = (select(CUSTOMERS.c.id, CUSTOMERS.c.email, CUSTOMERS.c.first_name,
@@ -220,10 +226,10 @@ class Composer:
     lookahead = 0  # pages composed ahead of sending: none, composing here is sending's turn
 
     def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign],
-                 engine: Engine | None = None):
+                 engine: Engine | None = None, renderers: render.RendererCache | None = None):
         self.settings, self.campaigns = settings, dict(campaigns)
         self.engine = engine or db.connect(settings.database.url)
-        self.renderer = render.shared(settings.folder("templates"), store_context(settings))
+        self.renderer = renderer(settings, renderers)
         self.mail_from = return_path(settings)
 
     def compose(self, ids: list[int], now: datetime) -> list[Ready]:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from engine.campaigns import models as cm
 from engine.config import Settings
 from engine.delivery.compose import Composer, Composing
+from engine.mail.render import RendererCache
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class ComposerPool(Composer):
     """
 
     def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign], processes: int,
-                 engine: Engine | None = None):
-        super().__init__(settings, campaigns, engine)
+                 engine: Engine | None = None, renderers: RendererCache | None = None):
+        super().__init__(settings, campaigns, engine, renderers)
         self.lookahead = processes
         # Workers render, they do not plan: the compiled segment (not picklable) stays here.
         shipped = {k: c.model_copy(update={"segment": None}) for k, c in self.campaigns.items()}

@@ -33,8 +33,10 @@ from sqlalchemy import Engine
 
 from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
+from engine.campaigns.counts import Counts
 from engine.config import Settings
 from engine.delivery import compose, ledger, renderworkers, runs
+from engine.mail.render import RendererCache
 from engine.tables import DeliveryStatus
 from engine.transport import SendStatus, Stage, Transport, backoff
 
@@ -46,27 +48,9 @@ UNREACHABLE_LIMIT = 3  # connection failures in a row that stop a run: the serve
 
 
 @dataclass
-class CampaignReport:
-    id: str
-    planned: int = 0
-    held_out: int = 0
-    suppressed: int = 0
-    deferred: int = 0
-    capped: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    sent: int = 0
-    failed: int = 0
-    bounced: int = 0
-    unknown: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
 class RunReport:
     run_id: str
-    campaigns: dict[str, CampaignReport] = field(default_factory=dict)
+    campaigns: dict[str, Counts] = field(default_factory=dict)
     recovered_unknown: int = 0
     paused: str | None = None       # refused by the server: campaigns pause until resumed
     interrupted: str | None = None  # the server could not be reached: the next run tries again
@@ -76,7 +60,10 @@ class RunReport:
         return {"run_id": self.run_id, "dry_run": self.dry_run, "paused": self.paused,
                 "interrupted": self.interrupted,
                 "recovered_unknown": self.recovered_unknown,
-                "campaigns": [c.as_dict() for c in self.campaigns.values()]}
+                "campaigns": [c.run_dict() for c in self.campaigns.values()]}
+
+    def counts(self, campaign_id: str) -> Counts:
+        return self.campaigns.setdefault(campaign_id, Counts(campaign_id))
 
 
 class Sender:
@@ -254,21 +241,23 @@ class Sender:
 
     def _count(self, campaign_id: str, what: str) -> None:
         with self.lock:
-            report = self.report.campaigns.setdefault(campaign_id, CampaignReport(campaign_id))
-            setattr(report, what, getattr(report, what) + 1)
+            self.report.counts(campaign_id).count(what)
 
 
 def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: datetime,
         transport: Transport | None, *, clock: Clock | None = None, dry_run: bool = False,
         sleep: Callable[[float], None] | None = None,
         progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
-        render_processes: int | None = None, plan: bool = True) -> RunReport:
+        render_processes: int | None = None, plan: bool = True,
+        renderers: RendererCache | None = None) -> RunReport:
     """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
 
     ``render_processes``: worker processes that render while this one sends; None chooses one
     per core but one for runs of POOL_MIN messages or more (starting one costs ~1 s of CPU),
     else none.
     ``plan=False`` only sends what is due (retries, mail held back by quiet hours).
+    ``renderers``: the caller's cache of prepared templates (the scheduler keeps one across
+    runs); without one, this run prepares its own.
     """
     chosen = sorted(chosen, key=lambda c: -c.priority)
     clock = clock or (lambda: now)
@@ -279,17 +268,13 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
     # Highest priority first: it takes the room under the frequency cap before the others.
     caps = limits.Caps(engine, settings, now, in_memory=dry_run)
     for campaign in chosen if plan else []:
-        stats = planner.PlanStats()
-        batches = planner.plan(engine, settings, campaign, now, stats, caps=caps)
+        batches = planner.plan(engine, settings, campaign, now,
+                               counts=report.counts(campaign.id), caps=caps)
         if dry_run:
             for _ in batches:
                 pass
         else:
             ledger.record_plan(engine, batches, now)
-        entry = report.campaigns.setdefault(campaign.id, CampaignReport(campaign.id))
-        entry.planned, entry.held_out = stats.recipients, stats.held_out
-        entry.suppressed, entry.skipped = stats.suppressed, dict(stats.skipped)
-        entry.deferred, entry.capped = stats.deferred, stats.capped
     if dry_run or transport is None:
         return report
     ids = [c.id for c in chosen]
@@ -298,8 +283,8 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         render_processes = cores - 1 if cores > 1 and \
             ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
     by_id = {c.id: c for c in chosen}
-    composer = (renderworkers.ComposerPool(settings, by_id, render_processes, engine)
-                if render_processes else compose.Composer(settings, by_id, engine))
+    composer = (renderworkers.ComposerPool(settings, by_id, render_processes, engine, renderers)
+                if render_processes else compose.Composer(settings, by_id, engine, renderers))
     sender = Sender(engine, settings, transport, run_id, clock, report, stop)
     try:
         _deliver(engine, sender, composer, ids, clock, sleep, progress)

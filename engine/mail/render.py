@@ -33,6 +33,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,8 @@ from engine.mail.contract import (
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 
 __all__ = ["CONTEXT_KEYS", "OFFER_KEYS", "WHY_SENTENCE", "RenderedEmail", "Renderer",
-           "empty_offer", "html_to_text", "lint", "lint_subject", "sample_context",
-           "sample_contexts", "shared"]
+           "RendererCache", "empty_offer", "html_to_text", "lint", "lint_subject",
+           "sample_context", "sample_contexts"]
 
 log = logging.getLogger(__name__)
 
@@ -310,23 +311,28 @@ def normalise_text(text: str) -> str:
     return _WHITESPACE.sub(" ", _MARKDOWN_ESCAPE.sub(r"\1", text)).strip()
 
 
-_SHARED: dict[tuple, Renderer] = {}
-
-
-def shared(templates_dir: str | Path, store: dict[str, Any]) -> Renderer:
-    """A Renderer reused while the templates on disk are unchanged.
+class RendererCache:
+    """Keeps one Renderer while the templates on disk and the store are unchanged.
 
     Preparing a template (flatten, inline, derive the text, verify) takes tens of milliseconds;
-    a scheduler running every few minutes for a year should not pay it on every run. Editing,
-    adding or removing a template file makes a fresh one.
+    a scheduler running every few minutes for a year should not pay it on every run, so it holds
+    one cache for its lifetime and hands it to each run. Editing, adding or removing a template
+    file makes a fresh Renderer. Whoever needs a renderer once (``retain run``, a preview)
+    makes a cache of its own, or none; nothing is shared behind the caller's back.
     """
-    folder = Path(templates_dir)
-    files = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                         for p in folder.glob("**/*") if p.is_file()))
-    key = (str(folder.resolve()), tuple(sorted(store.items())), files)
-    renderer = _SHARED.get(key)
-    if renderer is None:
-        _SHARED.clear()  # one set of templates at a time: old versions are dropped
-        renderer = _SHARED[key] = Renderer(folder, store)
-    return renderer
 
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._renderer: Renderer | None = None
+        self._lock = threading.Lock()
+
+    def get(self, templates_dir: str | Path, store: dict[str, Any]) -> Renderer:
+        folder = Path(templates_dir)
+        files = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                             for p in folder.glob("**/*") if p.is_file()))
+        key = (str(folder.resolve()), tuple(sorted(store.items())), files)
+        with self._lock:
+            if self._renderer is None or key != self._key:
+                # One set of templates at a time: an old version is dropped.
+                self._key, self._renderer = key, Renderer(folder, store)
+            return self._renderer

@@ -30,6 +30,7 @@ from engine.campaigns import validate
 from engine.config import Settings
 from engine.delivery import ledger, runner
 from engine.errors import Invalid
+from engine.mail.render import RendererCache
 from engine.service import schedule
 from engine.service.leader import LeaderLease
 from engine.transport import Transport
@@ -58,6 +59,8 @@ class Scheduler:
         self.leading = False
         # The latest runs only: a service that runs for a year must not keep every report.
         self.runs: deque[runner.RunReport] = deque(maxlen=100)
+        # Templates prepared once for the service's life, again only when a file changes.
+        self.renderers = RendererCache()
         self._lock = threading.Lock()
         self._aps = BackgroundScheduler(
             timezone=settings.store.zone,
@@ -194,7 +197,8 @@ class Scheduler:
         transport = self.transport_factory()
         try:
             report = runner.run(self.engine, self.settings, chosen, now, transport,
-                                clock=self.clock, stop=self.stopping, plan=plan)
+                                clock=self.clock, stop=self.stopping, plan=plan,
+                                renderers=self.renderers)
         finally:
             transport.close()
         for campaign in chosen:
@@ -206,8 +210,8 @@ class Scheduler:
             ledger.release(self.engine, report.run_id)
         for c in report.campaigns.values():  # counts only: no addresses in the log
             log.info("%s %s: planned %d, sent %d, failed %d, bounced %d, unknown %d, held out "
-                     "%d, deferred %d", "ran" if plan else "sent due mail for", c.id, c.planned,
-                     c.sent, c.failed, c.bounced, c.unknown, c.held_out, c.deferred)
+                     "%d, deferred %d", "ran" if plan else "sent due mail for", c.campaign_id,
+                     c.planned, c.sent, c.failed, c.bounced, c.unknown, c.held_out, c.deferred)
         if report.paused:
             log.error("run paused: %s", report.paused)
         if report.interrupted:

@@ -2,14 +2,13 @@
 
 Owns: parsing a ``segment:`` mapping (all:, any:, not: and conditions) into a frozen ``Segment``
 with file:line:column errors, its English ``explain()`` and its SQL ``where(now)`` over
-``SOURCE``, and the two ways to run it: ``audience()`` streams ids in batches, ``evaluate()``
-counts and samples. What one condition can say, and its SQL and English, is segmentfields.py's;
+``SOURCE`` (the planner streams an audience with it), and ``evaluate()``, which counts and
+samples. What one condition can say, and its SQL and English, is segmentfields.py's;
 its names are re-exported here. Must not accept raw SQL or put a marketer's value into SQL text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,8 +34,7 @@ from engine.shop.segmentfields import (
 )
 
 __all__ = ["FIELDS", "OPERATORS", "OPERATORS_BY_KIND", "SOURCE", "Condition", "Field", "Group",
-           "Operator", "Segment", "audience", "catalogue_markdown", "evaluate", "load_file",
-           "parse"]
+           "Operator", "Segment", "catalogue_markdown", "evaluate", "load_file", "parse"]
 
 customers = tables.Customer.__table__
 metrics_table = tables.CustomerMetrics.__table__
@@ -242,25 +240,6 @@ def evaluate(engine: Engine, settings: Settings, segment: Segment, now: datetime
                "value_tier": _plain(r.value_tier), "lifecycle": _plain(r.lifecycle)}
               for r in rows]
     return {"count": count, "sample": sample, "explain": segment.explain()}
-
-
-def audience(engine: Engine, settings: Settings, segment: Segment, now: datetime,
-             batch_size: int = 5000) -> Iterator[int]:
-    """Customer ids in the segment, ascending, ``batch_size`` rows fetched at a time.
-
-    One query read through a server-side cursor (PostgreSQL) or SQLite's lazy cursor: the
-    order subqueries run once, however long the audience, and memory holds one batch. (Paging
-    with a fresh query per batch re-ran a category's buyer list every 5,000 ids: 200 times for
-    a million customers.) The connection is held until the iterator is exhausted or closed;
-    the caller writes through its own connections meanwhile (SQLite WAL allows that).
-    """
-    metrics.refresh(engine, settings, now)
-    query = (select(customers.c.id).select_from(SOURCE).where(segment.where(now))
-             .order_by(customers.c.id))
-    with engine.connect() as conn:
-        result = conn.execution_options(yield_per=batch_size).execute(query)
-        for batch in result.partitions():
-            yield from (row[0] for row in batch)
 
 
 def _plain(value: Any) -> Any:

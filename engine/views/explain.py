@@ -22,7 +22,7 @@ from engine.campaigns import models as cm
 from engine.config import Settings
 from engine.service import schedule
 from engine.shop import metrics, segments
-from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus
+from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip
 
 CUSTOMERS, METRICS, DELIVERIES = Customer.__table__, CustomerMetrics.__table__, Delivery.__table__
 S = DeliveryStatus
@@ -84,10 +84,8 @@ def _answer(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_
         failing = failing_conditions(engine, campaign.segment, customer_id, now)
         if failing:
             return answer(Why.not_in_segment, "not in the segment: " + "; ".join(failing))
-    candidate = None
-    for batch in planner.plan(engine, settings, campaign, now, only_customer=customer_id,
-                              use_segment=False, caps=caps):
-        candidate = batch[0] if batch else None
+    candidate = planner.as_if_in_segment(engine, settings, campaign, now, customer_id,
+                                         caps=caps)
     if candidate is None:
         return answer(Why.not_eligible, _not_eligible(engine, campaign, customer_id))
     if candidate.skip is not None:
@@ -113,19 +111,19 @@ def _answer(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_
 def _skipped(engine: Engine, campaign: cm.Campaign, candidate: planner.Candidate,
              answer) -> Answer:
     skip = candidate.skip
-    if skip == planner.Skip.no_consent:
+    if skip == Skip.no_consent:
         return answer(Why.no_consent, "has not agreed to receive marketing email")
-    if skip == planner.Skip.already_received:
+    if skip == Skip.already_received:
         status, when = _past(engine, campaign.id, candidate.customer_id, candidate.occasion)
         if status == S.held_out.value:
             return answer(Why.held_out, f"in the control group for this occasion "
                           f"({candidate.occasion}) since {when}: gets nothing, to measure lift")
         return answer(Why.already_received, f"already got this occasion ({candidate.occasion}) "
                       f"on {when} (status {status})")
-    if skip == planner.Skip.cooldown:
+    if skip == Skip.cooldown:
         return answer(Why.cooldown, f"got this campaign within its {campaign.cooldown_days}-day "
                       "cooldown")
-    if skip == planner.Skip.over_budget:
+    if skip == Skip.over_budget:
         return answer(Why.over_budget, "the run's offer budget would be spent before them")
     return answer(Why.nothing_to_offer, {
         "new_product": "no new product in the categories they bought from, or all of them "

@@ -3,8 +3,7 @@
 Owns: planning one customer for one campaign without writing anything, saying why they would
 not get it (``retain why``'s answer: outside the segment, no consent, suppressed, already
 received, held out...), and rendering the message they would get all the same, with a
-placeholder coupon code. Must not
-write to the database or send.
+placeholder coupon code. Must not write to the database or send.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from engine.campaigns import planner
 from engine.config import Settings
 from engine.delivery import compose
 from engine.errors import RetainError
-from engine.mail import render
 from engine.shop import metrics
 from engine.views import explain
 
@@ -45,7 +43,7 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
     answer = answers[0]
     warning = None if answer.why == explain.Why.would_receive else \
         f"would not get it ({answer.why.value.replace('_', ' ')}): {answer.detail}"
-    candidate = _one(engine, settings, campaign, customer_id, now, False)
+    candidate = planner.as_if_in_segment(engine, settings, campaign, now, customer_id)
     if candidate is None or candidate.occasion is None:
         raise RetainError(f"no email to preview for customer {customer_id} in campaign "
                           f'"{campaign.id}": {answer.detail}')
@@ -55,20 +53,11 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
         products = compose.product_rows(conn, compose.skus_of([payload]))
     context = compose.context(settings, campaign, customer, payload,
                               PREVIEW_CODE if payload.get("offer") else None, now, products)
-    renderer = render.shared(settings.folder("templates"), compose.store_context(settings))
-    rendered = renderer.render(campaign.template, compose.subject_for(campaign, payload), context)
+    rendered = compose.renderer(settings).render(
+        campaign.template, compose.subject_for(campaign, payload), context)
     msg_id = compose.message_id(settings, PREVIEW_DELIVERY_ID, campaign.id)
     eml = compose.mime(settings, rendered, customer, msg_id, campaign.id, now)
     return Preview(customer_id, rendered.subject, rendered.html, rendered.text, eml, warning)
-
-
-def _one(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_id: int,
-         now: datetime, use_segment: bool) -> planner.Candidate | None:
-    for batch in planner.plan(engine, settings, campaign, now, only_customer=customer_id,
-                              use_segment=use_segment):
-        for candidate in batch:
-            return candidate
-    return None
 
 
 def as_dict(preview: Preview) -> dict[str, Any]:

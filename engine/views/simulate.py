@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, select
 
 from engine import db
 from engine.campaigns import models as cm
+from engine.campaigns.counts import Counts
 from engine.config import Settings
 from engine.delivery import runner
 from engine.errors import ConfigError
@@ -44,28 +46,56 @@ def ticks(chosen: list[cm.Campaign], zone, start: datetime, end: datetime
     return sorted(found, key=lambda t: (t[0], -t[1].priority))
 
 
+@dataclass(frozen=True)
+class SimulatedTick:
+    """One campaign's tick in the replay: when (store time), what its plan counted, and a
+    sample of who would receive it."""
+    campaign_id: str
+    at: datetime
+    counts: Counts
+    sample: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.campaign_id, "tick": self.at.isoformat(), **self.counts.plan_dict(),
+                "sample": self.sample}
+
+
+@dataclass(frozen=True)
+class Simulation:
+    start: datetime
+    end: datetime
+    ticks: list[SimulatedTick]
+
+    def days(self) -> list[tuple[str, list[SimulatedTick]]]:
+        """Per day (store time), each campaign's tick; of a campaign that ticks more than once
+        a day, its last."""
+        by_day: dict[str, dict[str, SimulatedTick]] = defaultdict(dict)
+        for tick in self.ticks:
+            by_day[tick.at.date().isoformat()][tick.campaign_id] = tick
+        return [(day, list(found.values())) for day, found in sorted(by_day.items())]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.start.isoformat(), "to": self.end.isoformat(),
+                "ticks": len(self.ticks),
+                "days": [{"date": day, "campaigns": [t.as_dict() for t in found]}
+                         for day, found in self.days()]}
+
+
 def replay(engine: Engine, settings: Settings, chosen: list[cm.Campaign], start: datetime,
-           end: datetime, sample: int = 10) -> dict[str, Any]:
-    """Per day and campaign: how many would receive, who (a sample), held out, capped."""
+           end: datetime, sample: int = 10) -> Simulation:
+    """Every tick: how many would receive, who (a sample), held out, capped."""
     if end <= start:
         raise ConfigError("simulate needs --to after --from")
-    schedule_ = ticks(chosen, settings.store.zone, start, end)
-    days: dict[str, dict[str, dict]] = defaultdict(dict)
+    zone = settings.store.zone
+    found = []
     with _private_copy(engine) as copy:
-        for tick, campaign in schedule_:
+        for tick, campaign in ticks(chosen, zone, start, end):
             report = runner.run(copy, settings, [campaign], tick, transport=None)
-            entry = report.campaigns[campaign.id]
             planned = _planned_now(copy, report.run_id, campaign.id, tick, sample)
             _count_as_delivered(copy, campaign.id, tick)
-            day = tick.astimezone(settings.store.zone).date().isoformat()
-            days[day][campaign.id] = {
-                "id": campaign.id, "tick": tick.astimezone(settings.store.zone).isoformat(),
-                "recipients": entry.planned, "held_out": entry.held_out,
-                "suppressed": entry.suppressed, "deferred": entry.deferred,
-                "capped": entry.capped, "skipped": entry.skipped, "sample": planned}
-    return {"from": start.isoformat(), "to": end.isoformat(), "ticks": len(schedule_),
-            "days": [{"date": day, "campaigns": list(by_campaign.values())}
-                     for day, by_campaign in sorted(days.items())]}
+            found.append(SimulatedTick(campaign.id, tick.astimezone(zone),
+                                       report.campaigns[campaign.id], planned))
+    return Simulation(start, end, found)
 
 
 def _planned_now(engine: Engine, run_id: str, campaign_id: str, tick: datetime,

@@ -84,13 +84,13 @@ def test_winback_offers_the_step_of_each_tier_once_per_episode(engine, settings,
     assert found[half].offer.percent_off == 15
     assert found[sleeping].offer.amount_off_cents == 2000
     assert found[sleeping].offer.min_spend_cents == 5000
-    assert found[no_consent].skip == planner.Skip.no_consent
+    assert found[no_consent].skip == tables.Skip.no_consent
     assert found[suppressed].status == tables.DeliveryStatus.suppressed
     assert found[drowsy].occasion == "drowsy:2026-04-06"
 
     record(engine, settings, camp)
     again = plan(engine, settings, camp)
-    assert {again[c].skip for c in (drowsy, half, sleeping)} == {planner.Skip.already_received}
+    assert {again[c].skip for c in (drowsy, half, sleeping)} == {tables.Skip.already_received}
 
     # Fifty days on, the drowsy customer is half asleep: the next step of the same episode.
     later = plan(engine, settings, camp, NOW + timedelta(days=50))
@@ -135,13 +135,13 @@ def test_new_products_go_to_customers_of_their_category_and_never_twice(engine, 
     assert found[yogi].products == ("NEWMAT", "NEWSTRAP")  # newest first, max 2
     assert found[tea_lover].products == ("CHEAPTEA",)      # a fresh price cut counts
     assert found[owner].products == ("NEWSTRAP", "NEWBLOCK")  # never what they already own
-    assert found[prospect].skip == planner.Skip.nothing_to_offer
+    assert found[prospect].skip == tables.Skip.nothing_to_offer
 
     record(engine, settings, camp)
     # The next digest announces only what has not been announced to them yet.
     again = plan(engine, settings, camp, NOW + timedelta(days=1))
     assert again[yogi].products == ("NEWBLOCK",)
-    assert again[tea_lover].skip == planner.Skip.nothing_to_offer
+    assert again[tea_lover].skip == tables.Skip.nothing_to_offer
     with engine.connect() as conn:
         announced = conn.execute(select(func.count()).select_from(
             tables.ProductAnnouncement.__table__)).scalar()
@@ -149,7 +149,7 @@ def test_new_products_go_to_customers_of_their_category_and_never_twice(engine, 
     # By default a digest goes out at most weekly: the rest waits for next week's.
     weekly = campaign(tmp_path, NEW_PRODUCT.replace("    cooldown_days: 0\n", ""))
     assert plan(engine, settings, weekly, NOW + timedelta(days=1))[yogi].skip == \
-        planner.Skip.cooldown
+        tables.Skip.cooldown
 
 
 SPEND = """
@@ -183,7 +183,7 @@ def test_spend_threshold_gifts_once_per_month_and_nudges_the_near_ones(engine, s
     assert found[near].nudge["missing_cents"] == 2000 and found[near].offer is None
 
     record(engine, settings, camp)
-    assert plan(engine, settings, camp)[over].skip == planner.Skip.already_received
+    assert plan(engine, settings, camp)[over].skip == tables.Skip.already_received
     # July is a new period: a new gift once they cross the threshold again.
     shop.order(over, at=NOW + timedelta(days=20), total=16000)
     july = plan(engine, settings, camp, NOW + timedelta(days=21))
@@ -219,11 +219,11 @@ def test_bundle_offers_the_rest_at_the_bundle_price_with_a_cooldown(engine, sett
     assert offer.regular_price_cents == 3000
     # The bundle costs 60 instead of 70: the rest is offered at the same 6/7 of its price.
     assert offer.bundle_price_cents == 3000 * 6000 // 7000
-    assert found[whole].skip == found[none].skip == planner.Skip.nothing_to_offer
+    assert found[whole].skip == found[none].skip == tables.Skip.nothing_to_offer
 
     record(engine, settings, camp)
     assert plan(engine, settings, camp, NOW + timedelta(days=10))[part].skip == \
-        planner.Skip.cooldown
+        tables.Skip.cooldown
     after = plan(engine, settings, camp, NOW + timedelta(days=31))
     assert after[part].status == tables.DeliveryStatus.planned
 
@@ -246,7 +246,7 @@ def test_bundle_mining_finds_pairs_bought_together(engine, settings, shop, tmp_p
     found = plan(engine, settings, camp)
     assert found[buyers[4]].offer.bundle_skus == ("FILTERS",)
     assert found[buyers[4]].offer.bundle_price_cents == 800
-    assert found[buyers[0]].skip == planner.Skip.nothing_to_offer
+    assert found[buyers[0]].skip == tables.Skip.nothing_to_offer
 
 
 def test_holdout_is_deterministic_and_near_the_fraction(engine, settings, shop, tmp_path):
@@ -266,7 +266,7 @@ def test_budget_caps_offers_per_run(engine, settings, shop, tmp_path):
     by_count = plan(engine, settings, campaign(tmp_path, WINBACK + "    budget: {max_offers: 3}\n"))
     planned = [c for c in by_count.values() if c.status == tables.DeliveryStatus.planned]
     assert len(planned) == 3
-    assert sum(c.skip == planner.Skip.over_budget for c in by_count.values()) == 7
+    assert sum(c.skip == tables.Skip.over_budget for c in by_count.values()) == 7
     # 10 % of a 50.00 average order is 5.00 a coupon: 12.00 buys two.
     by_value = plan(engine, settings, campaign(tmp_path, WINBACK +
                                                 "    budget: {max_value: 12}\n"))
@@ -301,3 +301,27 @@ def test_recording_a_plan_twice_writes_each_occasion_and_coupon_once(engine, set
         coupons = conn.execute(select(tables.Coupon.__table__.c.code)).scalars().all()
     assert first == {"planned": 5}
     assert deliveries == 5 and len(set(coupons)) == 5
+
+
+def test_the_audience_streams_in_batches_while_the_ledger_is_written(engine, settings, shop,
+                                                                       tmp_path, monkeypatch):
+    """One open query feeds the plan while record_plan writes each batch through its own
+    connection: neither waits, nobody is missed or planned twice, and a batch is all memory
+    holds."""
+    monkeypatch.setattr(planner, "BATCH", 2)
+    ids = shop.buyers(7, days_ago=90)
+    sizes = []
+
+    def watched(batches):
+        for batch in batches:
+            sizes.append(len(batch))
+            yield batch
+
+    camp = campaign(tmp_path, WINBACK)
+    assert ledger.record_plan(engine, watched(planner.plan(engine, settings, camp, NOW)),
+                              NOW) == {"planned": 7}
+    assert sizes == [2, 2, 2, 1]
+    with engine.connect() as conn:
+        planned = conn.execute(select(tables.Delivery.__table__.c.customer_id)
+                               .order_by(tables.Delivery.__table__.c.customer_id)).scalars()
+        assert list(planned) == sorted(ids)

@@ -442,7 +442,7 @@ def test_message_refuses_header_injection_and_unwritable_addresses():
     assert idn["To"] == "b@xn--exmple-cua.com"
 
 
-def test_a_shared_renderer_is_reused_until_a_template_changes(tmp_path):
+def test_a_renderer_cache_reuses_its_renderer_until_a_template_changes(tmp_path):
     import os
     import shutil
 
@@ -452,13 +452,15 @@ def test_a_shared_renderer_is_reused_until_a_template_changes(tmp_path):
     shutil.copytree(Path(__file__).resolve().parents[2] / "templates", folder)
     store = {"name": "Shop", "url": "https://shop.example", "postal_address": "1 Main St",
              "currency": "EUR"}
-    first = render.shared(folder, store)
-    assert render.shared(folder, store) is first
+    cache = render.RendererCache()
+    first = cache.get(folder, store)
+    assert cache.get(folder, store) is first
+    assert render.RendererCache().get(folder, store) is not first  # nothing shared behind it
     page = folder / "winback.html"
     page.write_text(page.read_text().replace("Visit the shop", "Come back soon"))
     stat = page.stat()
     os.utime(page, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    second = render.shared(folder, store)
+    second = cache.get(folder, store)
     assert second is not first
     email = second.render("winback.html", "Hi", render.sample_context("winback"))
     assert "Come back soon" in email.html

@@ -49,6 +49,25 @@ def test_plan_json_lists_each_campaign_and_writes_nothing(engine, project, confi
     assert deliveries(engine) == 0
 
 
+def test_plan_and_dry_run_json_keep_the_keys_readme_documents(engine, project, config_path):
+    shop_with_a_drowsy_and_an_active_customer(engine)
+    plan = json.loads(invoke(config_path, "plan", "--as-of", "2026-06-15", "--json").output)
+    assert set(plan) == {"as_of", "campaigns"}
+    assert set(plan["campaigns"][0]) == {
+        "id", "kind", "enabled", "segment", "in_segment", "recipients", "held_out",
+        "suppressed", "deferred", "capped", "skipped", "offers", "offer_value", "budget",
+        "sample", "warnings"}
+    run = invoke(config_path, "run", "--dry-run", "--as-of", "2026-06-15", "--json")
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.output)
+    assert set(report) == {"run_id", "dry_run", "paused", "interrupted", "recovered_unknown",
+                           "campaigns"}
+    winback = next(c for c in report["campaigns"] if c["id"] == "winback")
+    assert set(winback) == {"id", "planned", "held_out", "suppressed", "deferred", "capped",
+                            "skipped", "sent", "failed", "bounced", "unknown"}
+    assert winback["planned"] + winback["held_out"] == 1 and winback["sent"] == 0
+    assert deliveries(engine) == 0
+
 def test_plan_of_one_unknown_campaign_is_a_one_line_error(engine, project, config_path):
     result = invoke(config_path, "plan", "winbak")
     assert result.exit_code == 1

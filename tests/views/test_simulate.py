@@ -40,6 +40,11 @@ def test_simulate_replays_each_tick_and_writes_nothing(engine, settings, project
                                       "2026-06-20", "--to", "2026-06-22", "--json"])
     assert result.exit_code == 0, result.output
     replay = json.loads(result.output)
+    assert set(replay) == {"from", "to", "ticks", "days"}
+    assert set(replay["days"][0]) == {"date", "campaigns"}
+    assert set(replay["days"][0]["campaigns"][0]) == {
+        "id", "tick", "recipients", "held_out", "suppressed", "deferred", "capped", "skipped",
+        "sample"}
     per_day = {d["date"]: d["campaigns"][0]["recipients"] for d in replay["days"]}
     # The already-drowsy customer gets it on the first day only: later ticks see it as sent.
     assert per_day == {"2026-06-20": 2, "2026-06-21": 1, "2026-06-22": 1}

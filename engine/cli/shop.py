@@ -14,6 +14,7 @@ from rich.table import Table
 from . import (
     AsJson,
     AsOf,
+    CustomerRef,
     app,
     as_of_moment,
     customers_app,
@@ -25,17 +26,8 @@ from . import (
     user_errors,
 )
 
-
-class ImportKind(StrEnum):
-    customers = "customers"
-    products = "products"
-    orders = "orders"
-
-
-class ImportFormat(StrEnum):
-    auto = "auto"
-    generic = "generic"
-    shopify = "shopify"
+ImportKind = StrEnum("ImportKind", ["customers", "products", "orders"])
+ImportFormat = StrEnum("ImportFormat", ["auto", "generic", "shopify"])
 
 
 @app.command("import")
@@ -87,7 +79,7 @@ def segment_command(
 @customers_app.command("show")
 @user_errors
 def customers_show(
-    customer: Annotated[str, typer.Argument(help="Customer id, external id or email.")],
+    customer: CustomerRef,
     as_of: AsOf = None,
     as_json: AsJson = False,
 ) -> None:

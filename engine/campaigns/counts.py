@@ -5,8 +5,8 @@ suppressed, deferred, capped, skipped by reason, offers and their face value), a
 adds what the mail server said (sent, failed, bounced, unknown, suppressed at claim time), and
 ``retain plan``, ``retain run`` and ``retain simulate`` print it. Its words are the ledger's
 (``tables.DeliveryStatus``) and the skip reasons (``tables.Skip``), so the three commands
-cannot count the same outcome under different names. The JSON each command prints is shaped
-here (README, "JSON output"). Must not decide anything: it only counts.
+cannot count the same outcome under different names; the counts' part of each command's JSON
+is shaped here (README, "JSON output"). Must not decide anything: it only counts.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class Candidate:
     campaign_id: str
     customer_id: int
     occasion: str | None = None
-    status: DeliveryStatus | None = None   # planned, held_out or suppressed; None when skipped
+    status: DeliveryStatus | None = None   # planned, held out, suppressed, deferred, capped
     skip: Skip | None = None               # why the customer gets nothing (not in the ledger)
     offer: offers.OfferSpec | None = None
     products: tuple[str, ...] = ()         # skus shown in the email
@@ -53,7 +53,6 @@ class Candidate:
     def payload(self) -> dict[str, Any]:
         return {"products": list(self.products), "offer": self.offer.as_dict() if self.offer
                 else None, "nudge": self.nudge}
-
 
     def count_in(self, counts: Counts) -> None:
         counts.in_segment += 1

@@ -12,7 +12,6 @@ import typer
 from engine import config
 from engine.campaigns import models as campaigns
 from engine.cli import app
-from engine.shop import segments
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 INTERNAL = {"source", "source_line", "key_lines"}

@@ -91,7 +91,6 @@ def generate(path: Path, customers: int, orders_per_customer: int) -> None:
         path.unlink()
     engine = db.connect(f"sqlite:///{path}")  # the engine's own schema
     engine.dispose()
-    db.connect.cache_clear()
     now_epoch = int(NOW.timestamp())
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "

@@ -66,7 +66,6 @@ def ensure_shop(path: Path, customers: int, orders_per_customer: int) -> None:
         with engine.connect() as conn:
             have = conn.execute(select(func.count()).select_from(tables.Customer)).scalar_one()
         engine.dispose()
-        db.connect.cache_clear()
         if have == customers:
             print(f"reusing {path} ({customers:,} customers)")
             return

@@ -1,24 +1,22 @@
-"""Database engine and schema.
+"""Database engines and the small ``meta`` facts.
 
 Owns: creating the SQLAlchemy engine for a URL (SQLite file by default, PostgreSQL for scale),
 the SQLite pragmas that make one file safe for a scheduler and a CLI at once (WAL, busy timeout,
-foreign keys), creating the schema, and the small ``meta`` facts (schema and data versions).
-Must not hold queries about the shop; those live with the concept they serve.
+foreign keys), making sure the schema is at the code's revision before use (``engine.migrate``
+does the revisions), and the ``meta`` facts (data version, metrics as-of).
+Must not hold queries about the shop; those live with the concept they serve. Keeps no engine:
+``connect`` returns a new one, which its caller holds and disposes (the CLI holds one per
+command).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlmodel import SQLModel
 
-from engine import tables  # noqa: F401 - registers every table on SQLModel.metadata
+from engine import migrate, tables
 from engine.errors import ConfigError
-
-SCHEMA_VERSION = "1"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -31,28 +29,37 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=8)
-def connect(url: str) -> Engine:
-    """The engine for ``url``, schema created if missing. Cached per URL within a process."""
+def connect(url: str, *, check_revision: bool = True) -> Engine:
+    """A new engine for ``url``, which the caller holds and disposes.
+
+    With ``check_revision`` (every command but ``retain db``), the database must be at the
+    code's schema revision: an empty one is made there, any other is refused with the fix
+    (``SchemaError``). Without it, only whether the database can be opened is checked.
+    """
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url)
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(f'cannot use the database URL "{redact(url)}": {exc}. '
                           'Use sqlite:///path/to/file.db or postgresql+psycopg://...') from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        create_schema(engine)
+        if check_revision:
+            migrate.ready(engine)
+        else:
+            engine.connect().close()
     except OperationalError as exc:
+        engine.dispose()
         raise ConfigError(f'cannot open the database "{redact(url)}": {exc.orig}') from None
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 
 def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
-    with engine.begin() as conn:
-        if get_meta(conn, "schema_version") is None:
-            set_meta(conn, "schema_version", SCHEMA_VERSION)
+    """Every table at the code's revision, on a database that has none (tests empty one)."""
+    migrate.create(engine)
 
 
 def redact(url: str) -> str:

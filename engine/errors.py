@@ -12,6 +12,7 @@ The CLI prints ``str(error)`` as one line and exits 1; it never shows a tracebac
     │   └── TemplateError      a Jinja template (syntax, unknown variable, sandbox refusal)
     ├── Invalid                several InputErrors found in one pass (``retain validate``)
     ├── NotFound               a customer, campaign or file that does not exist
+    ├── SchemaError            the database's schema revision is not the code's (upgrade one)
     └── DeliveryError          the mail server refused the run as a whole (auth, policy)
 
 This module imports nothing else from ``engine``.
@@ -108,6 +109,11 @@ class Invalid(RetainError):
 
 class NotFound(RetainError):
     """Something named on the command line does not exist."""
+
+
+class SchemaError(RetainError):
+    """The database's schema is at another revision than the code expects; the message names
+    the fix (`retain db upgrade`, or upgrading retain)."""
 
 
 class DeliveryError(RetainError):

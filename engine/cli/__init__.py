@@ -3,10 +3,11 @@
 This module holds the app, the global options and what every command shares; the commands
 live beside it, a group a module: ``shop`` (import, segment, customers, demo), ``campaigns``
 (validate, plan, preview, why, simulate), ``sending`` (run, deliveries, retry, unsubscribe,
-suppress, bounces), ``service`` (scheduler, status, pause, resume). Each command is a few lines
-over an engine function. Domain errors (``RetainError``) become one line on stderr and exit
-code 1; no traceback is shown for a user's mistake. The command line and the scheduler are the
-only places that read the wall clock: everything below takes ``now``.
+suppress, bounces), ``service`` (scheduler, status, pause, resume), ``database`` (db current,
+upgrade, revision). Each command is a few lines over an engine function. Domain errors
+(``RetainError``) become one line on stderr and exit code 1; no traceback is shown for a user's
+mistake. The command line and the scheduler are the only places that read the wall clock:
+everything below takes ``now``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from engine import config as config_module
 from engine.errors import Invalid, RetainError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="Retention emails and promotions for online shops: campaigns as code, sent once.",
@@ -43,8 +47,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _State:
+    """What one command holds: the options, and the database engine it opened (at most one,
+    disposed when the command ends; ``main`` arranges that)."""
+
     config_path: Path | None = None
     database_url: str | None = None
+    engine: Engine | None = None
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
 
 
 state = _State()
@@ -73,10 +86,14 @@ def settings() -> config_module.Settings:
     return config_module.load(state.config_path, state.database_url)
 
 
-def engine_for(cfg: config_module.Settings):
-    from engine import db
+def engine_for(cfg: config_module.Settings, *, check_revision: bool = True) -> Engine:
+    """The command's database engine, opened on first use. Its schema must be at the code's
+    revision (an empty database is made there); ``retain db`` passes ``check_revision=False``."""
+    if state.engine is None:
+        from engine import db
 
-    return db.connect(cfg.database.url)
+        state.engine = db.connect(cfg.database.url, check_revision=check_revision)
+    return state.engine
 
 
 def transport_for(cfg: config_module.Settings):
@@ -123,6 +140,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys)."
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(
         "--config", envvar="RETAIN_CONFIG", help="Path to config.yaml.")] = None,
     db: Annotated[str | None, typer.Option(
@@ -131,6 +149,7 @@ def main(
     """Retention email and promotion automation. Example: retain segment campaigns/winback.yaml"""
     state.config_path = config
     state.database_url = db
+    ctx.call_on_close(state.close)
 
 
 CampaignIds = Annotated[list[str] | None, typer.Argument(
@@ -142,5 +161,5 @@ CustomerRef = Annotated[str, typer.Argument(help=CUSTOMER_HELP)]
 # The commands, one module a group; importing them registers them on ``app``, in this order
 # (the order --help lists them).
 # isort: off
-from . import shop, campaigns, sending, service  # noqa: E402,F401
+from . import shop, campaigns, sending, service, database  # noqa: E402,F401
 # isort: on

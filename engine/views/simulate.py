@@ -136,5 +136,4 @@ class _private_copy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.engine.dispose()
-        db.connect.cache_clear()
         self.folder.cleanup()

@@ -55,7 +55,6 @@ def shop(tmp_path_factory):
     stats = build_shop(engine, settings, NOW, customers=CUSTOMERS, seed=7)
     yield engine, settings, stats
     engine.dispose()
-    db.connect.cache_clear()
 
 
 def test_same_seed_and_now_build_the_same_shop(engine, settings, tmp_path):
@@ -240,18 +239,16 @@ def test_cli_builds_the_shop_and_prints_counts(config_path, tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     args = ["--config", str(config_path), "--db", url, "demo", "--shop-only",
             "--customers", "500", "--as-of", "2026-06-15"]
-    try:
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        assert "500 customers" in result.output and "60 products" in result.output
-        assert "orders" in result.output and "demo.db" in result.output
-        # Running it again replaces its own shop rather than refusing
-        again = CliRunner().invoke(app, args)
-        assert again.exit_code == 0, again.output
-        assert count(db.connect(url), "SELECT count(*) FROM customers") == 500
-    finally:
-        db.connect(url).dispose()
-        db.connect.cache_clear()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "500 customers" in result.output and "60 products" in result.output
+    assert "orders" in result.output and "demo.db" in result.output
+    # Running it again replaces its own shop rather than refusing
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    check = db.connect(url)
+    assert count(check, "SELECT count(*) FROM customers") == 500
+    check.dispose()
 
 
 def test_add_day_brings_buyers_back_and_signs_people_up_the_same_in_any_windows(

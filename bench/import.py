@@ -92,7 +92,7 @@ def main() -> None:
         (base / "config.yaml").write_text(text.replace("sqlite:///retain.db",
                                                        "sqlite:///bench.db"))
         settings = config.load(base / "config.yaml", environ={})
-        engine = db.connect(args.db or settings.database.url)
+        engine = db.connect(args.db or settings.database.url, check_revision=not args.db)
         if args.db:  # a throwaway database: start from an empty schema
             with engine.begin() as conn:
                 conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")

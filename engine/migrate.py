@@ -119,9 +119,8 @@ def head() -> str:
     return scripts().get_current_head()
 
 
-@cache
-def _known() -> frozenset[str]:
-    return frozenset(script.revision for script in scripts().walk_revisions())
+def _known() -> set[str]:
+    return {script.revision for script in scripts().walk_revisions()}
 
 
 def status(engine: Engine) -> Status:
@@ -257,5 +256,4 @@ def new_revision(message: str) -> Path:
         finally:
             engine.dispose()
     scripts.cache_clear()  # the new file is part of the code from now on
-    _known.cache_clear()
     return Path(script.path)

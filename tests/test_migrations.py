@@ -287,13 +287,11 @@ def next_code(tmp_path, monkeypatch):
             fail='raise RuntimeError("the revision failed half way")' if fail else ""))
         monkeypatch.setattr(migrate, "MIGRATIONS", folder)
         migrate.scripts.cache_clear()
-        migrate._known.cache_clear()
         return new
 
     yield make
     monkeypatch.undo()
     migrate.scripts.cache_clear()
-    migrate._known.cache_clear()
 
 
 def test_an_older_database_is_refused_then_upgraded_keeping_every_row(
@@ -332,7 +330,6 @@ def test_a_newer_database_is_refused_by_older_code(url, raw, project, config_pat
     assert cli(config_path, url, "db", "upgrade").exit_code == 0  # made at the later revision
     monkeypatch.undo()  # back to this code
     migrate.scripts.cache_clear()
-    migrate._known.cache_clear()
 
     for args in (["plan"], ["db", "upgrade"]):
         refused = cli(config_path, url, *args)

@@ -27,6 +27,7 @@ from pydantic import (
 
 from engine import yamlfile
 from engine.errors import ConfigError, InputError
+from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE, Money, check_locale
 
 DEFAULT_CONFIG = "config.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///retain.db"
@@ -42,8 +43,15 @@ class Store(Frozen):
     name: str
     url: str
     postal_address: str = Field(min_length=5)
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default=DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$")
+    # How amounts are written in emails: "en_IE" → "€1,234.50", "fr_FR" → "1 234,50 €".
+    locale: str = DEFAULT_LOCALE
     timezone: str = "UTC"
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        return check_locale(value)
 
     @field_validator("timezone")
     @classmethod
@@ -57,6 +65,10 @@ class Store(Frozen):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def money(self, cents: int) -> Money:
+        """``cents`` of the store's currency, printed in the store's locale."""
+        return Money(cents, self.currency, self.locale)
 
 
 class Database(Frozen):

@@ -18,17 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
+from engine import money
 from engine.campaigns import models as cm
 from engine.campaigns import offers
 from engine.config import Settings
+from engine.shop.counted import counted
 from engine.tables import (
     Customer,
     CustomerMetrics,
     Order,
     OrderItem,
-    OrderStatus,
     Product,
     ProductAnnouncement,
 )
@@ -72,10 +73,6 @@ class KindRules:
         return bool(days) and any(at > now - timedelta(days=days) for at in past.values())
 
 
-def _counted(now: datetime):
-    return and_(ORDERS.c.status == OrderStatus.paid.value, ORDERS.c.created_at < now)
-
-
 class _Winback(KindRules):
     def extra_where(self) -> list:
         return [METRICS.c.dormancy.in_([s.tier for s in self.campaign.steps])]
@@ -108,7 +105,7 @@ class _NewProduct(KindRules):
                 select(ORDERS.c.customer_id, ITEMS.c.sku, PRODUCTS.c.category).distinct()
                 .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id)
                              .outerjoin(PRODUCTS, PRODUCTS.c.sku == ITEMS.c.sku))
-                .where(ORDERS.c.customer_id.in_(ids), _counted(self.now)))
+                .where(ORDERS.c.customer_id.in_(ids), counted(self.now)))
             for customer_id, sku, category in rows:
                 self.bought.setdefault(customer_id, set()).add(sku)
                 if category:
@@ -136,30 +133,21 @@ class _SpendThreshold(KindRules):
     def __init__(self, *args):
         super().__init__(*args)
         c = self.campaign
-        today = cm.local_today(self.now, self.zone)
-        if c.period == "month":
-            start_day = today.replace(day=1)
-            end_day = (start_day + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-        elif c.period == "week":
-            start_day = today - timedelta(days=today.weekday())
-            end_day = start_day + timedelta(days=6)
-        else:
-            start_day = today - timedelta(days=c.period_days - 1)
-            end_day = today
-        self.period = cm.period_key(c, today)
-        self.period_ends_on = end_day.isoformat()
-        self.since = datetime.combine(start_day, datetime.min.time(), tzinfo=self.zone)
-        threshold = offers.cents(c.threshold)
+        period = cm.spend_period(c, cm.local_today(self.now, self.zone))
+        self.period = period.key
+        self.period_ends_on = period.last_day.isoformat()
+        self.since = period.starts_at(self.zone)
+        threshold = money.cents(c.threshold)
         self.threshold = threshold
-        self.floor = threshold - offers.cents(c.nudge.within) if c.nudge else threshold
+        self.floor = threshold - money.cents(c.nudge.within) if c.nudge else threshold
         gift_skus = {c.gift.product} if c.gift.product else set()
         self.catalogue = offers.catalogue(self.engine, gift_skus)
         spent = (select(ORDERS.c.customer_id, func.sum(ORDERS.c.total_cents).label("spent"))
-                 .where(_counted(self.now), ORDERS.c.created_at >= self.since)
+                 .where(counted(self.now), ORDERS.c.created_at >= self.since)
                  .group_by(ORDERS.c.customer_id).subquery("period_spend"))
         self.spent = spent
         self.gift_name = offers.gift_offer(c.gift, self.period, self.catalogue, 0,
-                                           threshold, self.settings.store.currency).gift_name
+                                           threshold, self.settings.store).gift_name
 
     def extra_columns(self):
         return [self.spent.c.spent.label("period_spent")]
@@ -173,7 +161,7 @@ class _SpendThreshold(KindRules):
         if spent >= self.threshold:
             offer = offers.gift_offer(self.campaign.gift, self.period, self.catalogue,
                                       row.avg_order_value_cents or 0, self.threshold,
-                                      self.settings.store.currency)
+                                      self.settings.store)
             return Proposal(f"gift:{self.period}", offer)
         if self.campaign.nudge and spent >= self.floor:
             nudge = {"missing_cents": self.threshold - spent, "threshold_cents": self.threshold,
@@ -206,7 +194,7 @@ class _Bundle(KindRules):
                 select(ORDERS.c.customer_id, ITEMS.c.sku).distinct()
                 .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id))
                 .where(ORDERS.c.customer_id.in_(ids), ITEMS.c.sku.in_(self.skus),
-                       _counted(self.now)))
+                       counted(self.now)))
             for customer_id, sku in rows:
                 self.owned.setdefault(customer_id, set()).add(sku)
 

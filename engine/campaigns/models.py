@@ -15,7 +15,8 @@ Kinds and what "at most once" means for each (the *occasion* of a delivery):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -333,14 +334,35 @@ def select(found: list[Campaign], ids: Iterable[str]) -> list[Campaign]:
     return chosen
 
 
-def period_key(campaign: SpendThreshold, local_day: date) -> str:
-    """The name of the spend period containing ``local_day`` ("2026-06", "2026-W24")."""
+@dataclass(frozen=True)
+class SpendPeriod:
+    """The spend period of a spend_threshold campaign that holds a day of the store's calendar.
+
+    ``key`` names it in occasions and on the gift's coupon ("2026-06", "2026-W24", or for a
+    rolling window its length and last day, "30d:2026-06-15"); the spend that counts is the
+    counted orders from ``starts_at`` (midnight of ``first_day``, store time) until now.
+    """
+    key: str
+    first_day: date
+    last_day: date  # inclusive: the day a nudge says the customer has until
+
+    def starts_at(self, zone: ZoneInfo) -> datetime:
+        return datetime.combine(self.first_day, time.min, tzinfo=zone)
+
+
+def spend_period(campaign: SpendThreshold, local_day: date) -> SpendPeriod:
+    """The period holding ``local_day``: the calendar month, the ISO week (Monday to Sunday),
+    or the ``period_days`` days ending on ``local_day``."""
     if campaign.period == "month":
-        return f"{local_day:%Y-%m}"
+        first = local_day.replace(day=1)
+        last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        return SpendPeriod(f"{local_day:%Y-%m}", first, last)
     if campaign.period == "week":
         year, week, _ = local_day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return f"{campaign.period_days}d:{local_day.isoformat()}"
+        first = local_day - timedelta(days=local_day.weekday())
+        return SpendPeriod(f"{year}-W{week:02d}", first, first + timedelta(days=6))
+    first = local_day - timedelta(days=campaign.period_days - 1)
+    return SpendPeriod(f"{campaign.period_days}d:{local_day.isoformat()}", first, local_day)
 
 
 def local_today(now: datetime, zone: ZoneInfo) -> date:

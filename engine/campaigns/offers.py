@@ -11,12 +11,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import Engine, and_, func, or_, select
 
 from engine.campaigns.models import Bundle, Coupon, Gift, Mine
-from engine.tables import Order, OrderItem, OrderStatus, Product
+from engine.config import Store
+from engine.money import cents
+from engine.shop.counted import counted as counted_order
+from engine.tables import Order, OrderItem, Product
 
 # No 0/O, 1/I/L, 2/Z, 5/S, U/V pairs: codes are read aloud and typed from phones.
 CODE_ALPHABET = "346789ABCDEFGHJKMNPQRTWXY"
@@ -41,16 +43,6 @@ def new_code(prefix: str = "") -> str:
     raw = "".join(digits)
     groups = "-".join(raw[i:i + 6] for i in range(0, CODE_LENGTH, 6))
     return f"{prefix}-{groups}" if prefix else groups
-
-
-def money(amount_cents: int) -> str:
-    """Cents as a plain decimal string ("1234.50"), the form JSON output uses."""
-    sign = "-" if amount_cents < 0 else ""
-    return f"{sign}{abs(amount_cents) // 100}.{abs(amount_cents) % 100:02d}"
-
-
-def cents(amount: Decimal | int | float) -> int:
-    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -93,18 +85,19 @@ def coupon_offer(coupon: Coupon, avg_order_value_cents: int) -> OfferSpec:
 
 
 def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: int,
-               threshold_cents: int = 0, currency: str = "EUR") -> OfferSpec:
-    """The gift of a spend-threshold campaign; ``min_spend`` records the threshold crossed."""
+               threshold_cents: int, store: Store) -> OfferSpec:
+    """The gift of a spend-threshold campaign; ``min_spend`` records the threshold crossed.
+    A gift card's or coupon's name shows its amount as the store writes money."""
     if gift.coupon is not None:
         spec = coupon_offer(gift.coupon, avg_cents)
         name = (f"{spec.percent_off}% off your next order" if spec.percent_off else
-                f"{money_text(spec.amount_off_cents or 0, currency)} off your next order")
+                f"{store.money(spec.amount_off_cents or 0)} off your next order")
         return OfferSpec(**{**spec.__dict__, "kind": "gift", "period": period,
                             "gift_name": name})
     if gift.gift_card is not None:
         value = cents(gift.gift_card)
         return OfferSpec(kind="gift", face_value_cents=value, gift_card_cents=value,
-                         gift_name=f"a {money_text(value, currency)} gift card",
+                         gift_name=f"a {store.money(value)} gift card",
                          min_spend_cents=threshold_cents, valid_days=gift.valid_days,
                          period=period, prefix="GIFT")
     product = catalogue.get(gift.product or "", {})
@@ -112,12 +105,6 @@ def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: i
                      gift_sku=gift.product, gift_name=product.get("name", gift.product),
                      min_spend_cents=threshold_cents, valid_days=gift.valid_days,
                      period=period, prefix="GIFT")
-
-
-def money_text(amount_cents: int, currency: str) -> str:
-    from engine.mail.templating import money as format_money
-
-    return format_money(amount_cents, currency)
 
 
 @dataclass(frozen=True)
@@ -185,7 +172,7 @@ def catalogue_warnings(engine: Engine, campaign) -> list[str]:
 def mined_pairs(engine: Engine, mine: Mine, now: datetime) -> list[tuple[str, str]]:
     """Pairs of skus bought in the same counted order, by support (share of orders)."""
     a, b = ITEMS.alias("a"), ITEMS.alias("b")
-    counted = and_(ORDERS.c.status == OrderStatus.paid.value, ORDERS.c.created_at < now)
+    counted = counted_order(now)
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(ORDERS).where(counted)).scalar()
         if not total:

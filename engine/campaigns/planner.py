@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from engine import money
 from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
@@ -179,7 +180,7 @@ def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dic
 class _Budget:
     def __init__(self, campaign: cm.Campaign):
         self.max_offers = campaign.budget.max_offers
-        self.max_value = offers.cents(campaign.budget.max_value) \
+        self.max_value = money.cents(campaign.budget.max_value) \
             if campaign.budget.max_value is not None else None
         self.count = 0
         self.value = 0
@@ -252,7 +253,7 @@ class CampaignPlan:
             else "all customers"
 
     def offer_value(self) -> str:
-        return offers.money(self.counts.offer_value_cents)
+        return money.decimal_text(self.counts.offer_value_cents)
 
     def as_dict(self) -> dict[str, Any]:
         c, budget = self.campaign, self.campaign.budget

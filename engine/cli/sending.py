@@ -47,14 +47,12 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
     now = as_of_moment(as_of, cfg)
     chosen = validate.load(cfg, campaigns)
     engine = engine_for(cfg)
-    paused = schedule.paused(engine)
-    for campaign in chosen:
-        if campaign.id in paused:
-            if campaigns:
-                raise RetainError(f'campaign "{campaign.id}" is paused ({paused[campaign.id]}); '
-                                  f"run `retain resume {campaign.id}` first")
-            err.print(f"skipping {campaign.id}: paused ({paused[campaign.id]})", markup=False)
-    chosen = [c for c in chosen if c.id not in paused]
+    chosen, paused = schedule.runnable(engine, chosen)
+    for campaign_id, why in paused.items():
+        if campaigns:
+            raise RetainError(f'campaign "{campaign_id}" is paused ({why}); '
+                              f"run `retain resume {campaign_id}` first")
+        err.print(f"skipping {campaign_id}: paused ({why})", markup=False)
     transport = None if dry_run else transport_for(cfg)
     offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} messages"),

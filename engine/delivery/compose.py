@@ -8,8 +8,9 @@ render.Renderer and builds the MIME bytes with mime.py), the messages ready for 
 renderworkers.py runs the same Composer in worker processes for big runs.
 Must not: write to the database, send, or read the clock (``now`` is a parameter).
 
-Money in the context is integer cents (templates format it with the ``money`` filter); dates are
-ISO strings or ``date`` objects (the ``date`` filter formats them).
+Every amount of money in the context is a ``money.Money`` in the store's currency and locale, so
+a template prints it formatted ("€12.50") without a filter; dates are ISO strings or ``date``
+objects (the ``date`` filter formats them).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from sqlalchemy.engine import Connection
 
 from engine import db
 from engine.campaigns import models as cm
-from engine.config import Settings
+from engine.config import Settings, Store
 from engine.consent import unsubscribe
 from engine.errors import ConfigError
 from engine.mail import contract, render
+from engine.money import Money
 from engine.tables import Coupon, Customer, CustomerMetrics, Delivery, Product
 from engine.transport import OutgoingMessage
 
@@ -50,7 +52,7 @@ WHY = {
 def store_context(settings: Settings) -> dict[str, Any]:
     s = settings.store
     return {"name": s.name, "url": s.url, "postal_address": s.postal_address,
-            "currency": s.currency}
+            "currency": s.currency, "locale": s.locale}
 
 
 def renderer(settings: Settings, cache: render.RendererCache | None = None) -> render.Renderer:
@@ -78,14 +80,19 @@ def product_rows(conn: Connection, skus: set[str]) -> dict[str, dict]:
     return {row.sku: dict(row._mapping) for row in conn.execute(query)}
 
 
-def _product(row: dict) -> dict[str, Any]:
+def _money(store: Store, cents: int | None) -> Money | None:
+    return None if cents is None else store.money(cents)
+
+
+def _product(row: dict, store: Store) -> dict[str, Any]:
     return {"sku": row["sku"], "name": row["name"], "category": row["category"],
-            "price": row["price_cents"], "compare_at_price": row["compare_at_price_cents"],
+            "price": store.money(row["price_cents"]),
+            "compare_at_price": _money(store, row["compare_at_price_cents"]),
             "url": row["url"], "image_url": row["image_url"]}
 
 
 def offer_context(offer: dict | None, code: str | None, now: datetime,
-                  products: dict[str, dict]) -> dict[str, Any] | None:
+                  products: dict[str, dict], store: Store) -> dict[str, Any] | None:
     """The ``offer`` the templates see, with exactly the keys of contract.OFFER_KEYS."""
     if not offer:
         return None
@@ -94,34 +101,38 @@ def offer_context(offer: dict | None, code: str | None, now: datetime,
                                            if gift_sku else None)
     return contract.empty_offer(
         offer["kind"], code=code, percent_off=offer.get("percent_off"),
-        amount_off=offer.get("amount_off_cents"), min_spend=offer.get("min_spend_cents", 0),
+        amount_off=_money(store, offer.get("amount_off_cents")),
+        min_spend=store.money(offer.get("min_spend_cents", 0)),
         expires_on=(now + timedelta(days=offer.get("valid_days", 30))).date().isoformat(),
         gift_name=gift_name, bundle_name=offer.get("bundle_name"),
-        bundle_price=offer.get("bundle_price_cents"),
+        bundle_price=_money(store, offer.get("bundle_price_cents")),
         bundle_skus=list(offer.get("bundle_skus", ())))
 
 
-def nudge_context(nudge: dict | None) -> dict[str, Any] | None:
+def nudge_context(nudge: dict | None, store: Store) -> dict[str, Any] | None:
     if not nudge:
         return None
-    return {"missing_amount": nudge["missing_cents"], "threshold": nudge["threshold_cents"],
+    return {"missing_amount": store.money(nudge["missing_cents"]),
+            "threshold": store.money(nudge["threshold_cents"]),
             "gift_name": nudge.get("gift_name"), "period_ends_on": nudge.get("period_ends_on")}
 
 
 def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: dict,
             code: str | None, now: datetime, products: dict[str, dict]) -> dict[str, Any]:
     """The template context for one delivery. ``products`` holds at least the payload's skus."""
-    shown = [_product(products[s]) for s in payload.get("products", []) if s in products]
+    store = settings.store
+    shown = [_product(products[s], store) for s in payload.get("products", []) if s in products]
     categories = sorted({p["category"] for p in shown if p["category"]})
     phrase = (" and ".join(categories[:2]) + " products") if categories else "products"
     why = WHY[campaign.kind].format(store=settings.store.name,
                                     category_phrase=phrase)
-    offer = offer_context(payload.get("offer"), code, now, products)
+    offer = offer_context(payload.get("offer"), code, now, products, store)
     return {
         "customer": {"id": customer["id"], "first_name": customer["first_name"] or "there",
                      "last_name": customer["last_name"], "email": customer["email"],
                      "country": customer["country"]},
-        "metrics": {"orders": customer["orders"] or 0, "spent": customer["spent_cents"] or 0,
+        "metrics": {"orders": customer["orders"] or 0,
+                    "spent": store.money(customer["spent_cents"] or 0),
                     "recency_days": customer["recency_days"],
                     "dormancy": str(customer["dormancy"] or "none"),
                     "value_tier": customer["value_tier"] and str(customer["value_tier"]),
@@ -131,7 +142,7 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
                      "description": campaign.description},
         "products": shown,
         "offer": offer,
-        "nudge": nudge_context(payload.get("nudge")),
+        "nudge": nudge_context(payload.get("nudge"), store),
         "unsubscribe_url": unsubscribe.url(settings, customer["id"]),
         "why": why,
         "preview_text": campaign.description,

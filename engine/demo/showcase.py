@@ -23,6 +23,7 @@ from engine import db, tables
 from engine.config import Settings
 from engine.demo.synthshop import SyntheticShop
 from engine.errors import ConfigError
+from engine.shop.counted import counted
 
 CHUNK = 1000  # customers generated and written per round: memory stays flat at any size
 SHOP_TABLES = ("customers", "products", "orders", "order_items", "customer_metrics")
@@ -203,12 +204,11 @@ def add_day(engine: Engine, settings: Settings, day: date, seed: int = 7,
 
 
 def _buyers(conn: Connection, start: datetime) -> tuple[list[int], list[int]]:
-    """Ids of the customers with a paid order before ``start``: regulars, then lapsed ones."""
+    """Ids of the customers with a counted order before ``start``: regulars, then lapsed ones."""
     orders = tables.Order
     recent = func.max(orders.created_at) >= start - timedelta(days=REGULAR_DAYS)
-    rows = conn.execute(select(orders.customer_id, recent).where(
-        orders.status == tables.OrderStatus.paid, orders.created_at < start)
-        .group_by(orders.customer_id).order_by(orders.customer_id)).all()
+    rows = conn.execute(select(orders.customer_id, recent).where(counted(start))
+                        .group_by(orders.customer_id).order_by(orders.customer_id)).all()
     return [cid for cid, regular in rows if regular], [cid for cid, regular in rows if not regular]
 
 

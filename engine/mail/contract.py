@@ -7,18 +7,20 @@ every problem as a TemplateError with the template file and line. Must not: rend
 sending, open a session or read the clock.
 
 The context is plain data only, never ORM objects; every key below is present (``None`` where it
-does not apply), money is integer cents, dates are ISO strings ("2026-07-01"):
+does not apply), dates are ISO strings ("2026-07-01"), and every amount of money is a
+``money.Money`` (marked $ below): ``{{ offer.min_spend }}`` prints "€30.00" in the store's
+currency and locale, ``.cents`` is the integer, and Money adds, subtracts and compares:
     customer   {id, first_name, last_name, email, country}
-    metrics    {orders, spent, recency_days, dormancy, value_tier, lifecycle}
+    metrics    {orders, spent$, recency_days, dormancy, value_tier, lifecycle}
                (dormancy/value_tier/lifecycle: the values of the enums in tables.py)
-    store      {name, url, postal_address, currency}   (Renderer fills it from config.yaml)
+    store      {name, url, postal_address, currency, locale}   (Renderer fills it from config.yaml)
     campaign   {id, kind, description}
-    products   [{sku, name, category, price, compare_at_price, url, image_url}]   may be []
-    offer      {kind, code, percent_off, amount_off, min_spend, expires_on, gift_name,
-                bundle_name, bundle_price, bundle_skus, url} or None; kind is one of
+    products   [{sku, name, category, price$, compare_at_price$, url, image_url}]   may be []
+    offer      {kind, code, percent_off, amount_off$, min_spend$, expires_on, gift_name,
+                bundle_name, bundle_price$, bundle_skus, url} or None; kind is one of
                coupon | gift | bundle | none; min_spend is also a gift's spend threshold;
                url is the landing page (None: the store's home page)
-    nudge      {missing_amount, threshold, gift_name, period_ends_on} or None
+    nudge      {missing_amount$, threshold$, gift_name, period_ends_on} or None
     unsubscribe_url  the one-click unsubscribe link for this recipient
     why        the sentence saying why they get this email (WHY_SENTENCE is the default)
     preview_text     the inbox preview line
@@ -37,6 +39,7 @@ from jinja2 import meta
 
 from engine.errors import TemplateError, did_you_mean
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
+from engine.money import Money
 
 WHY_SENTENCE = "You get this because you bought from us and agreed to hear from us."
 OFFER_KEYS = ("kind", "code", "percent_off", "amount_off", "min_spend", "expires_on",
@@ -60,51 +63,54 @@ def empty_offer(kind: str, **fields: Any) -> dict[str, Any]:
 
 
 _PRODUCTS = [
-    {"sku": "TEA-001", "name": "Sencha Kyoto 日本 100 g", "category": "tea", "price": 1250,
-     "compare_at_price": 1590, "url": "https://maison-verte.example/p/tea-001",
+    {"sku": "TEA-001", "name": "Sencha Kyoto 日本 100 g", "category": "tea", "price": Money(1250),
+     "compare_at_price": Money(1590), "url": "https://maison-verte.example/p/tea-001",
      "image_url": "https://maison-verte.example/img/tea-001.jpg"},
-    {"sku": "POT-002", "name": "Théière « Lotus » 0.8 l", "category": "teaware", "price": 3900,
-     "compare_at_price": None, "url": "https://maison-verte.example/p/pot-002",
+    {"sku": "POT-002", "name": "Théière « Lotus » 0.8 l", "category": "teaware",
+     "price": Money(3900), "compare_at_price": None, "url": "https://maison-verte.example/p/pot-002",
      "image_url": "https://maison-verte.example/img/pot-002.jpg"},
-    {"sku": "CUP-003", "name": "Cups & saucers, set of 2", "category": "teaware", "price": 2400,
-     "compare_at_price": 2400, "url": "https://maison-verte.example/p/cup-003", "image_url": ""},
-    {"sku": "HON-004", "name": "Wildflower honey 🍯", "category": "pantry", "price": 890,
-     "compare_at_price": 1100, "url": "https://maison-verte.example/p/hon-004",
+    {"sku": "CUP-003", "name": "Cups & saucers, set of 2", "category": "teaware",
+     "price": Money(2400), "compare_at_price": Money(2400),
+     "url": "https://maison-verte.example/p/cup-003", "image_url": ""},
+    {"sku": "HON-004", "name": "Wildflower honey 🍯", "category": "pantry", "price": Money(890),
+     "compare_at_price": Money(1100), "url": "https://maison-verte.example/p/hon-004",
      "image_url": "https://maison-verte.example/img/hon-004.jpg"},
 ]
 _BASE = {
     "customer": {"id": 1042, "first_name": "Élodie", "last_name": "Martin",
                  "email": "elodie@example.com", "country": "FR"},
-    "metrics": {"orders": 3, "spent": 18450, "recency_days": 150, "dormancy": "half_asleep",
+    "metrics": {"orders": 3, "spent": Money(18450), "recency_days": 150, "dormancy": "half_asleep",
                 "value_tier": "A", "lifecycle": "decline"},
     "store": {"name": "Maison Verte", "url": "https://maison-verte.example",
               "postal_address": "Maison Verte SAS, 12 rue des Lilas, 75011 Paris, France",
-              "currency": "EUR"},
+              "currency": "EUR", "locale": "en_IE"},
     "unsubscribe_url": "https://maison-verte.example/unsubscribe?token=sample",
     "why": WHY_SENTENCE,
     "preview_text": "Picked for you from the categories you love",
 }
-_COUPON = empty_offer("coupon", code="WB-7K2M-Q9XD", percent_off=15, min_spend=3000,
+_COUPON = empty_offer("coupon", code="WB-7K2M-Q9XD", percent_off=15, min_spend=Money(3000),
                       expires_on="2026-07-15")
 _VARIANTS: dict[str, list[dict[str, Any]]] = {
     "new_product": [{"products": _PRODUCTS}, {"products": _PRODUCTS[1:2]}],
     "winback": [{"offer": _COUPON, "products": _PRODUCTS[:2]},
-                {"offer": empty_offer("coupon", code="WB-AMT-10", amount_off=1000,
+                {"offer": empty_offer("coupon", code="WB-AMT-10", amount_off=Money(1000),
                                       url="https://maison-verte.example/back"),
                  "products": [], "metrics": {**_BASE["metrics"], "value_tier": "C"}}],
     "spend_threshold": [
-        {"offer": empty_offer("gift", gift_name="a tin of Jasmine Pearls", min_spend=20000,
-                              code="GIFT-5TQ8", expires_on="2026-09-30"), "nudge": None},
-        {"offer": empty_offer("gift", gift_name="a tea towel", min_spend=20000), "nudge": None},
-        {"offer": None, "nudge": {"missing_amount": 3550, "threshold": 20000,
+        {"offer": empty_offer("gift", gift_name="a tin of Jasmine Pearls",
+                              min_spend=Money(20000), code="GIFT-5TQ8",
+                              expires_on="2026-09-30"), "nudge": None},
+        {"offer": empty_offer("gift", gift_name="a tea towel", min_spend=Money(20000)),
+         "nudge": None},
+        {"offer": None, "nudge": {"missing_amount": Money(3550), "threshold": Money(20000),
                                   "gift_name": "a tin of Jasmine Pearls",
                                   "period_ends_on": "2026-09-30"}}],
     "bundle": [{"products": _PRODUCTS[:3], "offer": empty_offer(
-        "bundle", bundle_name="The tea ceremony set", bundle_price=6500,
+        "bundle", bundle_name="The tea ceremony set", bundle_price=Money(6500),
         bundle_skus=["TEA-001", "POT-002", "CUP-003"], code="BUNDLE-3F7A",
         expires_on="2026-07-31")},
         {"products": _PRODUCTS[1:3], "offer": empty_offer(
-            "bundle", bundle_price=5500, bundle_skus=["POT-002", "CUP-003"])}],
+            "bundle", bundle_price=Money(5500), bundle_skus=["POT-002", "CUP-003"])}],
 }
 
 

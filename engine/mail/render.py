@@ -6,11 +6,11 @@ customer data. The sandbox and filters are in templating.py, what each kind may 
 in contract.py, the message bytes in mime.py.
 
     renderer = Renderer("templates", store={"name": ..., "url": ..., "postal_address": ...,
-                                           "currency": "EUR"})
+                                           "currency": "EUR", "locale": "en_IE"})
     email = renderer.render("winback.html", "{{ customer.first_name }}, 15 % off", context)
     email.subject, email.html, email.text
 
-The context is plain data (dicts, lists, str, int, None), one key a concept; contract.py's
+The context is plain data (dicts, lists, str, int, Money, None), one key a concept; contract.py's
 docstring lists every key. ``store`` defaults to the renderer's; ``subject`` (the rendered
 subject, for ``<title>``) is added by ``render``.
 
@@ -55,6 +55,7 @@ from engine.mail.contract import (
     sample_contexts,
 )
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
+from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE
 
 __all__ = ["CONTEXT_KEYS", "OFFER_KEYS", "WHY_SENTENCE", "RenderedEmail", "Renderer",
            "RendererCache", "empty_offer", "html_to_text", "lint", "lint_subject",
@@ -120,7 +121,9 @@ class Renderer:
         self.templates_dir = Path(templates_dir)
         self.store = dict(store)
         self.fast = fast
-        self.env = Sandbox(self.templates_dir, currency=self.store.get("currency", "EUR"))
+        self.env = Sandbox(self.templates_dir,
+                           currency=self.store.get("currency", DEFAULT_CURRENCY),
+                           locale=self.store.get("locale", DEFAULT_LOCALE))
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self._prepared: dict[str, _Prepared] = {}
         self._subjects: dict[str, jinja2.Template] = {}

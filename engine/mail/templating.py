@@ -2,9 +2,9 @@
 
 Owns: ``Sandbox`` (Jinja's ``ImmutableSandboxedEnvironment`` + ``StrictUndefined`` + HTML
 autoescape for ``*.html``; strings compiled with ``from_string`` are not escaped), the ``money``
-and ``date`` filters, and ``located()``, which turns any failure of a template into a
-TemplateError naming the template file and line. What a campaign kind may use, and ``lint()``,
-live in contract.py; rendering whole emails in render.py.
+filter (engine/money.py does the formatting) and the ``date`` filter, and ``located()``, which
+turns any failure of a template into a TemplateError naming the template file and line. What a
+campaign kind may use, and ``lint()``, live in contract.py; rendering whole emails in render.py.
 Must not: know campaign kinds, inline CSS, open a session or read the clock.
 
 Marketer templates are untrusted code. Besides Jinja's own refusals (attributes starting with
@@ -37,6 +37,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.errors import TemplateError
+from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE, Money
 
 MAX_SIZE = 1_000_000  # characters of a string or a rendered template (Gmail clips at ~100 KB)
 MAX_ITEMS = 100_000  # range() items per render, list items, width arguments (Jinja's MAX_RANGE)
@@ -45,14 +46,6 @@ _BIG_WIDTH = re.compile(r"%[-#0 +]*(\*|\d{6,}|\d*\.(\*|\d{6,}))|\{[^{}]*:[^{}]*\
 _WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice")
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 _range_left: ContextVar[list[int]] = ContextVar("range_left")
-
-# Symbols used when Babel is not installed; other currencies print their ISO code.
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
-
-try:  # Babel formats every currency properly; it is optional.
-    from babel.numbers import format_currency as _babel_format
-except ImportError:  # pragma: no cover - depends on the environment
-    _babel_format = None
 
 
 def _refuse(what: str) -> SecurityError:
@@ -82,13 +75,15 @@ class _SizedCodeGenerator(CodeGenerator):
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
-    """The one environment for templates and subjects; ``currency`` is the ``money`` default."""
+    """The one environment for templates and subjects; ``currency`` and ``locale`` are what the
+    ``money`` filter uses for integer cents."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     code_generator_class = _SizedCodeGenerator
     check_size = staticmethod(_check_size)
 
-    def __init__(self, templates_dir: str | Path | None = None, currency: str = "EUR"):
+    def __init__(self, templates_dir: str | Path | None = None,
+                 currency: str = DEFAULT_CURRENCY, locale: str = DEFAULT_LOCALE):
         loader = jinja2.FileSystemLoader(str(templates_dir)) if templates_dir else None
         super().__init__(
             loader=loader,
@@ -98,7 +93,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         )
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) would build a huge text
         self.globals["range"] = _budgeted_range
-        self.filters["money"] = lambda cents, code=None: money(cents, code or currency)
+        self.filters["money"] = money_filter(currency, locale)
         self.filters["date"] = format_date
         for name in _WIDTH_FILTERS:
             self.filters[name] = _width_checked(name, self.filters[name])
@@ -198,18 +193,19 @@ def _same_flags(wrapper: Any, func: Any) -> Any:
     return wrapper
 
 
-def money(cents: int | None, currency: str = "EUR") -> str:
-    """Integer cents → "€12.50", "-€1,234.00", "CHF 3.00"; None → ""."""
-    if cents is None:
-        return ""
-    if not isinstance(cents, int) or isinstance(cents, bool):
-        raise TypeError(f"money expects integer cents, got {cents!r}")
-    if _babel_format is not None:  # pragma: no cover - Babel is optional
-        return _babel_format(cents / 100, currency, locale="en")
-    sign = "-" if cents < 0 else ""
-    amount = f"{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
-    symbol = CURRENCY_SYMBOLS.get(currency)
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{currency} {amount}"
+def money_filter(currency: str, locale: str) -> Any:
+    """The ``money`` filter: a Money prints as it is (it already prints formatted); integer
+    cents, as contexts held before money became Money, print in ``currency`` and ``locale``.
+    ``|money("USD")`` names another currency. None → ""."""
+    def money(value: Money | int | None, code: str | None = None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, Money):
+            return str(value if code is None else Money(value.cents, code, value.locale))
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"money expects an amount (Money or integer cents), got {value!r}")
+        return str(Money(value, code or currency, locale))
+    return money
 
 
 def format_date(value: str | date | None, fmt: str | None = None) -> str:

@@ -61,17 +61,17 @@ class Due:
 
 
 def due(chosen: Iterable[cm.Campaign], zone: ZoneInfo, now: datetime,
-        last_fired: dict[str, datetime | None], grace: timedelta,
-        paused: set[str] = frozenset()) -> list[Due]:
+        last_fired: dict[str, datetime | None], grace: timedelta) -> list[Due]:
     """Campaigns to run at ``now``: those with a tick since they last fired, once each.
 
     Several missed ticks coalesce into one run; a tick older than ``grace`` is skipped (the
     service was down too long for the email to still make sense). A campaign that never fired
-    starts with its next tick, not with the past.
+    starts with its next tick, not with the past. Leave paused campaigns out of ``chosen``
+    (``runnable``).
     """
     runs = []
     for campaign in chosen:
-        if not campaign.enabled or campaign.id in paused or not campaign.schedule:
+        if not campaign.enabled or not campaign.schedule:
             continue
         previous = last_fired.get(campaign.id)
         if previous is None:
@@ -127,3 +127,13 @@ def resume(engine: Engine, campaign_id: str) -> bool:
 def paused(engine: Engine) -> dict[str, str]:
     """Paused campaign ids and why."""
     return {cid: s["paused_reason"] or "" for cid, s in states(engine).items() if s["paused"]}
+
+
+def runnable(engine: Engine, chosen: Iterable[cm.Campaign]
+             ) -> tuple[list[cm.Campaign], dict[str, str]]:
+    """The rule every run applies: ``chosen`` minus the paused campaigns, in order, and the
+    paused ones among them with why (so a caller can say what it skipped)."""
+    stopped = paused(engine)
+    chosen = list(chosen)
+    return ([c for c in chosen if c.id not in stopped],
+            {c.id: stopped[c.id] for c in chosen if c.id in stopped})

@@ -166,9 +166,9 @@ class Scheduler:
         """Run, once, every campaign whose tick passed while no scheduler was running."""
         now = self.clock()
         states = schedule.states(self.engine)
-        late = schedule.due(self.campaigns.values(), self.settings.store.zone, now,
-                            {cid: s["last_fire_at"] for cid, s in states.items()}, self.grace,
-                            set(schedule.paused(self.engine)))
+        chosen, _ = schedule.runnable(self.engine, self.campaigns.values())
+        late = schedule.due(chosen, self.settings.store.zone, now,
+                            {cid: s["last_fire_at"] for cid, s in states.items()}, self.grace)
         ids = [d.campaign_id for d in late]
         if ids:
             log.info("catching up missed runs: %s", ", ".join(ids))
@@ -189,9 +189,9 @@ class Scheduler:
                       plan: bool = True) -> runner.RunReport | None:
         if self.stopping.is_set() or not self.leading:
             return None
-        paused = schedule.paused(self.engine)
         with self._lock:
-            chosen = [self.campaigns[i] for i in ids if i in self.campaigns and i not in paused]
+            wanted = [self.campaigns[i] for i in ids if i in self.campaigns]
+        chosen, _ = schedule.runnable(self.engine, wanted)
         if not chosen:
             return None
         transport = self.transport_factory()

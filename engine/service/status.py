@@ -28,7 +28,7 @@ def _iso(moment: datetime | None, settings: Settings) -> str | None:
 
 def collect(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]:
     holder = leader.current(engine)
-    states = schedule.states(engine)
+    states, paused = schedule.states(engine), schedule.paused(engine)
     rows = []
     for campaign in validate.check(settings):
         state = states.get(campaign.id, {})
@@ -37,7 +37,7 @@ def collect(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]
             "next_run": _iso(schedule.next_fire(campaign, settings.store.zone, now), settings)
             if campaign.enabled else None,
             "last_fire_at": _iso(state.get("last_fire_at"), settings),
-            "paused": state.get("paused_reason") if state.get("paused") else None})
+            "paused": paused.get(campaign.id)})
     with engine.connect() as conn:
         last = conn.execute(select(RUNS).where(RUNS.c.finished_at.is_not(None))
                             .order_by(RUNS.c.finished_at.desc()).limit(1)).first()

@@ -2,10 +2,11 @@
 
 Owns: opening a file (UTF-8 with or without BOM; the header picks comma, semicolon or tab),
 matching header names case-insensitively, streaming rows one at a time (padded to the header's
-width, blank lines passed over), and the cell parsers (amounts in cents, quantities, dates in the
-store's zone, yes/no, email, tags, currency, time zone, status tables). A bad cell raises CsvError
-naming the file, the row (the header is row 1, as in a spreadsheet) and the column. Must not know
-what a column means for the shop (csvformats.py maps rows to records) nor touch the database.
+width, blank lines passed over), and the cell parsers (quantities, dates in the store's zone,
+yes/no, email, tags, currency, time zone, status tables; amounts are read by money.parse). A
+bad cell raises CsvError naming the file, the row (the header is row 1, as in a spreadsheet) and
+the column. Must not know what a column means for the shop (csvformats.py maps rows to records)
+nor touch the database.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import CsvError
+from engine.money import AmountError
 from engine.tables import OrderStatus
 
 T = TypeVar("T")
@@ -161,7 +163,7 @@ class Row:
             return default
         try:
             return parse(text)
-        except BadCell as exc:
+        except (BadCell, AmountError) as exc:
             self.fail(column, str(exc))
 
 
@@ -176,27 +178,8 @@ class _Positions(dict):
 
 
 _DIGIT_OR_PLUS = frozenset("0123456789+")
-_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?")
 _SPACED_OFFSET = re.compile(r" ([+-]\d\d:?\d\d)$")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-@lru_cache(maxsize=8192)  # a shop has a few thousand price points, repeated on every order
-def cents(text: str) -> int:
-    """'1234.50' or '1,234.50' → 123450. A decimal comma is refused: '1,234' could be either."""
-    whole, dot, fraction = text.partition(".")
-    if whole.isdigit() and whole.isascii() and (
-            not dot or len(fraction) <= 2 and fraction.isdigit() and fraction.isascii()):
-        # The common spelling, read without a regex: this runs a million times an import.
-        return int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if dot else 0)
-    match = _AMOUNT.fullmatch(text)
-    if match is None:
-        raise BadCell(f'"{text}" is not an amount; write it like 1234.50')
-    whole, fraction = match.groups()
-    if fraction is None and "," in whole:
-        raise BadCell(f'"{text}" is ambiguous (a thousands or a decimal comma?); '
-                      "write it like 1234.00")
-    return int(whole.replace(",", "")) * 100 + int((fraction or "0").ljust(2, "0"))
 
 
 @lru_cache(maxsize=1024)

@@ -21,10 +21,10 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from engine.errors import CsvError
+from engine.money import parse as cents
 from engine.shop.csvfile import (
     CsvFile,
     Row,
-    cents,
     currency,
     email,
     moment_in,

@@ -7,9 +7,10 @@ know about campaigns: ``now`` is always a parameter.
 
 Definitions (thresholds come from ``settings.metrics``):
 
-- A *counted* order has status ``paid`` and ``created_at < now``; cancelled and fully refunded
-  orders never count. *Buyers* are customers with at least one counted order; the others are
-  prospects (dormancy ``none``, scores and value tier null).
+- A *counted* order is paid and created before ``now`` (shop/counted.py has the rule and its
+  cases; cancelled and fully refunded orders never count). *Buyers* are customers with at
+  least one counted order; the others are prospects (dormancy ``none``, scores and value tier
+  null).
 - ``recency_days``: calendar days from the last counted order's ``local_date`` (its date in the
   store's time zone) to ``now``'s date in that zone.
 - R/F/M scores 1-5: ``1 + floor(5 * (buyers ranked strictly below) / buyers)``. This is NTILE(5)
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -49,9 +49,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine import db, tables
+from engine import db, money, tables
 from engine.config import Settings
 from engine.errors import NotFound
+from engine.shop.counted import counted
 
 customers = tables.Customer.__table__
 orders = tables.Order.__table__
@@ -144,8 +145,7 @@ def _rebuild_statement():
     # ix_orders_customer_metrics gives SQLite a nested loop with no sort and no join of two
     # large intermediate results (a CTE of buyers LEFT JOINed back to customers got no index
     # and went quadratic).
-    counted_order = and_(orders.c.customer_id == customers.c.id,
-                         orders.c.status == tables.OrderStatus.paid, orders.c.created_at < now)
+    counted_order = and_(orders.c.customer_id == customers.c.id, counted(now))
     per_customer = (
         select(
             customers.c.id.label("customer_id"),
@@ -286,8 +286,8 @@ def _customer_json(row: Any) -> dict[str, Any]:
         "external_id": row["external_id"],
         "name": name,
         "orders": row["orders"],
-        "spent": money(row["spent_cents"]),
-        "avg_order_value": money(row["avg_order_value_cents"]),
+        "spent": money.decimal_text(row["spent_cents"]),
+        "avg_order_value": money.decimal_text(row["avg_order_value_cents"]),
         "first_order_at": _iso(row["first_order_at"]),
         "last_order_at": _iso(row["last_order_at"]),
         "recency_days": row["recency_days"],
@@ -322,13 +322,6 @@ def summary(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]
             for value, count in conn.execute(query):
                 result[key][_enum_value(value)] = count
     return result
-
-
-def money(cents: int | None) -> str | None:
-    """Integer cents → "123.45" (always two decimals), the form used in JSON output."""
-    if cents is None:
-        return None
-    return str((Decimal(cents) / 100).quantize(Decimal("0.01")))
 
 
 def _iso(moment: datetime | None) -> str | None:

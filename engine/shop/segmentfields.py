@@ -23,8 +23,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine import tables
-from engine.shop import metrics
+from engine import money, tables
+from engine.shop.counted import counted
 
 customers = tables.Customer.__table__
 orders = tables.Order.__table__
@@ -227,15 +227,10 @@ class Condition:
 
 def _show(field: Field, value: Any) -> str:
     if field.kind == "money":
-        return metrics.money(value)
+        return money.decimal_text(value)
     if field.kind == "bool":
         return ""
     return str(getattr(value, "value", value)).replace("_", " ")
-
-
-def _counted(now: datetime) -> list[ColumnElement]:
-    """The metrics' rule for an order that counts."""
-    return [orders.c.status == tables.OrderStatus.paid, orders.c.created_at < now]
 
 
 def _has_any(name: str, values: tuple[str, ...], now: datetime) -> ColumnElement:
@@ -252,7 +247,7 @@ def _has_any(name: str, values: tuple[str, ...], now: datetime) -> ColumnElement
     # and probes it per customer instead of walking each customer's orders.
     buyers = (select(orders.c.customer_id)
               .join(order_items, order_items.c.order_id == orders.c.id)
-              .where(match, *_counted(now)))
+              .where(match, counted(now)))
     return customers.c.id.in_(buyers)
 
 
@@ -263,7 +258,7 @@ def _window(cond: Condition, base: str, now: datetime) -> ColumnElement:
     since = now - timedelta(days=cond.days)
     amount = func.count() if cond.field.kind == "number" else func.sum(orders.c.total_cents)
     recent = (select(orders.c.customer_id)
-              .where(orders.c.created_at >= since, *_counted(now))
+              .where(orders.c.created_at >= since, counted(now))
               .group_by(orders.c.customer_id))
     holds = _COMPARE[base](amount, cond.value)
     if _COMPARE[base](0, cond.value):

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from engine import tables, yamlfile
+from engine import money, tables, yamlfile
 from engine.config import Settings
 from engine.errors import SegmentError, did_you_mean
 from engine.shop import metrics
@@ -190,7 +190,7 @@ def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
         if isinstance(value, bool) or amount is None or amount != round(amount, 2):
             raise SegmentError(f"{name} needs an amount in currency units like 49.90, "
                                f"not {value!r}", path, *at)
-        return int(amount * 100)
+        return money.cents(amount)
     if kind == "bool" and not isinstance(value, bool):
         raise SegmentError(f"{name} needs true or false, not {value!r}", path, *at)
     if kind in ("enum", "text", "set"):
@@ -235,7 +235,7 @@ def evaluate(engine: Engine, settings: Settings, segment: Segment, now: datetime
     count = rows[0].matched if rows else 0
     rows = rows[:limit]
     sample = [{"customer_id": r.id, "name": f"{r.first_name} {r.last_name}".strip(),
-               "orders": r.orders, "spent": metrics.money(r.spent_cents),
+               "orders": r.orders, "spent": money.decimal_text(r.spent_cents),
                "recency_days": r.recency_days, "dormancy": _plain(r.dormancy),
                "value_tier": _plain(r.value_tier), "lifecycle": _plain(r.lifecycle)}
               for r in rows]

@@ -30,7 +30,8 @@ from engine.mail.render import (
     sample_context,
     sample_contexts,
 )
-from engine.mail.templating import format_date, money
+from engine.mail.templating import Sandbox, format_date
+from engine.money import Money
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
@@ -126,19 +127,38 @@ def test_customer_data_is_printed_never_evaluated(renderer):
     assert email_.subject.startswith("{{ 7*7 }}<script>")  # a header is not HTML
 
 
-def test_money_and_date_filters():
-    assert money(1250, "EUR") == "€12.50"
-    assert money(123456, "USD") == "$1,234.56"
-    assert money(-150, "GBP") == "-£1.50"
-    assert money(300, "CHF") == "CHF 3.00"
-    assert money(None) == ""
+def test_date_filter():
     assert format_date("2026-07-01") == "1 July 2026"
     assert format_date("2026-07-01T10:00:00+00:00", "%Y/%m/%d") == "2026/07/01"
 
 
-def test_money_uses_the_store_currency(store):
-    renderer = Renderer(TEMPLATES, {**store, "currency": "GBP"})
-    assert "£12.50" in renderer.render("new_product.html", "x", sample_context("new_product")).html
+@pytest.mark.parametrize(("source", "value", "shown"), [
+    ("{{ price }}", Money(1250), "€12.50"),                    # Money prints itself
+    ("{{ price|money }}", Money(1250), "€12.50"),              # the filter keeps working on it
+    ("{{ price|money }}", 1250, "€12.50"),                     # and on integer cents
+    ("{{ price|money('GBP') }}", Money(-150), "-£1.50"),
+    ("{{ price|money }}", None, ""),
+    ("{{ price.cents }}", Money(1250), "1250"),
+    ("{{ (price * 2 - 500) }}", Money(1250), "€20.00"),
+    ("{{ [price, price]|sum(attribute='cents') }}", Money(1250), "2500"),
+    ("{% if price > 1000 %}over{% endif %}", Money(1250), "over"),  # int beside Money: cents
+    ("{{ price }}", Money(2000, "EUR", "fr_FR"), "20,00\u00a0€"),
+])
+def test_money_in_templates(source, value, shown):
+    env = Sandbox()
+    assert env.render(env.from_string(source), {"price": value}) == shown
+
+
+def test_money_filter_formats_integer_cents_in_the_store_currency_and_locale(store):
+    gbp = Renderer(TEMPLATES, {**store, "currency": "GBP"})
+    assert gbp.render_subject("{{ 1250|money }}", {}) == "£12.50"
+    french = Renderer(TEMPLATES, {**store, "currency": "EUR", "locale": "fr_FR"})
+    assert french.render_subject("{{ 123450|money }}", {}) == "1\u202f234,50\u00a0€"
+
+
+def test_mixing_currencies_in_a_template_is_a_located_error(renderer):
+    with pytest.raises(TemplateError, match="cannot combine EUR and GBP"):
+        renderer.render_subject("{{ a + b }}", {"a": Money(100), "b": Money(100, "GBP")})
 
 
 # --- subject --------------------------------------------------------------------------------
@@ -296,16 +316,17 @@ def varied_context(kind: str, rng: random.Random) -> dict:
     if kind != "spend_threshold":
         chosen = rng.sample(products, rng.randint(1, len(products)))
         for product in chosen:
-            product["price"] = rng.randint(100, 50000)
-            product["compare_at_price"] = rng.choice([None, product["price"] + 500, 0])
+            product["price"] = Money(rng.randint(100, 50000))
+            product["compare_at_price"] = rng.choice([None, product["price"] + Money(500),
+                                                      Money(0)])
             product["name"] = rng.choice(["Tea <Sencha>", "Pot & lid", "Honig 🍯", "Cup"])
             product["image_url"] = rng.choice(["", "https://cdn.example/i.jpg?a=1&b=2"])
         context["products"] = chosen
     if context["offer"] and kind == "winback":
         context["offer"] = empty_offer("coupon", code=f"WB-{rng.randint(0, 10**6):06d}",
                                        percent_off=rng.choice([None, 10, 20]),
-                                       amount_off=rng.choice([500, 1000]),
-                                       min_spend=rng.choice([None, 3000]),
+                                       amount_off=Money(rng.choice([500, 1000])),
+                                       min_spend=rng.choice([None, Money(3000)]),
                                        expires_on=rng.choice([None, "2026-08-01"]))
     context["unsubscribe_url"] = f"https://shop.example/u?t={rng.randint(0, 10**9)}&c=1"
     return context

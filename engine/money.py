@@ -1,0 +1,183 @@
+"""Money: amounts as integer cents, read from a shop's text and shown in the store's locale.
+
+Owns the one way to read an amount and the one way to show it:
+- ``parse``: a shop's amount text ("1234.50", "1,234.50") → integer cents; a decimal comma is
+  refused as ambiguous ("12,50" could be 12.50 or 1250);
+- ``cents``: an amount in currency units (a campaign's ``Decimal``) → cents, half up;
+- ``format``: cents → text in a currency and locale through Babel ("€20.00" in ``en_IE``,
+  "20,00 €" in ``fr_FR``; Babel puts a no-break space there, so the amount never wraps);
+- ``decimal_text``: cents → "1234.50", the machine form JSON output keeps;
+- ``Money``: the frozen value templates receive. It prints formatted (``{{ offer.min_spend }}``
+  → "€30.00"), keeps ``.cents`` for arithmetic, compares, adds and subtracts as Money, and
+  pickles (render workers receive it).
+
+Amounts are stored in hundredths of the currency unit in every currency (tables.py), so a
+currency without minor units still round-trips: 1234 yen is 123400 here and prints "¥1,234".
+Foundation module: imports nothing else from ``engine``; must not read config.yaml (callers pass
+the store's currency and locale).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency
+
+DEFAULT_CURRENCY = "EUR"
+DEFAULT_LOCALE = "en_IE"  # English wording with the euro before the amount: "€1,234.50"
+
+_AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?")
+
+
+class AmountError(ValueError):
+    """Text that is not an amount; the message says what is wrong and how to write it."""
+
+
+@lru_cache(maxsize=8192)  # a shop has a few thousand price points, repeated on every order
+def parse(text: str) -> int:
+    """'1234.50' or '1,234.50' → 123450. A decimal comma is refused: '1,234' could be either."""
+    whole, dot, fraction = text.partition(".")
+    if whole.isdigit() and whole.isascii() and (
+            not dot or len(fraction) <= 2 and fraction.isdigit() and fraction.isascii()):
+        # The common spelling, read without a regex: this runs a million times an import.
+        return int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if dot else 0)
+    match = _AMOUNT.fullmatch(text)
+    if match is None:
+        raise AmountError(f'"{text}" is not an amount; write it like 1234.50')
+    whole, fraction = match.groups()
+    if fraction is None and "," in whole:
+        raise AmountError(f'"{text}" is ambiguous (a thousands or a decimal comma?); '
+                          "write it like 1234.00")
+    return int(whole.replace(",", "")) * 100 + int((fraction or "0").ljust(2, "0"))
+
+
+def cents(amount: Decimal | int | float) -> int:
+    """An amount in currency units (49.9, Decimal("49.90")) → cents, rounded half up."""
+    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@lru_cache(maxsize=4096)  # an audience sees the same few prices again and again
+def format(amount_cents: int, currency: str = DEFAULT_CURRENCY,
+           locale: str = DEFAULT_LOCALE) -> str:
+    """Cents → the amount as the locale writes it: "€12.50", "-£1.50", "12,50 €"."""
+    return format_currency(Decimal(amount_cents).scaleb(-2), currency, locale=locale)
+
+
+def decimal_text(amount_cents: int | None) -> str | None:
+    """Cents → "123.45" (always two decimals, no currency), the form JSON output uses."""
+    if amount_cents is None:
+        return None
+    return str(Decimal(amount_cents).scaleb(-2).quantize(Decimal("0.01")))
+
+
+def check_locale(name: str) -> str:
+    """``name`` as Babel spells it ("en_IE"); ValueError saying how to write one otherwise."""
+    try:
+        return str(Locale.parse(name.replace("-", "_")))
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ValueError(f'"{name}" is not a locale Babel knows; write a language and country '
+                         'like "en_IE", "fr_FR" or "de_DE"') from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Money:
+    """An amount of one currency, printed as its locale writes it.
+
+    ``str()`` (and so Jinja's ``{{ }}``) gives the formatted amount; ``.cents`` the integer.
+    Money adds to and subtracts Money of the same currency, multiplies and floor-divides by
+    whole numbers, and compares with Money. A plain int beside a Money counts as cents, as the
+    template context's money did before it became Money, so ``0 + price`` (Jinja's ``sum``) and
+    an old template's ``price > 5000`` keep working. Mixing currencies is a ValueError. The
+    locale only decides how it prints: Money of equal cents and currency is equal.
+    """
+
+    cents: int
+    currency: str = DEFAULT_CURRENCY
+    locale: str = DEFAULT_LOCALE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cents, int) or isinstance(self.cents, bool):
+            raise TypeError(f"Money needs integer cents, got {self.cents!r}")
+
+    def __str__(self) -> str:
+        return format(self.cents, self.currency, self.locale)
+
+    def __format__(self, spec: str) -> str:  # f"{price:>12}" pads the formatted text
+        return str(self).__format__(spec)
+
+    def __bool__(self) -> bool:
+        return self.cents != 0
+
+    def __hash__(self) -> int:
+        return hash(self.cents)  # equal to the int it equals
+
+    def _with(self, amount_cents: int) -> Money:
+        return Money(amount_cents, self.currency, self.locale)
+
+    def _cents_of(self, other: object) -> int | None:
+        """Other's cents: another Money of the same currency, or an int (cents); else None."""
+        if isinstance(other, Money):
+            if other.currency != self.currency:
+                raise ValueError(f"cannot combine {self.currency} and {other.currency} amounts")
+            return other.cents
+        if isinstance(other, int) and not isinstance(other, bool):
+            return other
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Money) and other.currency != self.currency:
+            return False
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self.cents == theirs
+
+    def __lt__(self, other: object) -> bool:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self.cents < theirs
+
+    def __le__(self, other: object) -> bool:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self.cents <= theirs
+
+    def __gt__(self, other: object) -> bool:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self.cents > theirs
+
+    def __ge__(self, other: object) -> bool:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self.cents >= theirs
+
+    def __add__(self, other: object) -> Money:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self._with(self.cents + theirs)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> Money:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self._with(self.cents - theirs)
+
+    def __rsub__(self, other: object) -> Money:
+        theirs = self._cents_of(other)
+        return NotImplemented if theirs is None else self._with(theirs - self.cents)
+
+    def __mul__(self, factor: object) -> Money:
+        if isinstance(factor, int) and not isinstance(factor, bool):
+            return self._with(self.cents * factor)
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, divisor: object) -> Money:
+        if isinstance(divisor, int) and not isinstance(divisor, bool):
+            return self._with(self.cents // divisor)
+        return NotImplemented
+
+    def __neg__(self) -> Money:
+        return self._with(-self.cents)
+
+    def __abs__(self) -> Money:
+        return self._with(abs(self.cents))

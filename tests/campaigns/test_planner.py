@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -189,6 +189,19 @@ def test_spend_threshold_gifts_once_per_month_and_nudges_the_near_ones(engine, s
     july = plan(engine, settings, camp, NOW + timedelta(days=21))
     assert july[over].occasion == "gift:2026-07"
     assert july[over].status == tables.DeliveryStatus.planned
+
+
+def test_a_weekly_spend_period_runs_monday_to_sunday_in_the_store_zone(engine, settings, shop,
+                                                                       tmp_path):
+    # NOW is Monday 15 June 2026, 14:00 in Paris: week 25 began at 00:00 Paris (22:00 UTC).
+    near = shop.customer()
+    shop.order(near, at=datetime(2026, 6, 14, 21, 30, tzinfo=UTC), total=10000)  # Sun 23:30
+    shop.order(near, at=datetime(2026, 6, 14, 22, 30, tzinfo=UTC), total=13000)  # Mon 00:30
+    weekly = campaign(tmp_path, SPEND.replace("period: month", "period: week"))
+    found = plan(engine, settings, weekly)[near]
+    assert found.occasion == "nudge:2026-W25"
+    assert found.nudge["spent_cents"] == 13000 and found.nudge["missing_cents"] == 2000
+    assert found.nudge["period_ends_on"] == "2026-06-21"
 
 
 BUNDLE = """

@@ -279,3 +279,42 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, project):
                for m in server.messages]
         assert len(ids) == TOTAL and len(set(ids)) == TOTAL
     engine.dispose()
+
+
+def test_a_paused_campaign_is_left_out_by_every_run_until_resumed(engine, settings, project):
+    """One rule (schedule.runnable) for the scheduler's ticks and catch-up and `retain run`."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    write_campaign(project, "0 10 * * *", "winback")
+    write_campaign(project, "0 10 * * *", "second")
+    chosen = [campaigns.load_file(project / "campaigns" / f"{n}.yaml")
+              for n in ("winback", "second")]
+    clock = FakeClock(datetime(2026, 6, 15, 7, 0, tzinfo=UTC))
+    dormant_customers(engine, 2, clock.now)
+    schedule.start_tracking(engine, chosen, clock.now)
+    schedule.pause(engine, "winback", "checking the offer", clock.now)
+    assert schedule.runnable(engine, chosen) == ([chosen[1]], {"winback": "checking the offer"})
+
+    clock.now = datetime(2026, 6, 15, 9, 30, tzinfo=UTC)   # the 10:00 Paris tick has passed
+    scheduler = service(engine, settings, clock)
+    scheduler.start(paused=True)
+    try:
+        assert scheduler.catch_up() == ["second"]
+        assert scheduler.fire("winback") is None
+    finally:
+        scheduler.stop()
+
+    cli = ["--config", str(project / "config.yaml"), "run", "--as-of", "2026-06-15"]
+    named = CliRunner().invoke(app, [*cli, "winback"])
+    assert named.exit_code == 1
+    assert 'campaign "winback" is paused (checking the offer); run `retain resume winback` ' \
+           "first" in named.output
+    everything = CliRunner().invoke(app, [*cli, "--dry-run"])
+    assert everything.exit_code == 0, everything.output
+    assert "skipping winback: paused (checking the offer)" in everything.output
+    assert "second" in everything.output and "│ winback" not in everything.output
+
+    assert schedule.resume(engine, "winback")
+    assert schedule.runnable(engine, chosen) == (chosen, {})

@@ -1,0 +1,78 @@
+"""The template context compose builds: every amount is Money in the store's currency and locale,
+so the shipped templates print it formatted, in whatever locale config.yaml names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.campaigns import models
+from engine.delivery import compose
+from engine.mail import render
+from engine.money import Money
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+NBSP = "\u00a0"
+CUSTOMER = {"id": 7, "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee",
+            "country": "FR", "timezone": None, "orders": 3, "spent_cents": 18450,
+            "recency_days": 80, "dormancy": "drowsy", "value_tier": "B", "lifecycle": "decline",
+            "last_order_at": None}
+PRODUCTS = {"TEA": {"sku": "TEA", "name": "Sencha", "category": "tea", "price_cents": 1250,
+                    "compare_at_price_cents": 1590, "url": "https://shop.example/tea",
+                    "image_url": ""}}
+PAYLOADS = {  # campaign file → a payload the planner would have written
+    "winback.yaml": {"offer": {"kind": "coupon", "amount_off_cents": 1000,
+                               "min_spend_cents": 3000, "valid_days": 14},
+                     "products": ["TEA"]},
+    "spend_gift.yaml": {"nudge": {"missing_cents": 2730, "threshold_cents": 15000,
+                                  "spent_cents": 12270, "period": "2026-06",
+                                  "period_ends_on": "2026-06-30",
+                                  "gift_name": "a €15.00 gift card"}},
+}
+
+
+def amounts(value):
+    """Every value in a context that is money, by where it is."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in ("price", "compare_at_price", "spent", "amount_off", "min_spend",
+                       "bundle_price", "missing_amount", "threshold"):
+                yield key, inner
+            else:
+                yield from amounts(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from amounts(inner)
+
+
+@pytest.mark.parametrize(("locale", "shown"), [
+    ("en_IE", ["€10.00 off", "€30.00", "€12.50"]),
+    ("fr_FR", [f"10,00{NBSP}€ off", f"30,00{NBSP}€", f"12,50{NBSP}€"]),
+])
+def test_winback_email_prints_money_in_the_store_locale(settings, locale, shown):
+    settings = settings.model_copy(update={"store": settings.store.model_copy(
+        update={"locale": locale})})
+    campaign = models.load_file(ROOT / "campaigns" / "winback.yaml")
+    context = compose.context(settings, campaign, CUSTOMER, PAYLOADS["winback.yaml"], "BACK-1",
+                              NOW, PRODUCTS)
+    found = dict(amounts(context))
+    assert found["amount_off"] == Money(1000, "EUR", locale)
+    assert all(isinstance(v, Money) for v in found.values() if v is not None), found
+    renderer = render.Renderer(ROOT / "templates", compose.store_context(settings))
+    text = renderer.render(campaign.template, campaign.subject, context).text
+    for amount in shown:
+        assert amount in text
+
+
+def test_nudge_subject_and_body_print_money_formatted(settings):
+    campaign = models.load_file(ROOT / "campaigns" / "spend_gift.yaml")
+    payload = PAYLOADS["spend_gift.yaml"]
+    context = compose.context(settings, campaign, CUSTOMER, payload, None, NOW, PRODUCTS)
+    assert context["nudge"]["missing_amount"] == Money(2730)
+    renderer = render.Renderer(ROOT / "templates", compose.store_context(settings))
+    email = renderer.render(campaign.template, compose.subject_for(campaign, payload), context)
+    assert email.subject == "Only €27.30 to go for your gift card"  # the |money filter on Money
+    assert "Spend €27.30 more by 30 June 2026 to reach €150.00" in email.text

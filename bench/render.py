@@ -35,6 +35,7 @@ import premailer
 from engine import config
 from engine.mail.mime import build_message
 from engine.mail.render import Renderer, html_to_text, sample_context
+from engine.money import Money
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "new_product.html"
@@ -52,8 +53,8 @@ def contexts(count: int) -> list[dict]:
         context["customer"].update(id=i, first_name=rng.choice(NAMES),
                                    email=f"customer{i}@example.com")
         for product in context["products"]:
-            product["price"] = rng.randint(500, 20000)
-            product["compare_at_price"] = rng.choice([None, product["price"] + 700])
+            product["price"] = Money(rng.randint(500, 20000))
+            product["compare_at_price"] = rng.choice([None, product["price"] + Money(700)])
         context["unsubscribe_url"] = f"https://maison-verte.example/u?t={rng.getrandbits(64):x}"
         out.append(context)
     return out

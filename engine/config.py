@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -177,6 +179,91 @@ class QuietHours(Frozen):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """"26h", "15m", "90s", "2d" (or a number of seconds) → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f'"{value}" is not a duration; write it like 90s, 15m, 26h or 2d')
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class Data(Frozen):
+    """How old the shop's data may be before campaigns wait (only with ``sources:``)."""
+    max_age: Duration = timedelta(hours=26)
+
+
+class FolderSource(Frozen):
+    """A drop folder: CSV files named after their kind, imported in name order."""
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: Literal["folder"]
+    path: str
+    sync_every: Duration = timedelta(minutes=5)
+    settle_seconds: float = Field(default=1.0, ge=0, le=60)  # between the two looks at a file
+
+
+class ShopifySource(Frozen):
+    """Shopify webhooks, posted to ``retain serve`` at /webhooks/shopify."""
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: Literal["shopify_webhooks"]
+    secret: SecretStr
+    sync_every: Duration = timedelta(minutes=5)  # re-applies deliveries that failed to apply
+
+
+class SqlQueries(Frozen):
+    """One read-only SELECT per kind, with a :since parameter on its updated-at column."""
+    customers: str | None = None
+    products: str | None = None
+    orders: str | None = None
+    fulfillments: str | None = None
+    reviews: str | None = None
+    checkouts: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _a_select(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        head = value.lstrip().split(None, 1)[0].lower() if value.strip() else ""
+        if head not in ("select", "with"):
+            raise ValueError("must be a SELECT (or WITH ... SELECT) query: sources are read "
+                             "only")
+        if ":since" not in value:
+            raise ValueError("must compare its updated-at column with :since "
+                             "(WHERE updated_at > :since), so each sync reads only what changed")
+        return value
+
+
+class SqlSource(Frozen):
+    """The shop's own database, read with one query per kind."""
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: Literal["sql"]
+    url: SecretStr
+    queries: SqlQueries
+    timezone: str | None = None  # of naive timestamps in the shop's database; default: store's
+    overlap: Duration = timedelta(minutes=5)  # re-read before the watermark (late commits)
+    sync_every: Duration = timedelta(minutes=15)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return value if value is None else Store._known_zone(value)
+
+
+Source = Annotated[FolderSource | ShopifySource | SqlSource, Field(discriminator="kind")]
+
+
 class Paths(Frozen):
     """Folders, relative to config.yaml's folder unless absolute."""
     campaigns: str = "campaigns"
@@ -195,8 +282,19 @@ class Settings(Frozen):
     limits: Limits = Limits()
     quiet_hours: QuietHours | None = None
     paths: Paths = Paths()
+    sources: list[Source] = []
+    data: Data = Data()
     # Where the file was read from; relative paths (SQLite files) resolve against its folder.
     source: str = Field(default=DEFAULT_CONFIG, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
+        names = [source.name for source in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f'two sources are named "{name}"; give each its own name')
+        return value
 
     @property
     def base_dir(self) -> Path:

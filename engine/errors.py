@@ -13,7 +13,8 @@ The CLI prints ``str(error)`` as one line and exits 1; it never shows a tracebac
     ├── Invalid                several InputErrors found in one pass (``retain validate``)
     ├── NotFound               a customer, campaign or file that does not exist
     ├── SchemaError            the database's schema revision is not the code's (upgrade one)
-    └── DeliveryError          the mail server refused the run as a whole (auth, policy)
+    ├── DeliveryError          the mail server refused the run as a whole (auth, policy)
+    └── StaleData              the shop's data is older than data.max_age: campaigns wait
 
 This module imports nothing else from ``engine``.
 """
@@ -118,6 +119,11 @@ class SchemaError(RetainError):
 
 class DeliveryError(RetainError):
     """The mail server refused the whole run (authentication, policy): fix settings, then rerun."""
+
+
+class StaleData(RetainError):
+    """No source has brought the shop's data within ``data.max_age``; acting on it would mail
+    people about a shop that has moved on (a win-back to someone who ordered yesterday)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

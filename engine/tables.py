@@ -307,3 +307,94 @@ class CampaignState(SQLModel, table=True):
     paused_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_fire_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_run_id: str | None = None
+
+
+class Fulfillment(SQLModel, table=True):
+    """A shipment of an order: when it left, how to track it, when it arrived (if known)."""
+
+    __tablename__ = "fulfillments"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    shipped_at: datetime = Field(sa_column=utc_column(index=True))
+    carrier: str = ""
+    tracking_number: str = ""
+    tracking_url: str = ""
+    delivered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Review(SQLModel, table=True):
+    """A customer's review of a product (by SKU): a rating of 1 to 5 and its text."""
+
+    __tablename__ = "reviews"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    sku: str = Field(index=True)
+    rating: int
+    body: str = ""
+    created_at: datetime = Field(sa_column=utc_column(index=True))
+
+
+class Checkout(SQLModel, table=True):
+    """A checkout a customer (or a guest, by email) started; completed when an order came of it.
+
+    ``items`` is JSON: ``[[sku, quantity, unit_price_cents], ...]``, as an order's line items.
+    """
+
+    __tablename__ = "checkouts"
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(sa_column=Column(String, unique=True, nullable=False))
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    email_key: str | None = Field(default=None, index=True)  # lower(email); guests have no id
+    items: str = "[]"
+    total_cents: int = 0
+    currency: str = "EUR"
+    url: str = ""  # where the customer can pick the checkout up again
+    created_at: datetime = Field(sa_column=utc_column(index=True))
+    completed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    order_id: int | None = Field(default=None, foreign_key="orders.id")
+
+
+class WebhookReceipt(SQLModel, table=True):
+    """A webhook delivery as received: stored before it is applied, unique per delivery id.
+
+    The unique key is what makes a retried delivery apply once. ``body`` is cleared once the
+    delivery is applied (its data then lives in the shop's tables); a delivery that could not be
+    applied keeps it, with the error, for the next sync. ``object_*`` name the upstream object
+    and its version, so an older version arriving late is not applied over a newer one.
+    """
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (
+        UniqueConstraint("source", "webhook_id", name="uq_webhook_delivery"),
+        Index("ix_webhook_object", "source", "object_kind", "object_id"),
+        Index("ix_webhook_pending", "source", "applied_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    webhook_id: str
+    topic: str
+    received_at: datetime = Field(sa_column=utc_column())
+    body: str | None = None
+    applied_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    error: str | None = None
+    object_kind: str | None = None     # order, customer, fulfillment, checkout, refund, ...
+    object_id: str | None = None       # the upstream id (for a refund: its order's id)
+    object_key: str | None = None      # our external id for it (an order's name)
+    object_updated_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class SyncState(SQLModel, table=True):
+    """Per configured source: when data last arrived, the last error, the watermark, counts."""
+
+    __tablename__ = "sync_state"
+    source: str = Field(primary_key=True)
+    kind: str
+    last_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_success_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_error: str | None = None       # one line, no secrets, no addresses
+    last_error_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    watermark: str = "{}"               # JSON, per source kind (SQL: newest updated_at per query)
+    rows_applied: int = 0               # rows inserted or updated by the last successful sync
+    rows_total: int = 0                 # since the source was first synced

@@ -136,6 +136,9 @@ def why_command(
         print_json({"customer": customer_id, "as_of": now.isoformat(),
                     "campaigns": [a.as_dict() for a in answers]})
         return
+    if any(a.why == explain.Why.stale_data for a in answers):
+        err.print("campaigns wait: the shop's data is stale (retain status says why)",
+                  markup=False)
     table = Table("campaign", "priority", "answer", "because",
                   title=f"Customer {customer_id} as of {now:%Y-%m-%d %H:%M %Z}")
     for a in answers:

@@ -33,7 +33,10 @@ from . import (
 @user_errors
 def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
                 dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only.")] = False,
-                as_json: AsJson = False) -> None:
+                as_json: AsJson = False,
+                allow_stale: Annotated[bool, typer.Option(
+                    "--allow-stale", help="Run even if the shop's data is older than "
+                    "data.max_age.")] = False) -> None:
     """Plan and send now. Example: retain run winback"""
     import time as _time
 
@@ -42,11 +45,14 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
     from engine.campaigns import validate
     from engine.delivery import runner
     from engine.service import schedule
+    from engine.shop import freshness
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     chosen = validate.load(cfg, campaigns)
     engine = engine_for(cfg)
+    if not (allow_stale or dry_run):
+        freshness.require_fresh(engine, cfg, now)
     chosen, paused = schedule.runnable(engine, chosen)
     for campaign_id, why in paused.items():
         if campaigns:

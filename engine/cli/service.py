@@ -91,6 +91,14 @@ def status_command(as_json: AsJson = False) -> None:
     if last:
         out.print(f"last run {last['id']} finished {last['finished_at']}: "
                   f"{last['summary']}", markup=False)
+    if data["sources"]:
+        table = Table("source", "kind", "last data", "lag", "rows (last, total)", "last error")
+        for s in data["sources"]:
+            table.add_row(s["name"], s["kind"], s["last_success"] or "never", s["lag"] or "-",
+                          f"{s['rows_applied']}, {s['rows_total']}", s["last_error"] or "")
+        out.print(table)
+    if data["stale"]:
+        err.print(f"campaigns wait: {data['stale']}", markup=False)
 
 
 @app.command("pause")

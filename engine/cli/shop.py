@@ -1,4 +1,4 @@
-"""The shop's data: import, segment, customers show, and the demo."""
+"""The shop's data: import, sync, segment, customers show and forget, and the demo."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+
+from engine.errors import RetainError
 
 from . import (
     AsJson,
@@ -26,14 +28,16 @@ from . import (
     user_errors,
 )
 
-ImportKind = StrEnum("ImportKind", ["customers", "products", "orders"])
+ImportKind = StrEnum("ImportKind", ["customers", "products", "orders", "fulfillments",
+                                   "reviews", "checkouts"])
 ImportFormat = StrEnum("ImportFormat", ["auto", "generic", "shopify"])
 
 
 @app.command("import")
 @user_errors
 def import_command(
-    kind: Annotated[ImportKind, typer.Argument(help="customers, products or orders.")],
+    kind: Annotated[ImportKind, typer.Argument(
+        help="customers, products, orders, fulfillments, reviews or checkouts.")],
     file: Annotated[Path, typer.Argument(help="CSV file: generic columns or a Shopify export.")],
     format: Annotated[ImportFormat, typer.Option("--format")] = ImportFormat.auto,
 ) -> None:
@@ -44,6 +48,35 @@ def import_command(
     result = importer.import_file(engine_for(cfg), cfg, kind.value, file, format.value,
                                   progress=sys.stderr.isatty(), now=datetime.now(UTC))
     out.print(f"{file}: {result.summary()}")
+
+
+@app.command("sync")
+@user_errors
+def sync_command(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Source names from config.yaml (default: every source).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Bring the shop's data in from its sources now. Example: retain sync shop-db"""
+    from engine.consent import erasure
+    from engine.shop import sources
+
+    cfg = settings()
+    if not cfg.sources:
+        raise RetainError("config.yaml has no sources: to sync; add one (see README, Live shop "
+                          "data) or import files with `retain import`")
+    results = sources.sync(engine_for(cfg), cfg, datetime.now(UTC), names,
+                           forget=erasure.forget)
+    if as_json:
+        print_json({"sources": [r.as_dict() for r in results]})
+    else:
+        for result in results:
+            head = f"{result.source} ({result.kind}): {result.applied} rows applied"
+            out.print(head + (f"; error: {result.error}" if result.error else ""), markup=False)
+            for note in result.notes:
+                out.print(f"  {note}", markup=False)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
 
 
 @app.command("segment")
@@ -96,6 +129,21 @@ def customers_show(
     for key, value in data.items():
         table.add_row(key, "-" if value is None else str(value))
     out.print(table)
+
+
+@customers_app.command("forget")
+@user_errors
+def customers_forget(customer: CustomerRef) -> None:
+    """Erase a customer (orders kept, anonymous) and never email them again.
+
+    Example: retain customers forget anna@example.com
+    """
+    from engine.consent import erasure
+
+    cfg = settings()
+    customer_id = erasure.forget_customer(engine_for(cfg), customer, datetime.now(UTC))
+    out.print(f"customer {customer_id} forgotten: name and address erased, orders kept "
+              "anonymously, never emailed again", markup=False)
 
 
 @app.command("demo")

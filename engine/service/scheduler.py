@@ -5,8 +5,10 @@ time zone), one worker so runs never overlap, each job the same ``runner.run`` a
 the leader lease (a second scheduler on the same database waits, and takes over when the first
 one's lease lapses); catch-up of a tick missed while the service was down (once, within the grace
 period); re-reading campaign files on SIGHUP or every ``reload_every`` seconds, keeping the last
-valid version when a file is broken; and a graceful stop on SIGTERM/SIGINT (stop claiming,
-finish the message in flight, release the lease, exit 0).
+valid version when a file is broken; syncing the shop's ``sources:`` before each tick and every
+``sync_every`` on their own, and holding campaigns back (logged, and said by ``retain status``)
+while the stale-data guard says the data is too old; and a graceful stop on SIGTERM/SIGINT
+(stop claiming, finish the message in flight, release the lease, exit 0).
 
 Besides the CLI, this is the one place that reads the clock — through the ``clock`` it is given,
 so tests drive it with a fake one.
@@ -28,11 +30,13 @@ from sqlalchemy import Engine
 from engine.campaigns import models as cm
 from engine.campaigns import validate
 from engine.config import Settings
+from engine.consent import erasure
 from engine.delivery import ledger, runner
 from engine.errors import Invalid
 from engine.mail.render import RendererCache
 from engine.service import schedule
 from engine.service.leader import LeaderLease
+from engine.shop import freshness, sources
 from engine.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -88,6 +92,10 @@ class Scheduler:
         if self.reload_every:
             self._aps.add_job(self.reload, "interval", seconds=self.reload_every, id="_reload",
                               replace_existing=True)
+        for source in self.settings.sources:
+            self._aps.add_job(self.sync_sources, "interval", args=[[source.name]],
+                              seconds=source.sync_every.total_seconds(),
+                              id=f"_sync:{source.name}", replace_existing=True)
         if self.leading:
             self._aps.add_job(self.catch_up, id="_catch_up", replace_existing=True)
 
@@ -185,6 +193,23 @@ class Scheduler:
             return None  # no run row every few minutes for nothing
         return self.run_campaigns(ids, now, plan=False)
 
+    def sync_sources(self, names: list[str] | None = None) -> list[sources.SyncResult]:
+        """Sync the shop's sources (all, or ``names``); failures are logged, never raised."""
+        if self.stopping.is_set() or not self.leading or not self.settings.sources:
+            return []
+        try:
+            results = sources.sync(self.engine, self.settings, self.clock(), names,
+                                   forget=erasure.forget)
+        except Exception as exc:  # noqa: BLE001 - a sync must never stop the service
+            log.error("sources not synced: %s", sources.syncstate.one_line(exc))
+            return []
+        for result in results:  # file names and counts only: no addresses in the log
+            for note in result.notes:
+                log.info("source %s: %s", result.source, note)
+            if result.error:
+                log.error("source %s: %s", result.source, result.error)
+        return results
+
     def run_campaigns(self, ids: list[str], now: datetime,
                       plan: bool = True) -> runner.RunReport | None:
         if self.stopping.is_set() or not self.leading:
@@ -194,6 +219,13 @@ class Scheduler:
         chosen, _ = schedule.runnable(self.engine, wanted)
         if not chosen:
             return None
+        if plan:  # a tick plans on the shop's latest data, or not at all
+            self.sync_sources()
+            stale = freshness.check(self.engine, self.settings, now)
+            if stale is not None:
+                log.error("campaigns %s not run: %s", ", ".join(c.id for c in chosen),
+                          stale.sentence(self.settings.store.zone))
+                return None
         transport = self.transport_factory()
         try:
             report = runner.run(self.engine, self.settings, chosen, now, transport,

@@ -1,8 +1,9 @@
 """``retain status``: what the scheduler is doing, read from the database and campaign files.
 
 Owns the read-only picture of the service: who leads (and until when), each campaign's next
-run in the store's zone, when it last fired, which campaigns are paused and why, and the last
-run's summary. Must not write.
+run in the store's zone, when it last fired, which campaigns are paused and why, the last
+run's summary, each source's sync state (last success, last error, watermark, rows, lag) and
+whether the stale-data guard holds campaigns back. Must not write.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sqlalchemy import Engine, select
 from engine.campaigns import validate
 from engine.config import Settings
 from engine.service import leader, schedule
+from engine.shop import freshness
+from engine.shop.sources import syncstate
 from engine.tables import Run
 
 RUNS = Run.__table__
@@ -52,5 +55,29 @@ def collect(engine: Engine, settings: Settings, now: datetime) -> dict[str, Any]
                     "finished_at": _iso(last.finished_at, settings), "summary": totals,
                     "paused": last.paused_reason}
     live = holder is not None and holder.expires_at > now
+    stale = freshness.check(engine, settings, now)
     return {"leader": {"holder": holder.holder, "expires_at": _iso(holder.expires_at, settings)}
-            if live else None, "campaigns": rows, "last_run": last_run}
+            if live else None, "campaigns": rows, "last_run": last_run,
+            "sources": sources(engine, settings, now),
+            "stale": stale.sentence(settings.store.zone) if stale else None}
+
+
+def sources(engine: Engine, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """Each configured source's sync state; lag is the time since data last arrived."""
+    states = syncstate.read(engine)
+    rows = []
+    for source in settings.sources:
+        state = states.get(source.name)
+        success = state.last_success_at if state else None
+        rows.append({
+            "name": source.name, "kind": source.kind,
+            "last_success": _iso(success, settings),
+            "last_attempt": _iso(state.last_attempt_at, settings) if state else None,
+            "last_error": state.last_error if state else None,
+            "last_error_at": _iso(state.last_error_at, settings) if state else None,
+            "watermark": state.watermark if state else {},
+            "rows_applied": state.rows_applied if state else 0,
+            "rows_total": state.rows_total if state else 0,
+            "lag_seconds": int((now - success).total_seconds()) if success else None,
+            "lag": freshness.span(now - success) if success else None})
+    return rows

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from engine.errors import CsvError
 from engine.money import parse as cents
+from engine.shop import csvevents
 from engine.shop.csvfile import (
     CsvFile,
     Row,
@@ -62,13 +63,15 @@ COLUMNS = {
     ("shopify", "orders"): (
         ("Name", "Email", "Financial Status", "Created at", "Total"),
         ("Cancelled at", "Refunded Amount", "Discount Code", "Currency", "Lineitem quantity",
-         "Lineitem price", "Lineitem sku")),
+         "Lineitem price", "Lineitem sku", "Fulfilled at")),
+    **csvevents.COLUMNS,  # fulfillments, reviews, checkouts
 }
 # A header with any of these columns was written by Shopify's admin export of that kind.
 SHOPIFY_MARKERS = {
     "customers": ("Accepts Email Marketing", "Total Spent", "Total Orders", "Tax Exempt"),
     "products": ("Handle", "Variant Price", "Variant SKU"),
     "orders": ("Financial Status", "Lineitem quantity", "Lineitem sku"),
+    **csvevents.SHOPIFY_MARKERS,
 }
 GENERIC_STATUSES = {
     **dict.fromkeys(("paid", "complete", "completed", "processing", "fulfilled", "shipped",
@@ -103,10 +106,13 @@ def choose_format(source: CsvFile, kind: str, fmt: str) -> str:
     """Settle auto-detection and check the header has every required column."""
     if fmt == "auto":
         fmt = "shopify" if any(map(source.has, SHOPIFY_MARKERS[kind])) else "generic"
+    if (fmt, kind) not in COLUMNS:
+        raise CsvError(f"Shopify has no export of {kind}; write the generic columns and import "
+                       "with --format generic", source.name, 1)
     required, _ = COLUMNS[(fmt, kind)]
     missing = [column for column in required if not source.has(column)]
-    if fmt == "generic" and kind == "orders" and not (source.has("customer_id")
-                                                      or source.has("email")):
+    if fmt == "generic" and kind in ("orders", *csvevents.NEEDS_CUSTOMER) and not (
+            source.has("customer_id") or source.has("email")):
         missing.append("customer_id' or 'email")
     if missing:
         _refuse_header(source, kind, fmt, missing[0])
@@ -127,6 +133,8 @@ def _refuse_header(source: CsvFile, kind: str, fmt: str, column: str) -> NoRetur
 def records(source: CsvFile, kind: str, context: Context) -> Iterator[dict[str, Any]]:
     """The file's records of ``kind`` in file order; each carries its first row as ``_row``."""
     readers = {"customers": _customers, "products": _products, "orders": _orders}
+    if kind in csvevents.KINDS:
+        return csvevents.records(source, kind, context)
     return readers[kind](source, context)
 
 
@@ -304,7 +312,9 @@ def _shopify_order(row: Row, external_id: str, context: Context) -> dict[str, An
         total -= refunded
     if row.text("Cancelled at"):
         status = OrderStatus.cancelled
-    return {
+    extra = {"fulfilled_at": row.value("Fulfilled at", context.moment)} \
+        if row.source.has("Fulfilled at") else {}
+    return {**extra,
         "_row": row.number, "external_id": external_id, "customer_key": customer_key,
         "email": row.text("Email"), "created_at": created_at,
         "local_date": created_at.astimezone(context.zone).date(), "status": status,

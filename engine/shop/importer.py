@@ -33,14 +33,23 @@ from sqlalchemy.exc import IntegrityError
 from engine import db
 from engine.config import Settings
 from engine.errors import CsvError, InputError
+from engine.shop import eventupserts, upserts
 from engine.shop.csvfile import CsvFile
 from engine.shop.csvformats import Context, choose_format, records
 from engine.shop.importkeys import create_scratch, drop_scratch
-from engine.shop.upserts import WRITERS, Job
+from engine.shop.upserts import Job
 
 CHUNK_SIZE = 5000
 SQLITE_CACHE_KIB = 64 * 1024  # page cache while importing; see _roomy_cache
-KINDS = ("customers", "products", "orders")
+KINDS = ("customers", "products", "orders", *eventupserts.WRITERS)
+
+
+def _write_orders(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> None:
+    upserts.WRITERS["orders"](conn, chunk, job)
+    eventupserts.after_orders(conn, chunk, job)
+
+
+WRITERS = {**upserts.WRITERS, **eventupserts.WRITERS, "orders": _write_orders}
 FORMATS = ("auto", "generic", "shopify")
 
 
@@ -80,12 +89,12 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
     products carry no creation date, and a newly given consent or price cut happens now.
     """
     if kind not in KINDS:
-        raise InputError(f'cannot import "{kind}"; choose customers, products or orders')
+        raise InputError(f'cannot import "{kind}"; choose {", ".join(KINDS)}')
     if fmt not in FORMATS:
         raise InputError(f'unknown format "{fmt}"; choose auto, generic or shopify')
     if now is not None and now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    context = Context(settings.store.zone, settings.store.currency, settings.store.url)
+    context = context_of(settings)
     with CsvFile(path) as source:
         shopify = choose_format(source, kind, fmt) == "shopify"
         job = Job(source.name, shopify, now,
@@ -94,20 +103,36 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
         try:
             with _fewer_collections(), engine.begin() as conn, _roomy_cache(conn), \
                     _progress_bar(source, progress) as tick:
-                create_scratch(conn)
-                for chunk in _chunks(records(source, kind, context), CHUNK_SIZE):
-                    WRITERS[kind](conn, chunk, job)
-                    tick()
-                drop_scratch(conn)
-                if job.inserted or job.updated:  # an import that changed nothing keeps metrics
-                    db.bump_data_version(conn)
+                write(conn, kind, records(source, kind, context), job, tick)
         except IntegrityError as exc:
-            # The first line only: PostgreSQL adds a DETAIL line quoting the value (an address).
-            reason = str(exc.orig).splitlines()[0]
-            raise CsvError(f"conflicts with data already in the database ({reason}); "
-                           "check that ids and emails are not reused", source.name) from None
+            raise conflict(exc, source.name) from None
         return ImportResult(source.rows_read, job.inserted, job.updated, job.unchanged, kind,
                             job.customers_created, source.skipped)
+
+
+def context_of(settings: Settings) -> Context:
+    """The store facts a record may fall back on (zone, currency, URL)."""
+    return Context(settings.store.zone, settings.store.currency, settings.store.url)
+
+
+def write(conn: Connection, kind: str, items: Iterable[dict[str, Any]], job: Job,
+          tick: Callable[[], None] = lambda: None) -> None:
+    """Write ``items`` (records of ``kind``) a chunk at a time inside the caller's transaction,
+    and bump the data version when anything changed. Sources apply their records through here."""
+    create_scratch(conn)
+    for chunk in _chunks(items, CHUNK_SIZE):
+        WRITERS[kind](conn, chunk, job)
+        tick()
+    drop_scratch(conn)
+    if job.inserted or job.updated:  # an import that changed nothing keeps metrics
+        db.bump_data_version(conn)
+
+
+def conflict(exc: IntegrityError, name: str) -> CsvError:
+    """A unique key the records broke, as one line without the value (it may be an address)."""
+    reason = str(exc.orig).splitlines()[0]  # PostgreSQL's DETAIL line quotes the value
+    return CsvError(f"conflicts with data already in the database ({reason}); check that ids "
+                    "and emails are not reused", name)
 
 
 def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -4,7 +4,8 @@ Owns the closed vocabulary of answers (``Why``) and the order they are checked i
 order the planner applies them: paused, outside the segment (naming the conditions that fail),
 not eligible for the kind (not dormant, under the spend floor...), no consent, already received
 this occasion, cooldown, nothing to offer, suppressed, held out, capped or deferred by a
-higher-priority campaign, over budget, waiting for quiet hours to end. Runs the planner for that
+higher-priority campaign, over budget, waiting for quiet hours to end; and, over all of them,
+stale shop data (the stale-data guard holds every campaign back). Runs the planner for that
 one customer with the segment ignored, so the answer is the planner's own. Must not write.
 """
 
@@ -21,7 +22,7 @@ from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
 from engine.config import Settings
 from engine.service import schedule
-from engine.shop import metrics, segments
+from engine.shop import freshness, metrics, segments
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip
 
 CUSTOMERS, METRICS, DELIVERIES = Customer.__table__, CustomerMetrics.__table__, Delivery.__table__
@@ -43,6 +44,7 @@ class Why(StrEnum):
     deferred = "deferred"                    # frequency cap, tried next run
     over_budget = "over_budget"
     quiet_hours = "quiet_hours"              # would get it, once quiet hours end
+    stale_data = "stale_data"                # the shop's data is too old: campaigns wait
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,16 @@ def explain(engine: Engine, settings: Settings, chosen: list[cm.Campaign], custo
     customer_id = metrics.for_customer(engine, settings, customer_ref, now)["customer_id"]
     paused = schedule.paused(engine)
     caps = limits.Caps(engine, settings, now, in_memory=True)
+    stale = freshness.check(engine, settings, now)
     answers, takers = [], []
     for campaign in sorted(chosen, key=lambda c: -c.priority):
         answer = _answer(engine, settings, campaign, customer_id, now, paused, caps, takers)
         if answer.why in (Why.would_receive, Why.quiet_hours):
             takers.append(campaign.id)
+        if stale is not None and answer.why != Why.paused:
+            answer = Answer(answer.campaign, answer.kind, answer.priority, Why.stale_data,
+                            f"{stale.sentence(settings.store.zone)}. With fresh data: "
+                            f"{answer.why.value.replace('_', ' ')}: {answer.detail}")
         answers.append(answer)
     return customer_id, answers
 

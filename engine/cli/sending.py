@@ -194,20 +194,10 @@ def unsubscribe_server_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Serve the one-click unsubscribe endpoint (RFC 8058) behind your web server.
+    """The same as `retain serve` (which replaces it): unsubscribe endpoint and webhooks.
 
     Example: retain unsubscribe-server --port 8080
     """
-    from wsgiref.simple_server import make_server
+    from .service import serve_command
 
-    from engine.consent import optout
-
-    cfg = settings()
-    application = optout.app(cfg, engine_for(cfg), lambda: datetime.now(UTC))
-    with make_server(host, port, application) as server:
-        err.print(f"one-click unsubscribe on http://{host}:{port}/ (put it behind "
-                  f"{cfg.unsubscribe.url}); Ctrl-C stops it", markup=False)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    serve_command(host=host, port=port)

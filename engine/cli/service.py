@@ -1,4 +1,4 @@
-"""The unattended service: scheduler, status, pause, resume."""
+"""The unattended service: scheduler, serve, status, pause, resume."""
 
 from __future__ import annotations
 
@@ -63,6 +63,34 @@ def scheduler_command(
     finally:
         service.stop()
     err.print("scheduler stopped", markup=False)
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the web endpoints: Shopify webhooks and one-click unsubscribe, until Ctrl-C.
+
+    Example: retain serve --port 8080
+    """
+    import logging
+
+    from engine.service import webapp
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    cfg = settings()
+    server = webapp.server(cfg, engine_for(cfg), host, port, lambda: datetime.now(UTC))
+    err.print(f"serving on http://{host}:{port}/: POST {webapp.WEBHOOKS_PATH} for Shopify "
+              f"webhooks, every other path the one-click unsubscribe (put it behind "
+              f"{cfg.unsubscribe.url}); Ctrl-C stops it", markup=False)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
 
 
 @app.command("status")

@@ -18,7 +18,7 @@ from engine.campaigns import validate
 from engine.config import Settings
 from engine.service import leader, schedule
 from engine.shop import freshness
-from engine.shop.sources import syncstate
+from engine.shop.sources import shopify, syncstate
 from engine.tables import Run
 
 RUNS = Run.__table__
@@ -80,4 +80,6 @@ def sources(engine: Engine, settings: Settings, now: datetime) -> list[dict[str,
             "rows_total": state.rows_total if state else 0,
             "lag_seconds": int((now - success).total_seconds()) if success else None,
             "lag": freshness.span(now - success) if success else None})
+        if source.kind == "shopify_webhooks":  # customers/data_request: owed their data
+            rows[-1]["data_requests"] = shopify.data_requests(engine, source.name)
     return rows

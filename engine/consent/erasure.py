@@ -28,7 +28,8 @@ FORGOTTEN = "forgotten:"  # the email_key prefix of an erased customer
 
 def forget(conn: Connection, now: datetime, source: str, *, customer_id: int | None = None,
            external_id: str | None = None, email: str | None = None) -> int | None:
-    """Erase the customer matching any of the given keys; their id, or None if none matches."""
+    """Erase the customer matching any of the given keys; their id, or None if none matches
+    (or they were forgotten already)."""
     conditions = []
     if customer_id is not None:
         conditions.append(CUSTOMERS.c.id == customer_id)
@@ -44,10 +45,11 @@ def forget(conn: Connection, now: datetime, source: str, *, customer_id: int | N
         return None
     placeholder = f"{FORGOTTEN}{row.id}"
     origin = f"erased:{source}"
-    if row.email_key != placeholder:
-        suppressions.add(conn, row.email_key, "manual", origin, now)
-        conn.execute(update(CHECKOUTS).where(CHECKOUTS.c.email_key == row.email_key)
-                     .values(email_key=None, url=""))
+    if row.email_key == placeholder:
+        return None
+    suppressions.add(conn, row.email_key, "manual", origin, now)
+    conn.execute(update(CHECKOUTS).where(CHECKOUTS.c.email_key == row.email_key)
+                 .values(email_key=None, url=""))
     suppressions.add(conn, placeholder, "manual", origin, now)
     conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == row.id).values(
         email="", email_key=placeholder, first_name="", last_name="", accepts_marketing=False,
@@ -68,5 +70,5 @@ def forget_customer(engine: Engine, ref: str, now: datetime, source: str = "cli"
             if keys and (found := forget(conn, now, source, **keys)) is not None:
                 return found
     what = "an email address" if "@" in ref else "a customer id or external id"
-    raise NotFound(f'no customer matches "{ref}" as {what}; check the spelling '
-                   "(emails match case-insensitively)")
+    raise NotFound(f'no customer matches "{ref}" as {what}, or they were forgotten already; '
+                   "check the spelling (emails match case-insensitively)")

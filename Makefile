@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py --emails 2000 --repeat 1
 	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1
 	$(BIN)/python bench/pipeline.py --customers 5000
+	$(BIN)/python bench/sources.py
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py

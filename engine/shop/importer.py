@@ -118,11 +118,19 @@ def context_of(settings: Settings) -> Context:
 def write(conn: Connection, kind: str, items: Iterable[dict[str, Any]], job: Job,
           tick: Callable[[], None] = lambda: None) -> None:
     """Write ``items`` (records of ``kind``) a chunk at a time inside the caller's transaction,
-    and bump the data version when anything changed. Sources apply their records through here."""
+    and bump the data version when anything changed."""
+    write_kinds(conn, [(kind, items)], job, tick)
+
+
+def write_kinds(conn: Connection, batches: Iterable[tuple[str, Iterable[dict[str, Any]]]],
+                job: Job, tick: Callable[[], None] = lambda: None) -> None:
+    """``write`` for several kinds in turn (a webhook's customer, order and fulfillments), with
+    one set of scratch tables and one data-version bump. Sources apply records through here."""
     create_scratch(conn)
-    for chunk in _chunks(items, CHUNK_SIZE):
-        WRITERS[kind](conn, chunk, job)
-        tick()
+    for kind, items in batches:
+        for chunk in _chunks(items, CHUNK_SIZE):
+            WRITERS[kind](conn, chunk, job)
+            tick()
     drop_scratch(conn)
     if job.inserted or job.updated:  # an import that changed nothing keeps metrics
         db.bump_data_version(conn)

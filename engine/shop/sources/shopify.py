@@ -147,13 +147,12 @@ def _apply(conn: Connection, settings: Settings, source: str, row: Any, now: dat
         conn.execute(update(RECEIPTS).where(RECEIPTS.c.id == row.id)
                      .values(object_key=record["external_id"]))
         buyer = p.get("customer")
-        if isinstance(buyer, dict) and (person := payloads.customer(p, buyer)) is not None:
-            importer.write(conn, "customers", [person], job)
-        importer.write(conn, "orders", [record], job)
+        person = payloads.customer(p, buyer) if isinstance(buyer, dict) else None
         shipments = [payloads.fulfillment(p, record["external_id"], node)
                      for node in p.get("fulfillments") or [] if isinstance(node, dict)]
-        if any(shipments):
-            importer.write(conn, "fulfillments", list(filter(None, shipments)), job)
+        importer.write_kinds(conn, [("customers", [person] if person else []),
+                                    ("orders", [record]),
+                                    ("fulfillments", list(filter(None, shipments)))], job)
     elif kind == "refund":
         _refund(conn, p, source, object_id, version, job)
     elif kind == "customer":

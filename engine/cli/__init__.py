@@ -136,6 +136,8 @@ def skipped_cell(counts) -> str:
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Date (end of day) or datetime.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys).")]
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
 
 
 @app.callback()

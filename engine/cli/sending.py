@@ -16,6 +16,8 @@ from . import (
     AsJson,
     AsOf,
     CampaignIds,
+    Host,
+    Port,
     app,
     as_of_moment,
     engine_for,
@@ -190,10 +192,7 @@ def bounces_command(path: Annotated[Path, typer.Argument(help="mbox file or Mail
 
 @app.command("unsubscribe-server")
 @user_errors
-def unsubscribe_server_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-) -> None:
+def unsubscribe_server_command(host: Host = "127.0.0.1", port: Port = 8080) -> None:
     """The same as `retain serve` (which replaces it): unsubscribe endpoint and webhooks.
 
     Example: retain unsubscribe-server --port 8080

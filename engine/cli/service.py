@@ -12,6 +12,8 @@ from engine.errors import RetainError
 
 from . import (
     AsJson,
+    Host,
+    Port,
     app,
     engine_for,
     err,
@@ -67,10 +69,7 @@ def scheduler_command(
 
 @app.command("serve")
 @user_errors
-def serve_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-) -> None:
+def serve_command(host: Host = "127.0.0.1", port: Port = 8080) -> None:
     """Serve the web endpoints: Shopify webhooks and one-click unsubscribe, until Ctrl-C.
 
     Example: retain serve --port 8080

@@ -32,17 +32,9 @@ O-2,C2,2026-04-08T12:00:00+02:00,50.00
 ANNA_ORDERED_YESTERDAY = "order_id,customer_id,created_at,total\nO-3,C1,2026-06-16T18:00,80.00\n"
 
 
-def recipients(engine) -> dict[int, str]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(tables.Customer.__table__.c.external_id,
-                                   tables.Delivery.__table__.c.status).join(
-            tables.Delivery.__table__,
-            tables.Delivery.__table__.c.customer_id == tables.Customer.__table__.c.id)).all()
-    return dict(rows)
-
-
-def test_orders_arriving_between_ticks_stop_a_winback_stale_data_would_send(
-        engine, config_path, tmp_path):
+def started(engine, config_path, tmp_path):
+    """A win-back campaign, a drop folder holding the first export, a scheduler on a fake
+    clock (started, cron paused: the tests fire ticks themselves)."""
     shutil_copy_templates(tmp_path)
     (tmp_path / "campaigns").mkdir()
     write_campaign(tmp_path, "0 10 * * *")
@@ -54,6 +46,21 @@ def test_orders_arriving_between_ticks_stop_a_winback_stale_data_would_send(
     clock = FakeClock(datetime(2026, 6, 16, 8, 0, tzinfo=UTC))
     scheduler = Scheduler(engine, settings, MemoryTransport, clock=clock)
     scheduler.start(paused=True)
+    return settings, drop, clock, scheduler
+
+
+def recipients(engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(tables.Customer.__table__.c.external_id,
+                                   tables.Delivery.__table__.c.status).join(
+            tables.Delivery.__table__,
+            tables.Delivery.__table__.c.customer_id == tables.Customer.__table__.c.id)).all()
+    return dict(rows)
+
+
+def test_orders_arriving_between_ticks_stop_a_winback_stale_data_would_send(
+        engine, config_path, tmp_path):
+    settings, drop, clock, scheduler = started(engine, config_path, tmp_path)
     try:
         assert scheduler.sync_sources()[0].applied == 4         # the first export arrives
         # Next morning, before the 10:00 tick, Anna's new order lands in the drop folder.
@@ -72,17 +79,7 @@ def test_orders_arriving_between_ticks_stop_a_winback_stale_data_would_send(
 
 def test_past_max_age_nothing_is_sent_and_status_says_why(engine, config_path, tmp_path,
                                                           caplog):
-    shutil_copy_templates(tmp_path)
-    (tmp_path / "campaigns").mkdir()
-    write_campaign(tmp_path, "0 10 * * *")
-    settings = with_sources(config_path, SOURCES)
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    (drop / "1-customers.csv").write_text(CUSTOMERS)
-    (drop / "2-orders.csv").write_text(OLD_ORDERS)
-    clock = FakeClock(datetime(2026, 6, 16, 8, 0, tzinfo=UTC))
-    scheduler = Scheduler(engine, settings, MemoryTransport, clock=clock)
-    scheduler.start(paused=True)
+    settings, drop, clock, scheduler = started(engine, config_path, tmp_path)
     try:
         scheduler.sync_sources()
         shutil.rmtree(drop)                                     # the export job breaks

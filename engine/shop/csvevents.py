@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from engine.shop.csvfile import BadCell, CsvFile, Row, cents, currency, email, quantity
+from engine.money import parse as cents
+from engine.shop.csvfile import BadCell, CsvFile, Row, currency, email, quantity
 
 if TYPE_CHECKING:
     from engine.shop.csvformats import Context

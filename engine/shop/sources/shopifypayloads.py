@@ -14,7 +14,9 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from engine.errors import CsvError
-from engine.shop.csvfile import BadCell, cents, currency, email, moment_in, tags
+from engine.money import AmountError
+from engine.money import parse as cents
+from engine.shop.csvfile import BadCell, currency, email, moment_in, tags
 from engine.shop.csvformats import shopify_status
 from engine.tables import OrderStatus
 
@@ -41,7 +43,7 @@ class Payload:
             return None
         try:
             return parser(str(value))
-        except BadCell as exc:
+        except (BadCell, AmountError) as exc:
             raise CsvError(str(exc), self.name, 1, field) from None
 
     def when(self, value: Any, field: str, need: str | None = None) -> datetime | None:

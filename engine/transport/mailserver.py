@@ -2,8 +2,9 @@
 
 Owns: running aiosmtpd in a background thread (a context manager), keeping what it accepted
 (``messages``, and ``outbox/<n>.eml`` files when an outbox is given), counting connections, and
-answering as a test asks: any reply at MAIL, RCPT or after DATA, ``DROP`` to hang up without a
-reply, AUTH with one login, STARTTLS or implicit TLS with a given certificate.
+answering as a test asks: any reply to the greeting, AUTH, MAIL, RCPT or after DATA, ``DROP``
+to hang up without a reply, ``KEEP_AND_DROP`` to keep a message and hang up before the reply
+(the reply is lost), AUTH with one login, STARTTLS or implicit TLS with a given certificate.
 
 Must not: relay mail anywhere, or be used as a production mail server. It is a sink.
 
@@ -13,8 +14,10 @@ Must not: relay mail anywhere, or be used as a production mail server. It is a s
     server.messages  # [Received(mail_from, rcpt_tos, data, connection, tls), ...]
 
 A reply of ``"421 ..."`` also closes the connection afterwards, as RFC 5321 3.8 says a server
-does. Scripts see a stage (``"mail"``, ``"rcpt"``, ``"data"``) and the address concerned (the
-first recipient for ``"data"``) and return a reply line, or None to accept.
+does; so does any reply to the greeting. Scripts see a stage (``"connect"``, ``"auth"``,
+``"mail"``, ``"rcpt"``, ``"data"``) and what it concerns (``""`` for the greeting, the login
+for AUTH, the address for MAIL and RCPT, the first recipient for DATA) and return a reply line,
+or None to go on normally.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
 DROP = "DROP"   # scripted reply: close the connection without answering
+KEEP_AND_DROP = "KEEP_AND_DROP"  # at DATA: keep the message, close before the 250 goes out
 
 Script = Callable[[str, str], "str | None"]
 Replies = Mapping[str, "Mapping[str, str | None] | Sequence[str | None] | str"]
@@ -120,6 +124,8 @@ class MailServer:
 
     def _scripted(self, server: SMTP, stage: str, address: str) -> str | None:
         reply = self.script(stage, address) if self.script else None
+        if reply == KEEP_AND_DROP and stage == "data":
+            return reply
         if reply == DROP:
             server.transport.close()
             return "250 OK"   # never reaches the client: the transport is closed
@@ -140,7 +146,7 @@ class MailServer:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
         reply = self._scripted(server, "data", first)
-        if reply is not None:
+        if reply is not None and reply != KEEP_AND_DROP:
             return reply
         data = envelope.original_content or b""
         tls = server.transport.get_extra_info("ssl_object") is not None
@@ -150,13 +156,23 @@ class MailServer:
                                           data, getattr(server, "connection_number", 0), tls))
         if self.outbox:
             _write_atomically(self.outbox / f"{number:06d}.eml", data)
+        if reply == KEEP_AND_DROP:
+            server.transport.close()  # the message is kept; its 250 never reaches the client
         return "250 OK"
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
                       mechanism: str, auth_data: Any) -> AuthResult:
+        login = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else ""
+        reply = self.script("auth", login) if self.script else None
+        if reply:
+            return AuthResult(success=False, handled=False, message=reply)
         ok = (isinstance(auth_data, LoginPassword) and self.credentials is not None
-              and (auth_data.login.decode(), auth_data.password.decode()) == self.credentials)
+              and (login, auth_data.password.decode()) == self.credentials)
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+    def _greeting(self) -> str | None:
+        """The scripted reply to a new connection instead of the 220 greeting, if any."""
+        return self.script("connect", "") if self.script else None
 
     def _count_connection(self, server: SMTP) -> None:
         with self._lock:
@@ -174,16 +190,30 @@ class _Controller(Controller):
         self._triggered = False
 
     def factory(self) -> SMTP:
-        server = super().factory()
+        server = _Smtp(self.handler, **self.SMTP_kwargs)
         # The first connection is Controller.start() checking that the server answers.
         if self._triggered:
             self._owner._count_connection(server)
+            server.scripted = True
         self._triggered = True
         return server
 
     def _trigger_server(self) -> None:
         self.port = self.server.sockets[0].getsockname()[1]  # the port the OS chose for 0
         super()._trigger_server()
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's SMTP session, able to refuse a connection at the greeting (a 421 storm)."""
+
+    scripted = False  # the Controller's own start-up check is never refused
+
+    async def _handle_client(self) -> None:
+        reply = self.event_handler._greeting() if self.scripted else None
+        if reply is None:
+            return await super()._handle_client()
+        await self.push(reply)
+        self.transport.close()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

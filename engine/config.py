@@ -143,10 +143,22 @@ class Unsubscribe(Frozen):
 
 
 class Delivery(Frozen):
-    """Retries and the safety brakes of a run."""
+    """Retries, back-off and the safety brakes of a run."""
+    # A delivery is given up after the server itself refused it this many times; waiting on a
+    # back-off of ours spends no attempt.
     max_attempts: int = Field(default=5, ge=1, le=50)
     retry_base_seconds: float = Field(default=60, ge=0)
     retry_cap_seconds: float = Field(default=6 * 3600, ge=0)
+    # A refused connection, a 421 or a refused AUTH/MAIL: no new connection for this long,
+    # doubling while it goes on, up to the cap.
+    connection_backoff_seconds: float = Field(default=1, ge=0)
+    connection_backoff_cap_seconds: float = Field(default=300, ge=0)
+    # A recipient domain that answered 450/451/452 this many times in a row (nothing accepted
+    # for it in between) waits domain_backoff_seconds, doubling up to the cap. One recipient's
+    # 451 only retries that message.
+    domain_backoff_after: int = Field(default=5, ge=1)
+    domain_backoff_seconds: float = Field(default=30, ge=0)
+    domain_backoff_cap_seconds: float = Field(default=900, ge=0)
     # Transient failures falling due within this many seconds are retried in the same run.
     retry_within_run_seconds: float = Field(default=120, ge=0)
     # smtp: send through the smtp: section; file: write each message as an .eml file into

@@ -104,7 +104,7 @@ def transport_for(cfg: config_module.Settings):
         return FileTransport(cfg.folder("outbox"))
     from engine.transport.smtp import SmtpTransport
 
-    return SmtpTransport(cfg.smtp)
+    return SmtpTransport(cfg.smtp, delivery=cfg.delivery)
 
 
 def as_of_moment(value: str | None, cfg: config_module.Settings) -> datetime:

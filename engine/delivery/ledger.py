@@ -3,6 +3,7 @@
 Owns the life of a delivery row:
 
     planned ──claim──► sending ──reply──► sent | failed (retry later) | bounced | unknown
+                          └──not tried (a back-off, a refused connection)──► planned | failed
     held_out, suppressed, deferred, capped: written at plan time, never sent
 
 - ``record_plan`` inserts a plan's rows with INSERT … ON CONFLICT DO NOTHING on the unique key
@@ -13,6 +14,9 @@ Owns the life of a delivery row:
   outcome; a row whose address was suppressed since the plan becomes ``suppressed`` instead.
   The claim writes the Message-ID: a ``sending`` row may have been handed to the server. A
   bounce's suppression is written in the transaction that records the bounce.
+- ``attempts`` counts the times the server judged the message: the claim adds one, and a
+  result the server never judged (``untried``) takes it back, so a delivery is given up only
+  after ``max_attempts`` refusals by the server itself.
 - ``recover`` turns ``sending`` rows whose run died into ``unknown``: the server may have them,
   so they are reported, never resent silently (``retry_unknown`` resends on purpose).
 Must not render or send.
@@ -246,7 +250,8 @@ _SUPPRESS = text(
 _MARK = text(
     "UPDATE deliveries SET status = :status, reason = :reason, "
     "message_id = COALESCE(:message_id, message_id), sent_at = COALESCE(:sent_at, sent_at), "
-    "next_attempt_at = :retry_at WHERE id = :id AND status = 'sending'"
+    "next_attempt_at = :retry_at, attempts = attempts - :untried "
+    "WHERE id = :id AND status = 'sending'"
 ).bindparams(bindparam("sent_at", type_=UTCDateTime()),
              bindparam("retry_at", type_=UTCDateTime()))
 SUPPRESSED_AT_SEND = "unsubscribed, bounced or withdrew consent after the plan; not sent"
@@ -256,11 +261,19 @@ SUPPRESSED_AT_SEND = "unsubscribed, bounced or withdrew consent after the plan; 
 class Result:
     """What became of a message handed to the transport, to be recorded."""
     delivery_id: int
-    status: DeliveryStatus            # sent, failed, bounced or unknown
-    message_id: str
+    status: DeliveryStatus            # sent, failed, bounced or unknown; planned: untried
+    message_id: str | None
     reason: str | None = None
-    retry_at: datetime | None = None  # failed: when to try again; None: retries used up
+    retry_at: datetime | None = None  # failed/planned: when to try again; None: given up
     suppress: str | None = None       # bounced: the address to put on the suppression list
+    tried: bool = True                # False: the server never judged it; no attempt spent
+
+
+def untried(delivery_id: int, attempts: int, retry_at: datetime, reason: str) -> Result:
+    """A claimed delivery the server never judged (held back, connection refused): its attempt
+    is given back, and it is ``planned`` again, or ``failed`` if the server refused it before."""
+    status = S.planned if attempts <= 1 else S.failed
+    return Result(delivery_id, status, None, reason, retry_at, tried=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +326,8 @@ class Outbox:
             self._run(cursor, "mark", status=done.status.value, reason=done.reason,
                       message_id=done.message_id, id=done.delivery_id,
                       sent_at=at if done.status == S.sent else None,
-                      retry_at=self._time(done.retry_at) if done.status == S.failed else None)
+                      retry_at=self._time(done.retry_at) if done.retry_at else None,
+                      untried=0 if done.tried else 1)
             if done.suppress:
                 params = suppressions.add_params(done.suppress, "bounced",
                                                  f"smtp {(done.reason or '')[:60]}", now)
@@ -349,11 +363,12 @@ def mark_bounced(conn: Connection, delivery_id: int, reason: str) -> int:
                         .values(status=S.bounced.value, reason=reason)).rowcount
 
 
-def next_retry(engine: Engine, campaign_ids: list[str]) -> datetime | None:
-    """When the earliest failed delivery of these campaigns falls due again, if any does."""
+def next_retry(engine: Engine, campaign_ids: list[str], after: datetime) -> datetime | None:
+    """The earliest moment after ``after`` at which a delivery of these campaigns falls due (a
+    retry, mail held back by a back-off or by quiet hours), if any does."""
     with engine.connect() as conn:
         return conn.execute(select(func.min(DELIVERIES.c.next_attempt_at)).where(
-            DELIVERIES.c.status == S.failed.value,
+            DELIVERIES.c.status.in_(SENDABLE), DELIVERIES.c.next_attempt_at > after,
             DELIVERIES.c.campaign_id.in_(campaign_ids))).scalar()
 
 

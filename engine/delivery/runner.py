@@ -10,9 +10,11 @@ ledger; then send what is due, by pages of PAGE deliveries in id order:
 
 So a crash leaves at most one row a sender thread in ``sending`` (the message in flight), which
 the next run reports ``unknown``; nothing planned is lost and nothing is sent twice. The claim
-re-checks suppression and consent, so an unsubscribe during the run counts at once. A bounce
-suppresses the address; a policy refusal (5.7.x) or too many bounces pauses the run without
-suppressing anyone; what was composed and not claimed stays ``planned``.
+re-checks suppression and consent, so an unsubscribe during the run counts at once. What each
+outcome means for its row and for the run is ``verdicts``' to say: a bounce suppresses the
+address; a policy refusal (5.7.x) or too many bounces pauses the run without suppressing anyone;
+while the server's back-off holds, the run stops feeding messages and waits (within
+``delivery.retry_within_run_seconds``); what was composed and not claimed stays ``planned``.
 
 Reads no clock of its own: ``now`` fixes the plan, and an injected ``clock`` stamps sends and
 schedules retries (the CLI passes the wall clock, tests a fake one).
@@ -35,16 +37,13 @@ from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
 from engine.config import Settings
-from engine.delivery import compose, ledger, renderworkers, runs
+from engine.delivery import compose, ledger, renderworkers, runs, verdicts
 from engine.mail.render import RendererCache
-from engine.tables import DeliveryStatus
-from engine.transport import SendStatus, Stage, Transport, backoff
+from engine.transport import Transport
 
-S = DeliveryStatus
 Clock = Callable[[], datetime]
 PAGE = 200
 POOL_MIN = 2000  # due messages from which rendering in worker processes pays
-UNREACHABLE_LIMIT = 3  # connection failures in a row that stop a run: the server is down
 
 
 @dataclass
@@ -72,9 +71,10 @@ class Sender:
 
     Each thread takes composed messages from a bounded queue and, per message, runs one ledger
     transaction (``ledger.Outbox.step``: record the previous outcome, claim this one) then hands
-    the message to the transport. A bounce is recorded at once, with its suppression. A policy
-    refusal (5.7.x) or too many bounces pauses the run: nothing more is claimed, what is queued
-    stays ``planned``. ``stop`` (the scheduler's graceful stop) halts the same way, unpaused.
+    the message to the transport. A bounce is recorded at once, with its suppression. When the
+    ``brakes`` stop the run (a policy refusal, too many bounces, an unreachable server) nothing
+    more is claimed and what is queued stays ``planned``. ``stop`` (the scheduler's graceful
+    stop) halts the same way, unpaused.
     """
 
     def __init__(self, engine: Engine, settings: Settings, transport: Transport, run_id: str,
@@ -87,18 +87,22 @@ class Sender:
         self.idle = threading.Condition()
         self.lock = threading.Lock()
         self.halt = threading.Event()
-        self.paused: str | None = None
-        self.interrupted: str | None = None
+        self.brakes = verdicts.Brakes(settings)
         self.error: BaseException | None = None
-        self.attempted = 0
-        self.bounced = 0
-        self.unreachable = 0  # connection failures in a row
         self.beaten_at = clock()
         runs.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
         self.threads = [threading.Thread(target=self._work, name=f"sender-{n}", daemon=True)
                         for n in range(settings.smtp.max_connections)]
         for thread in self.threads:
             thread.start()
+
+    @property
+    def paused(self) -> str | None:
+        return self.brakes.paused
+
+    @property
+    def interrupted(self) -> str | None:
+        return self.brakes.interrupted
 
     def halted(self) -> bool:
         return self.halt.is_set() or (self.stop is not None and self.stop.is_set())
@@ -173,7 +177,13 @@ class Sender:
                 return
             self._beat()
             outcome = self.transport.send(item.message)
-            held.append(self._judge(item, claim, outcome))
+            now = self.clock()
+            held.append(verdicts.result(item, claim.attempts, outcome, now, self.settings))
+            counter = verdicts.counted_as(outcome)
+            if counter:
+                self._count(item.campaign_id, counter)
+            if self.brakes.check(outcome, now):
+                self.halt.set()
             finished = 0
             if held[0].suppress:  # suppress the address before anyone sends to it again
                 self._record(outbox, held)
@@ -194,50 +204,6 @@ class Sender:
                 self.pending -= count
                 if self.pending == 0:
                     self.idle.notify_all()
-
-    def _judge(self, item: compose.Ready, claim: ledger.Claim, outcome) -> ledger.Result:
-        now = self.clock()
-        status, message_id = outcome.status, item.message.message_id
-        detail = f"{outcome.code or ''} {outcome.enhanced or ''} {outcome.detail}".strip()
-        if status == SendStatus.sent:
-            result = ledger.Result(item.delivery_id, S.sent, message_id)
-        elif status == SendStatus.bounced:
-            result = ledger.Result(item.delivery_id, S.bounced, message_id, detail,
-                                   suppress=item.message.rcpt_to)
-        elif status == SendStatus.unknown:
-            result = ledger.Result(item.delivery_id, S.unknown, message_id, detail)
-        else:  # failed (transient) or blocked (about us): try again later
-            delay = max(outcome.retry_after or 0,
-                        backoff(claim.attempts, self.delivery.retry_base_seconds,
-                                self.delivery.retry_cap_seconds))
-            retry_at: datetime | None = now + timedelta(seconds=delay)
-            if claim.attempts >= self.delivery.max_attempts:
-                retry_at, detail = None, f"gave up after {claim.attempts} attempts: {detail}"
-            result = ledger.Result(item.delivery_id, S.failed, None, detail, retry_at)
-        self._count(item.campaign_id, {SendStatus.blocked: "failed"}.get(status, status.value))
-        with self.lock:
-            self.attempted += 1
-            self.bounced += status == SendStatus.bounced
-            cannot_connect = (status == SendStatus.failed and outcome.code is None
-                              and outcome.stage == Stage.connect)
-            self.unreachable = self.unreachable + 1 if cannot_connect else 0
-            if self.unreachable >= UNREACHABLE_LIMIT and not self.interrupted:
-                smtp = self.settings.smtp
-                self.interrupted = (
-                    f"cannot reach the mail server at {smtp.host}:{smtp.port} ({detail}); "
-                    "check smtp.host, smtp.port and smtp.security in config.yaml. Nothing is "
-                    "lost: the deliveries stay queued for the next run")
-            if status == SendStatus.blocked:
-                self.paused = (f"the mail server refused us ({detail}); fix the sender or "
-                               "account, then run again — nobody was suppressed")
-            elif (self.attempted >= self.delivery.bounce_rate_min_sends and
-                  self.bounced / self.attempted > self.delivery.max_bounce_rate):
-                self.paused = (f"{self.bounced} of {self.attempted} messages bounced, more "
-                               f"than {self.delivery.max_bounce_rate:.0%}; clean the list, "
-                               "then run again")
-        if self.paused or self.interrupted:
-            self.halt.set()
-        return result
 
     def _count(self, campaign_id: str, what: str) -> None:
         with self.lock:
@@ -274,7 +240,12 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
             for _ in batches:
                 pass
         else:
-            ledger.record_plan(engine, batches, now)
+            # What this run wrote: a run planning the same occasions at the same time may have
+            # written some of them first, and each delivery is planned once.
+            written = ledger.record_plan(engine, batches, now)
+            counts = report.counts(campaign.id)
+            for status in ("planned", "held_out", "suppressed", "deferred", "capped"):
+                setattr(counts, status, written.get(status, 0))
     if dry_run or transport is None:
         return report
     ids = [c.id for c in chosen]
@@ -308,12 +279,17 @@ def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaig
         # Quiet hours are checked again at send time: a retry or a late run must wait too.
         ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, clock())
         _one_pass(engine, sender, composer, campaign_ids, clock, progress)
-        retry_at = ledger.next_retry(engine, campaign_ids)
+        now = clock()
+        retry_at = ledger.next_retry(engine, campaign_ids, now)
+        if sender.brakes.holding(now):  # the server asked us to wait: nothing goes before
+            retry_at = max(retry_at or now, sender.brakes.held_until)
         if retry_at is None or sleep is None or retry_at > deadline or sender.halted():
-            return
+            break
         wait = (retry_at - clock()).total_seconds()
         if wait > 0:
             sleep(wait)
+    if not sender.halted():
+        sender.brakes.finish(clock())
 
 
 def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
@@ -324,7 +300,9 @@ def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
     window: deque[compose.Composing] = deque()
     after = 0
     try:
-        while not sender.halted():
+        # While the server's back-off holds, what is queued is held; feeding more would only
+        # claim and give back each message (``_deliver`` waits for the back-off instead).
+        while not sender.halted() and not sender.brakes.holding(clock()):
             ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
             if ids:
                 window.append(composer.submit(ids, clock()))

@@ -82,7 +82,7 @@ def send_campaigns(engine: Engine, settings: Settings, now: datetime, console: C
             "password": None})})
         console.print(f"SMTP server listening on 127.0.0.1:{server.port}, writing to "
                       f"{outbox}/", markup=False)
-        transport = SmtpTransport(local.smtp)
+        transport = SmtpTransport(local.smtp, delivery=local.delivery)
         try:
             report = runner.run(engine, local, campaigns, now, transport,
                                 clock=clock or (lambda: now))

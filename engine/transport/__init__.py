@@ -15,6 +15,12 @@ or a secret. An outcome's ``detail`` is server text with every address replaced.
     bounced  permanent, about this recipient: the address does not exist → suppress it
     blocked  the server refuses *us* (5.7.x policy/spam, auth, our sender): pause, suppress nobody
     unknown  the connection died after the message was sent: the server may have it
+    held     not tried: the transport is backing off (the server asked us to slow down)
+
+A transient outcome also says what it is about (``Scope``): this message (the server judged it
+and said "later": one of its attempts), or the server (a refused connection, a 421, a refused
+AUTH or MAIL: every message waits, none is charged an attempt), or the recipient's domain (it
+kept saying "later": its mail waits).
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ class SendStatus(StrEnum):
     bounced = "bounced"    # permanent, the address is bad (5.1.x): suppress the address
     blocked = "blocked"    # refused for policy/auth/sender (5.7.x, 535): pause the run
     unknown = "unknown"    # dropped after the payload went out: do not resend blindly
+    held = "held"          # not tried: a back-off holds it; try again after retry_after
+
+
+class Scope(StrEnum):
+    """What a transient failure is about, and so what waits and whether it was a try."""
+    message = "message"    # the server judged this message (RCPT, DATA, the payload): a try
+    domain = "domain"      # the recipient's domain keeps saying "later": its mail waits
+    server = "server"      # the connection (refused, 421, AUTH, MAIL): all mail waits
 
 
 class Stage(StrEnum):
@@ -55,8 +69,14 @@ class Outcome:
     code: int | None = None          # the SMTP reply code, None for network errors
     enhanced: str | None = None      # RFC 3463 code such as "5.1.1"
     detail: str = ""                 # server text or error, addresses removed, truncated
-    retry_after: float | None = None  # seconds the transport asks to wait (domain back-off)
+    retry_after: float | None = None  # seconds the transport asks to wait (a back-off)
     stage: Stage | None = None        # where a network error happened (None: a reply came)
+    scope: Scope = Scope.message      # what a failure is about (see Scope)
+
+    @property
+    def tried(self) -> bool:
+        """Whether the server judged this very message: only such outcomes spend an attempt."""
+        return self.scope is Scope.message
 
 
 @dataclass(frozen=True)
@@ -85,7 +105,8 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 _ADDRESS = re.compile(r"<?[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+>?")
 _AUTH_CODES = {530, 534, 535, 538}        # auth required / too weak / failed / needs encryption
 _RCPT_BOUNCE_CODES = {550, 551, 553}      # mailbox unavailable / not local / name not allowed
-DEFER_CODES = {421, 450, 451, 452}        # the receiving side asks us to slow down and retry
+DEFER_CODES = {450, 451, 452}             # "later" about one recipient or message
+CLOSING = 421                             # the server is closing the connection: all mail waits
 DETAIL_LIMIT = 200
 
 
@@ -115,9 +136,13 @@ def classify(code: int, text: str | bytes, stage: Stage) -> Outcome:
     if match:
         detail = detail[match.end():].strip()
     subject = (int(match.group(2)), int(match.group(3))) if match else None
+    # The greeting, AUTH and MAIL are about us; a 421 closes the connection for every message.
+    # Only a reply to RCPT, DATA or the payload judges this message.
+    about_us = stage in (Stage.connect, Stage.mail) or (code == CLOSING and stage != Stage.final)
+    scope = Scope.server if about_us else Scope.message
 
     def outcome(status: SendStatus) -> Outcome:
-        return Outcome(status, code, enhanced, detail)
+        return Outcome(status, code, enhanced, detail, scope=scope)
 
     if 200 <= code < 300:
         return outcome(SendStatus.sent)
@@ -139,11 +164,19 @@ def classify(code: int, text: str | bytes, stage: Stage) -> Outcome:
 
 
 def dropped(stage: Stage, error: BaseException) -> Outcome:
-    """A connection that died or timed out: ``unknown`` once the whole payload went out."""
+    """A connection that died or timed out: ``unknown`` once the whole payload went out; about
+    the server (no try of this message) until the payload began."""
     status = SendStatus.unknown if stage is Stage.final else SendStatus.failed
+    scope = Scope.message if stage in (Stage.payload, Stage.final) else Scope.server
     name = type(error).__name__
     return Outcome(status, detail=scrub(f"{name} at {stage}: {error}".rstrip(": ")),
-                   stage=stage)
+                   stage=stage, scope=scope)
+
+
+def held(scope: Scope, seconds: float, detail: str) -> Outcome:
+    """A message the transport did not try: ``scope`` (its domain, or the server) is backed off
+    for ``seconds`` more."""
+    return Outcome(SendStatus.held, detail=detail, retry_after=seconds, scope=scope)
 
 
 def backoff(attempt: int, base: float = 60.0, cap: float = 6 * 3600.0,

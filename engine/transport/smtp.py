@@ -1,10 +1,18 @@
-"""Sending over SMTP: a pool of reused connections, a rate limit, and per-domain back-off.
+"""Sending over SMTP: a pool of reused connections, a rate limit, and back-off on our side.
 
 Owns: opening connections as ``settings.smtp`` says (plain, STARTTLS or implicit TLS; AUTH when
 a username is set), one SMTP transaction per message (MAIL, RCPT, DATA driven step by step so a
 connection lost after the payload is told apart from one lost before it), handing connections
 to worker threads (at most ``max_connections``), the messages-per-second limit shared by all
-connections, and backing off a recipient domain that answered 421/450/451/452.
+connections, and two back-offs that hold messages without trying them (``held``):
+
+- the server's: a refused connection, a 421 or a refused AUTH/MAIL stops new connections for
+  ``delivery.connection_backoff_seconds``, doubling while it goes on; connections that still
+  work carry on, and while recovering one new connection is tried at a time. So a 421 storm
+  costs a connection per back-off window, not one per queued message.
+- a recipient domain's: only after ``delivery.domain_backoff_after`` 450/451/452 in a row for
+  that domain. One recipient's 451 is about that message (the runner retries it); it does not
+  silence a domain with millions of customers.
 
 Must not: decide retries or suppressions (it reports an ``Outcome``; the runner acts), log an
 address (domains only) or the password, read the wall clock (``clock``/``sleep`` are injected
@@ -21,22 +29,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from engine.config import Delivery, Smtp
 from engine.transport import (
+    CLOSING,
     DEFER_CODES,
     Outcome,
     OutgoingMessage,
+    Scope,
     SendStatus,
     Stage,
     backoff,
     classify,
     domain_of,
     dropped,
+    held,
 )
-
-if TYPE_CHECKING:
-    from engine.config import Smtp
 
 log = logging.getLogger(__name__)
 
@@ -75,32 +83,59 @@ class RateLimiter:
         return delay
 
 
-class DomainThrottle:
-    """Remembers which recipient domains asked us to slow down, and until when."""
+class Backoff:
+    """Keys (the server, recipient domains) that asked us to slow down, and until when.
 
-    def __init__(self, base: float = 30.0, cap: float = 900.0, clock: Clock = time.monotonic):
-        self.base, self.cap = base, cap
+    ``after`` signals in a row open a window of ``base`` seconds; each signal after a window
+    ends doubles the next one, up to ``cap``; ``clear`` (the key answered normally) forgets.
+    A signal during a window neither lengthens it nor counts: it comes from a try that began
+    before the window did (four threads refused at once are one refusal, not four).
+    """
+
+    def __init__(self, base: float, cap: float, after: int = 1,
+                 clock: Clock = time.monotonic):
+        self.base, self.cap, self.after = base, cap, after
         self._clock = clock
-        self._strikes: dict[str, tuple[int, float]] = {}  # domain → (deferrals in a row, until)
+        self._entries: dict[str, tuple[int, float]] = {}  # key → (signals in a row, until)
         self._lock = threading.Lock()
 
-    def remaining(self, domain: str) -> float:
-        """Seconds until ``domain`` may be tried again; 0.0 when it may be tried now."""
+    def remaining(self, key: str) -> float:
+        """Seconds until ``key`` may be tried again; 0.0 when it may be tried now."""
         with self._lock:
-            entry = self._strikes.get(domain)
+            entry = self._entries.get(key)
         return max(0.0, entry[1] - self._clock()) if entry else 0.0
 
-    def defer(self, domain: str) -> float:
-        """Back the domain off: base, 2×base, ... up to cap. Returns the seconds."""
+    def signals(self, key: str) -> int:
+        """Signals in a row so far: 0 when ``key`` answers normally."""
         with self._lock:
-            strikes = self._strikes.get(domain, (0, 0.0))[0] + 1
-            delay = backoff(strikes, self.base, self.cap)
-            self._strikes[domain] = (strikes, self._clock() + delay)
-        return delay
+            return self._entries.get(key, (0, 0.0))[0]
 
-    def clear(self, domain: str) -> None:
+    def signal(self, key: str) -> float:
+        """``key`` asked us to slow down again; returns the seconds it is now held (0: not)."""
         with self._lock:
-            self._strikes.pop(domain, None)
+            now = self._clock()
+            count, until = self._entries.get(key, (0, 0.0))
+            if until > now:
+                return until - now
+            count += 1
+            delay = backoff(count - self.after + 1, self.base, self.cap) \
+                if count >= self.after else 0.0
+            self._entries[key] = (count, now + delay)
+            return delay
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+SERVER = ""  # the server's key in its Backoff: one server per transport
+
+
+class _Refused(Exception):
+    """Opening a connection failed or was held back; ``outcome`` says which, and how long."""
+
+    def __init__(self, outcome: Outcome):
+        self.outcome = outcome
 
 
 class SmtpTransport:
@@ -110,10 +145,12 @@ class SmtpTransport:
     (say, one that trusts a test certificate) to change whom the client trusts.
     """
 
-    def __init__(self, settings: Smtp, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
+    def __init__(self, settings: Smtp, *, delivery: Delivery | None = None,
+                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep,
                  ssl_context: ssl.SSLContext | None = None, local_hostname: str | None = None,
-                 burst: float = 1.0, domain_backoff: tuple[float, float] = (30.0, 900.0)):
+                 burst: float = 1.0):
         self.settings = settings
+        pacing = delivery or Delivery()  # config.yaml's delivery: section, for its back-offs
         # One context for all connections: loading the trust store costs ~40 ms each time.
         self._ssl_context = ssl_context or (
             ssl.create_default_context() if settings.security != "none" else None)
@@ -122,9 +159,13 @@ class SmtpTransport:
                         "unencrypted; set security: starttls or ssl")
         self._local_hostname = local_hostname
         self.limiter = RateLimiter(settings.rate_per_second, burst, clock, sleep)
-        self.throttle = DomainThrottle(*domain_backoff, clock=clock)
+        self.server = Backoff(pacing.connection_backoff_seconds,
+                              pacing.connection_backoff_cap_seconds, 1, clock)
+        self.domains = Backoff(pacing.domain_backoff_seconds, pacing.domain_backoff_cap_seconds,
+                               pacing.domain_backoff_after, clock)
         self._idle: list[smtplib.SMTP] = []   # LIFO: the last used is the least likely stale
         self._open = 0                         # connections idle + in use + being opened
+        self._connecting = 0                   # connections being opened
         self._closed = False
         self._pool = threading.Condition()
         self.connections_opened = 0            # a counter for tests and benchmarks
@@ -133,27 +174,29 @@ class SmtpTransport:
 
     def send(self, message: OutgoingMessage) -> Outcome:
         domain = domain_of(message.rcpt_to)
-        wait = self.throttle.remaining(domain)
+        wait = self.domains.remaining(domain)
         if wait > 0:
-            return Outcome(SendStatus.failed, detail=f"{domain} asked us to back off",
-                           retry_after=wait)
-        self.limiter.wait()
-        outcome, stage = self._send_once(message, allow_stale_retry=True)
-        if outcome.status is SendStatus.sent:
-            self.throttle.clear(domain)
-        elif (outcome.status is SendStatus.failed and outcome.code in DEFER_CODES
-              and stage not in (Stage.connect, Stage.mail)):
-            # Only a reply about the recipient defers its domain; a 421 to our greeting or
-            # MAIL is the server speaking for every domain.
-            outcome = replace(outcome, retry_after=self.throttle.defer(domain))
-        log_level = logging.DEBUG if outcome.status is SendStatus.sent else logging.INFO
-        log.log(log_level, "%s to %s: %s %s", outcome.status, domain,
-                outcome.code or "-", outcome.enhanced or "")
+            outcome = held(Scope.domain, wait, f"{domain} kept answering 'try again later'")
+        else:
+            self.limiter.wait()
+            outcome = self._send_once(message, allow_stale_retry=True)
+            if outcome.scope is Scope.message and outcome.code in DEFER_CODES:
+                # A "later" about this message; only several in a row hold back its domain.
+                outcome = replace(outcome, retry_after=self.domains.signal(domain) or None)
+            elif outcome.scope is Scope.message:
+                self.domains.clear(domain)
+        quiet = outcome.status in (SendStatus.sent, SendStatus.held)
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s to %s: %s %s", outcome.status,
+                domain, outcome.code or "-", outcome.enhanced or "")
         return outcome
 
     def deferred_for(self, domain: str) -> float:
-        """Seconds this transport will still refuse to try ``domain`` (0.0: not deferred)."""
-        return self.throttle.remaining(domain.lower())
+        """Seconds this transport will still hold back mail to ``domain`` (0.0: none)."""
+        return self.domains.remaining(domain.lower())
+
+    def held_for(self) -> float:
+        """Seconds before this transport opens a new connection again (0.0: it may now)."""
+        return self.server.remaining(SERVER)
 
     def close(self) -> None:
         """QUIT idle connections; connections in use are closed when their send returns."""
@@ -173,51 +216,69 @@ class SmtpTransport:
 
     # -- one message -------------------------------------------------------------------------
 
-    def _send_once(self, message: OutgoingMessage, allow_stale_retry: bool
-                   ) -> tuple[Outcome, Stage]:
+    def _send_once(self, message: OutgoingMessage, allow_stale_retry: bool) -> Outcome:
         try:
             connection, fresh = self._checkout()
-        except smtplib.SMTPResponseException as error:
-            return classify(error.smtp_code, error.smtp_error, Stage.connect), Stage.connect
-        except ssl.SSLError as error:      # wrong port or protocol, untrusted certificate
-            return _blocked(dropped(Stage.connect, error)), Stage.connect
-        except smtplib.SMTPServerDisconnected as error:
-            return dropped(Stage.connect, error), Stage.connect
-        except smtplib.SMTPException as error:  # no STARTTLS or AUTH offered: settings mismatch
-            return _blocked(dropped(Stage.connect, error)), Stage.connect
-        except OSError as error:           # refused, unreachable, timed out: try later
-            return dropped(Stage.connect, error), Stage.connect
+        except _Refused as refused:
+            return refused.outcome
         outcome, stage, reusable = _transact(connection, message)
-        self._checkin(connection, reusable)
         # A reused connection the server closed while idle, or a per-connection message limit
         # (421 to MAIL): nothing about this message was sent yet, so one retry on a fresh
         # connection is safe and saves the message a retry hours later.
-        stale = stage is Stage.mail and (outcome.code in (None, 421))
-        if stale and not fresh and allow_stale_retry and outcome.status is SendStatus.failed:
+        stale = (stage is Stage.mail and outcome.code in (None, CLOSING) and not fresh
+                 and allow_stale_retry and outcome.status is SendStatus.failed)
+        if not stale and _slows_server(outcome):
+            # Before the connection goes back: threads waiting for one must see the back-off.
+            outcome = replace(outcome, retry_after=self.server.signal(SERVER))
+        elif fresh and outcome.tried:
+            self.server.clear(SERVER)  # a new connection carried a message: the server is back
+        self._checkin(connection, reusable)
+        if stale:
             return self._send_once(message, allow_stale_retry=False)
-        return outcome, stage
+        return outcome
 
     # -- the pool ----------------------------------------------------------------------------
 
     def _checkout(self) -> tuple[smtplib.SMTP, bool]:
-        """An idle connection, or a new one while under max_connections, else wait for one."""
+        """An idle connection, or a new one while under max_connections and the server is not
+        held back, else wait for one in use; ``_Refused`` when there is none to wait for."""
         with self._pool:
             while True:
                 if self._closed:
-                    raise smtplib.SMTPServerDisconnected("the transport was closed")
+                    raise _Refused(dropped(Stage.connect, smtplib.SMTPServerDisconnected(
+                        "the transport was closed")))
                 if self._idle:
                     return self._idle.pop(), False
-                if self._open < self.settings.max_connections:
+                wait = self.server.remaining(SERVER)
+                probing = self._connecting and self.server.signals(SERVER)  # one at a time
+                if not wait and not probing and self._open < self.settings.max_connections:
                     self._open += 1
+                    self._connecting += 1
                     break
+                if wait and not self._open:
+                    raise _Refused(held(Scope.server, wait,
+                                        "the mail server refused us a moment ago; waiting"))
                 self._pool.wait()
         try:
             connection = self._connect()
+        except OSError as error:  # smtplib's and ssl's errors too: each becomes an Outcome
+            outcome = _refusal(error)
+            with self._pool:
+                if outcome.status is SendStatus.failed:  # before anyone else looks
+                    outcome = replace(outcome, retry_after=self.server.signal(SERVER))
+                self._open -= 1
+                self._connecting -= 1
+                self._pool.notify_all()
+            raise _Refused(outcome) from None
         except BaseException:
             with self._pool:
                 self._open -= 1
-                self._pool.notify()
+                self._connecting -= 1
+                self._pool.notify_all()
             raise
+        with self._pool:
+            self._connecting -= 1
+            self._pool.notify_all()
         return connection, True
 
     def _checkin(self, connection: smtplib.SMTP, reusable: bool) -> None:
@@ -227,7 +288,7 @@ class SmtpTransport:
                 self._idle.append(connection)
             else:
                 self._open -= 1
-            self._pool.notify()
+            self._pool.notify_all()
         if keep:
             return
         if reusable:
@@ -297,6 +358,24 @@ def _transact(connection: smtplib.SMTP, message: OutgoingMessage
     outcome = classify(code, text, stage)
     # Abandon the half-made transaction so the connection can carry the next message.
     return outcome, stage, code != 421 and _reset(connection)
+
+
+def _refusal(error: OSError) -> Outcome:
+    """What a failure to open a connection means: transient, or ``blocked`` (settings)."""
+    if isinstance(error, smtplib.SMTPResponseException):  # a 421/554 greeting, AUTH refused
+        return classify(error.smtp_code, error.smtp_error, Stage.connect)
+    if isinstance(error, ssl.SSLError):   # wrong port or protocol, untrusted certificate
+        return _blocked(dropped(Stage.connect, error))
+    if isinstance(error, smtplib.SMTPException) and \
+            not isinstance(error, smtplib.SMTPServerDisconnected):
+        return _blocked(dropped(Stage.connect, error))  # no STARTTLS or AUTH offered: a mismatch
+    return dropped(Stage.connect, error)  # refused, unreachable, hung up, timed out: try later
+
+
+def _slows_server(outcome: Outcome) -> bool:
+    """A 421, or a transient failure about the connection: new connections wait."""
+    return outcome.code == CLOSING or (outcome.scope is Scope.server
+                                       and outcome.status is SendStatus.failed)
 
 
 def _reset(connection: smtplib.SMTP) -> bool:

@@ -236,6 +236,9 @@ def test_two_runs_at_once_send_each_email_once(engine, settings, project, winbac
     assert sorted(received) == sorted(statuses(engine))
     sent_by = [sum(c["sent"] for c in r["campaigns"]) for r in reports]
     assert sum(sent_by) == 400
+    # Each run reports what it planned itself: together, each delivery once.
+    planned_by = [sum(c["planned"] for c in r["campaigns"]) for r in reports]
+    assert sum(planned_by) == 400
     # Both planned at once: the unique key kept one row per customer.
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM deliveries")).scalar() == 400

@@ -22,13 +22,14 @@ from engine.transport import (
     MemoryTransport,
     Outcome,
     OutgoingMessage,
+    Scope,
     SendStatus,
     Stage,
     backoff,
     classify,
 )
 from engine.transport.mailserver import DROP, MailServer, serve
-from engine.transport.smtp import DomainThrottle, RateLimiter, SmtpTransport
+from engine.transport.smtp import Backoff, RateLimiter, SmtpTransport
 
 SENDER = "bounces@maison-verte.example"
 
@@ -110,20 +111,27 @@ def test_one_connection_carries_many_messages(transport, server):
     assert server.connections == 1 and transport.connections_opened == 1
 
 
-def test_421_fails_and_the_next_send_reconnects(transport, server):
+def test_421_fails_and_the_next_send_reconnects_after_a_pause(settings, server):
+    clock = FakeClock()
     server.script = lambda stage, address: "421 4.3.2 Shutting down" if stage == "data" else None
-    outcome = transport.send(make_message("ada@example.com"))
-    assert (outcome.status, outcome.code, outcome.enhanced) == (SendStatus.failed, 421, "4.3.2")
-    server.script = None
-    assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
+    with SmtpTransport(smtp_for(settings, server), clock=clock, sleep=clock.sleep) as transport:
+        outcome = transport.send(make_message("ada@example.com"))
+        assert (outcome.status, outcome.code, outcome.enhanced) == (SendStatus.failed, 421,
+                                                                    "4.3.2")
+        server.script = None
+        assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.held
+        clock.now += outcome.retry_after
+        assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
     assert server.connections == 2
 
 
-def test_a_server_wide_421_does_not_defer_the_recipient_domain(transport, server):
+def test_a_server_wide_421_holds_new_connections_not_the_recipient_domain(transport, server):
     server.script = lambda stage, _: "421 4.7.0 Too busy, closing" if stage == "mail" else None
     outcome = transport.send(make_message("ada@example.com"))
     assert outcome.status is SendStatus.failed and outcome.code == 421
-    assert outcome.retry_after is None and transport.deferred_for("example.com") == 0
+    assert outcome.scope is Scope.server and not outcome.tried   # no attempt of the message
+    assert transport.deferred_for("example.com") == 0
+    assert 0 < transport.held_for() <= outcome.retry_after
 
 
 def test_421_to_mail_on_a_reused_connection_is_retried_on_a_fresh_one(settings, server):
@@ -143,7 +151,8 @@ def test_451_is_a_transient_failure_with_a_delay(settings):
     with MailServer(replies=replies) as server, SmtpTransport(smtp_for(settings, server)) as smtp:
         outcome = smtp.send(make_message("ada@example.com"))
         assert outcome.status is SendStatus.failed and outcome.code == 451
-        assert outcome.retry_after and outcome.retry_after > 0
+        assert outcome.tried and outcome.retry_after is None  # the runner's retry delay applies
+        assert smtp.deferred_for("example.com") == 0         # one 451 holds no domain back
         assert smtp.send(make_message("gone@example.org", 2)).status is SendStatus.bounced
         assert smtp.send(make_message("bob@example.org", 3)).status is SendStatus.sent
     assert [m.rcpt_tos for m in server.messages] == [("bob@example.org",)]
@@ -193,11 +202,15 @@ def test_connection_dropped_after_data_is_unknown(transport, server):
     assert server.messages == []
 
 
-def test_connection_dropped_before_data_is_a_transient_failure(transport, server):
+def test_connection_dropped_before_data_is_a_transient_failure(settings, server):
+    clock = FakeClock()
     server.script = lambda stage, _: DROP if stage == "rcpt" else None
-    assert transport.send(make_message()).status is SendStatus.failed
-    server.script = None
-    assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
+    with SmtpTransport(smtp_for(settings, server), clock=clock, sleep=clock.sleep) as transport:
+        dropped = transport.send(make_message())
+        assert dropped.status is SendStatus.failed and not dropped.tried
+        server.script = None
+        clock.now += dropped.retry_after
+        assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
 
 
 def free_port() -> int:
@@ -256,7 +269,8 @@ def test_rate_limit_applies_to_smtp_sends(settings, server):
     assert len(server.messages) == 11
 
 
-def test_a_domain_that_says_slow_down_is_backed_off_while_others_continue(settings, server):
+def test_a_domain_that_keeps_saying_later_is_held_back_while_others_continue(settings,
+                                                                             server):
     clock = FakeClock()
     seen: list[str] = []
 
@@ -264,36 +278,81 @@ def test_a_domain_that_says_slow_down_is_backed_off_while_others_continue(settin
         if stage == "rcpt":
             seen.append(address)
             if address.endswith("@slow.example"):
-                return "450 4.2.1 Too many connections, slow down"
+                return "450 4.2.1 Too many messages, slow down"
         return None
 
     server.script = script
     unpaced = smtp_for(settings, server, rate_per_second=1e9)
-    with SmtpTransport(unpaced, clock=clock, sleep=clock.sleep, domain_backoff=(30, 100)) as smtp:
+    pacing = config.Delivery(domain_backoff_after=2, domain_backoff_seconds=30,
+                             domain_backoff_cap_seconds=100)
+    with SmtpTransport(unpaced, delivery=pacing, clock=clock, sleep=clock.sleep) as smtp:
         first = smtp.send(make_message("a@slow.example"))
-        assert (first.status, first.retry_after) == (SendStatus.failed, 30)
-        assert smtp.send(make_message("b@fast.example")).status is SendStatus.sent
-        waiting = smtp.send(make_message("c@slow.example"))
-        assert waiting.status is SendStatus.failed and waiting.retry_after == pytest.approx(30)
-        assert seen == ["a@slow.example", "b@fast.example"]   # c was not even tried
+        assert (first.status, first.tried, first.retry_after) == (SendStatus.failed, True, None)
+        second = smtp.send(make_message("b@slow.example", 2))   # the second "later" in a row
+        assert (second.status, second.retry_after) == (SendStatus.failed, 30)
+        assert smtp.send(make_message("c@fast.example", 3)).status is SendStatus.sent
+        waiting = smtp.send(make_message("d@slow.example", 4))
+        assert waiting.status is SendStatus.held and waiting.retry_after == pytest.approx(30)
+        assert waiting.scope is Scope.domain and not waiting.tried
+        assert seen == ["a@slow.example", "b@slow.example", "c@fast.example"]  # d not tried
         assert smtp.deferred_for("SLOW.example") == pytest.approx(30)
 
         clock.now += 31
-        assert smtp.send(make_message("c@slow.example")).retry_after == 60   # doubled
+        assert smtp.send(make_message("d@slow.example", 4)).retry_after == 60   # doubled
         clock.now += 61
-        assert smtp.send(make_message("d@slow.example")).retry_after == 100  # capped
+        assert smtp.send(make_message("e@slow.example", 5)).retry_after == 100  # capped
         clock.now += 101
         server.script = None
-        assert smtp.send(make_message("e@slow.example")).status is SendStatus.sent
+        assert smtp.send(make_message("e@slow.example", 5)).status is SendStatus.sent
         assert smtp.deferred_for("slow.example") == 0
 
 
-def test_domain_throttle_forgets_after_success():
+def test_a_refused_connection_holds_back_new_connections_without_trying(settings):
     clock = FakeClock()
-    throttle = DomainThrottle(base=10, cap=1000, clock=clock)
-    assert [throttle.defer("x.example") for _ in range(4)] == [10, 20, 40, 80]
-    throttle.clear("x.example")
-    assert throttle.remaining("x.example") == 0 and throttle.defer("x.example") == 10
+    greetings = {"connect": ["421 4.3.2 Too busy, try again later", "421 4.3.2 Still busy"]}
+    pacing = config.Delivery(connection_backoff_seconds=2, connection_backoff_cap_seconds=60)
+    with MailServer(replies=greetings) as server, SmtpTransport(
+            smtp_for(settings, server), delivery=pacing, clock=clock, sleep=clock.sleep) as smtp:
+        refused = smtp.send(make_message("a@one.example"))
+        assert (refused.status, refused.code, refused.scope) == (SendStatus.failed, 421,
+                                                                 Scope.server)
+        assert refused.retry_after == 2 and not refused.tried
+        others = [smtp.send(make_message(f"b{n}@two.example", n)) for n in range(5)]
+        assert {(o.status, o.scope) for o in others} == {(SendStatus.held, Scope.server)}
+        assert server.connections == 1   # held back: no connection per message
+
+        clock.now += 2
+        assert smtp.send(make_message("a@one.example")).retry_after == 4   # doubled
+        clock.now += 4
+        assert smtp.send(make_message("a@one.example")).status is SendStatus.sent
+        assert smtp.held_for() == 0
+        assert smtp.send(make_message("c@one.example", 7)).status is SendStatus.sent
+    assert server.connections == 3 and len(server.messages) == 2
+
+
+def test_a_transient_auth_refusal_holds_the_server_back_briefly(settings):
+    # Two answers: smtplib tries a second mechanism after the first is refused.
+    answers = {"auth": ["454 4.7.0 Temporary authentication failure"] * 2}
+    with MailServer(replies=answers, credentials=("shop", "right-secret")) as server:
+        right = smtp_for(settings, server, username="shop", password=SecretStr("right-secret"))
+        clock = FakeClock()
+        with SmtpTransport(right, clock=clock, sleep=clock.sleep) as smtp:
+            later = smtp.send(make_message())
+            assert (later.status, later.code, later.scope) == (SendStatus.failed, 454,
+                                                               Scope.server)
+            clock.now += later.retry_after
+            assert smtp.send(make_message()).status is SendStatus.sent
+
+
+def test_backoff_opens_a_window_after_signals_in_a_row_and_forgets_on_clear():
+    clock = FakeClock()
+    backoff_ = Backoff(base=10, cap=1000, after=3, clock=clock)
+    assert [backoff_.signal("x.example") for _ in range(3)] == [0, 0, 10]
+    assert backoff_.signal("x.example") == 10   # during the window: not counted again
+    clock.now += 10
+    assert backoff_.signal("x.example") == 20 and backoff_.remaining("x.example") == 20
+    backoff_.clear("x.example")
+    assert backoff_.remaining("x.example") == 0 and backoff_.signal("x.example") == 0
 
 
 def test_backoff_doubles_up_to_a_cap_with_repeatable_jitter():

@@ -151,7 +151,7 @@ class Delivery(Frozen):
     retry_cap_seconds: float = Field(default=6 * 3600, ge=0)
     # A refused connection, a 421 or a refused AUTH/MAIL: no new connection for this long,
     # doubling while it goes on, up to the cap.
-    connection_backoff_seconds: float = Field(default=1, ge=0)
+    connection_backoff_seconds: float = Field(default=1, gt=0)
     connection_backoff_cap_seconds: float = Field(default=300, ge=0)
     # A recipient domain that answered 450/451/452 this many times in a row (nothing accepted
     # for it in between) waits domain_backoff_seconds, doubling up to the cap. One recipient's

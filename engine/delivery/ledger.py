@@ -365,7 +365,7 @@ def mark_bounced(conn: Connection, delivery_id: int, reason: str) -> int:
 
 def next_retry(engine: Engine, campaign_ids: list[str], after: datetime) -> datetime | None:
     """The earliest moment after ``after`` at which a delivery of these campaigns falls due (a
-    retry, mail held back by a back-off or by quiet hours), if any does."""
+    retry, mail held back by a back-off or by quiet hours), if any does; it may be past."""
     with engine.connect() as conn:
         return conn.execute(select(func.min(DELIVERIES.c.next_attempt_at)).where(
             DELIVERIES.c.status.in_(SENDABLE), DELIVERIES.c.next_attempt_at > after,

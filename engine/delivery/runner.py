@@ -88,6 +88,7 @@ class Sender:
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.brakes = verdicts.Brakes(settings)
+        self.put_back: datetime | None = None  # the earliest retry recorded in this pass
         self.error: BaseException | None = None
         self.beaten_at = clock()
         runs.heartbeat(engine, run_id, self.beaten_at)  # planning may have taken a while
@@ -179,6 +180,9 @@ class Sender:
             outcome = self.transport.send(item.message)
             now = self.clock()
             held.append(verdicts.result(item, claim.attempts, outcome, now, self.settings))
+            if held[0].retry_at is not None:
+                with self.lock:
+                    self.put_back = min(self.put_back or held[0].retry_at, held[0].retry_at)
             counter = verdicts.counted_as(outcome)
             if counter:
                 self._count(item.campaign_id, counter)
@@ -277,10 +281,14 @@ def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaig
     deadline = clock() + timedelta(seconds=sender.delivery.retry_within_run_seconds)
     while not sender.halted():
         # Quiet hours are checked again at send time: a retry or a late run must wait too.
-        ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, clock())
+        started, sender.put_back = clock(), None
+        ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, started)
         _one_pass(engine, sender, composer, campaign_ids, clock, progress)
-        now = clock()
-        retry_at = ledger.next_retry(engine, campaign_ids, now)
+        # Next: what this pass put back, or what falls due after it began (what was due
+        # before, it was offered).
+        now, retry_at = clock(), ledger.next_retry(engine, campaign_ids, started)
+        if sender.put_back is not None:
+            retry_at = min(retry_at or sender.put_back, sender.put_back)
         if sender.brakes.holding(now):  # the server asked us to wait: nothing goes before
             retry_at = max(retry_at or now, sender.brakes.held_until)
         if retry_at is None or sleep is None or retry_at > deadline or sender.halted():

@@ -165,7 +165,7 @@ class SmtpTransport:
                                pacing.domain_backoff_after, clock)
         self._idle: list[smtplib.SMTP] = []   # LIFO: the last used is the least likely stale
         self._open = 0                         # connections idle + in use + being opened
-        self._connecting = 0                   # connections being opened
+        self._unproven = 0                     # new connections before their first reply
         self._closed = False
         self._pool = threading.Condition()
         self.connections_opened = 0            # a counter for tests and benchmarks
@@ -221,27 +221,42 @@ class SmtpTransport:
             connection, fresh = self._checkout()
         except _Refused as refused:
             return refused.outcome
-        outcome, stage, reusable = _transact(connection, message)
-        # A reused connection the server closed while idle, or a per-connection message limit
-        # (421 to MAIL): nothing about this message was sent yet, so one retry on a fresh
-        # connection is safe and saves the message a retry hours later.
-        stale = (stage is Stage.mail and outcome.code in (None, CLOSING) and not fresh
-                 and allow_stale_retry and outcome.status is SendStatus.failed)
-        if not stale and _slows_server(outcome):
-            # Before the connection goes back: threads waiting for one must see the back-off.
-            outcome = replace(outcome, retry_after=self.server.signal(SERVER))
-        elif fresh and outcome.tried:
-            self.server.clear(SERVER)  # a new connection carried a message: the server is back
-        self._checkin(connection, reusable)
+        outcome, stage, reusable = Outcome(SendStatus.failed), Stage.mail, False
+        try:
+            outcome, stage, reusable = _transact(connection, message)
+        finally:
+            # A reused connection the server closed while idle, or a per-connection message
+            # limit (421 to MAIL): nothing about this message was sent yet, so one retry on a
+            # fresh connection is safe and saves the message a retry hours later.
+            stale = (stage is Stage.mail and outcome.code in (None, CLOSING) and not fresh
+                     and allow_stale_retry and outcome.status is SendStatus.failed)
+            outcome = self._judge_server(outcome, fresh, stale)
+            self._checkin(connection, reusable)
         if stale:
             return self._send_once(message, allow_stale_retry=False)
         return outcome
 
     # -- the pool ----------------------------------------------------------------------------
 
+    def _judge_server(self, outcome: Outcome, fresh: bool, stale: bool) -> Outcome:
+        """After a transaction: back new connections off (a 421, a dropped connection) or, when
+        a new connection carried a message, forgive the server. Done before the connection
+        goes back, so that threads waiting for one see it."""
+        with self._pool:
+            if fresh:
+                self._unproven -= 1
+            if not stale and _slows_server(outcome):
+                return replace(outcome, retry_after=self.server.signal(SERVER))
+            if fresh and outcome.tried:
+                self.server.clear(SERVER)
+        return outcome
+
     def _checkout(self) -> tuple[smtplib.SMTP, bool]:
         """An idle connection, or a new one while under max_connections and the server is not
-        held back, else wait for one in use; ``_Refused`` when there is none to wait for."""
+        held back, else wait for one in use; ``_Refused`` when there is none to wait for.
+
+        While the server recovers from a back-off, one new connection at a time is tried: the
+        others wait until it has carried its first message (or failed)."""
         with self._pool:
             while True:
                 if self._closed:
@@ -250,36 +265,32 @@ class SmtpTransport:
                 if self._idle:
                     return self._idle.pop(), False
                 wait = self.server.remaining(SERVER)
-                probing = self._connecting and self.server.signals(SERVER)  # one at a time
+                probing = self._unproven and self.server.signals(SERVER)
                 if not wait and not probing and self._open < self.settings.max_connections:
                     self._open += 1
-                    self._connecting += 1
+                    self._unproven += 1
                     break
                 if wait and not self._open:
                     raise _Refused(held(Scope.server, wait,
                                         "the mail server refused us a moment ago; waiting"))
                 self._pool.wait()
         try:
-            connection = self._connect()
+            return self._connect(), True
         except OSError as error:  # smtplib's and ssl's errors too: each becomes an Outcome
             outcome = _refusal(error)
             with self._pool:
                 if outcome.status is SendStatus.failed:  # before anyone else looks
                     outcome = replace(outcome, retry_after=self.server.signal(SERVER))
                 self._open -= 1
-                self._connecting -= 1
+                self._unproven -= 1
                 self._pool.notify_all()
             raise _Refused(outcome) from None
         except BaseException:
             with self._pool:
                 self._open -= 1
-                self._connecting -= 1
+                self._unproven -= 1
                 self._pool.notify_all()
             raise
-        with self._pool:
-            self._connecting -= 1
-            self._pool.notify_all()
-        return connection, True
 
     def _checkin(self, connection: smtplib.SMTP, reusable: bool) -> None:
         with self._pool:

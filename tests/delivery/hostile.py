@@ -49,13 +49,15 @@ class FakeClock:
 class Faults:
     """A server script: 451 to ``rcpt`` and ``data`` shares of commands, connections dropped
     after DATA (``drop``: the message is lost; ``keep_and_drop``: kept, the reply lost), 454 to
-    an ``auth`` share of logins, and 421 to every greeting while ``storm()`` says so."""
+    an ``auth`` share of logins, and 421 to every greeting (or every MAIL: ``storm_at``) while
+    ``storm()`` says so."""
 
     def __init__(self, seed: int = 1, *, rcpt: float = 0.0, data: float = 0.0,
                  drop: float = 0.0, keep_and_drop: float = 0.0, auth: float = 0.0,
-                 storm: Callable[[], bool] | None = None):
+                 storm: Callable[[], bool] | None = None, storm_at: str = "connect"):
         self.seed, self.rcpt, self.data, self.auth = seed, rcpt, data, auth
-        self.drop, self.keep_and_drop, self.storm = drop, keep_and_drop, storm
+        self.drop, self.keep_and_drop = drop, keep_and_drop
+        self.storm, self.storm_at = storm, storm_at
         self.tries: Counter[str] = Counter()     # address → transactions that reached RCPT
         self.refusals: Counter[str] = Counter()  # address → 4xx answers to its RCPT or DATA
         self.injected: Counter[str] = Counter()  # fault → times injected
@@ -64,8 +66,8 @@ class Faults:
 
     def __call__(self, stage: str, address: str) -> str | None:
         address = address.lower()
-        if stage == "connect":
-            return self._inject("421 storm", STORM) if self.storm and self.storm() else None
+        if stage == self.storm_at and self.storm and self.storm():
+            return self._inject("421 storm", STORM)
         if stage == "auth":
             return self._inject("454 to AUTH", AUTH_LATER) if self._draw(stage, "") < self.auth \
                 else None

@@ -24,6 +24,7 @@ from engine import tables
 from engine.delivery import ledger, runner
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
+from tests.conftest import BACKENDS, fresh_postgres
 from tests.crash_sender import load_campaign, pointed_at, write_campaign
 from tests.delivery.hostile import FakeClock, Faults, realistic_shop
 from tests.shopdata import NOW
@@ -86,22 +87,26 @@ def test_one_recipients_451_does_not_hold_back_its_domain(engine, settings, proj
         assert row.next_attempt_at > NOW and "451" in row.reason
 
 
-def test_a_421_storm_slows_the_pool_and_spends_no_attempts(engine, settings, project, winback):
+@pytest.mark.parametrize("storm_at", ["connect", "mail"])
+def test_a_421_storm_slows_the_pool_and_spends_no_attempts(engine, settings, project, winback,
+                                                           storm_at):
     """Defect 8: during a storm every queued message opened its own connection and spent an
-    attempt. Now a refused connection holds the pool back (1 s, 2 s, 4 s …) and costs nothing."""
+    attempt. Now a refused connection (a 421 greeting, or a 421 to MAIL) holds new connections
+    back (1 s, 2 s, 4 s …) and costs no message an attempt."""
     addresses = realistic_shop(engine, 300)
     clock = FakeClock()
     storm_seconds = 20
-    faults = Faults(storm=lambda: clock.offset < storm_seconds)
+    faults = Faults(storm=lambda: clock.offset < storm_seconds, storm_at=storm_at)
     with MailServer(script=faults) as server:
         report = send(engine, settings, winback, server, clock=clock,
                       connection_backoff_seconds=1)
 
-    refused_connections = faults.injected["421 storm"]
-    # At most one connection per thread at the start, then one probe per back-off window.
+    refused = faults.injected["421 storm"]
+    # At most one connection per thread at the start, then one probe per back-off window
+    # (a 421 to MAIL on a connection that carried mail before is retried once on a new one).
     windows = math.ceil(math.log2(storm_seconds + 1)) + 1
-    assert 1 <= refused_connections <= 4 + windows
-    assert server.connections <= refused_connections + 4
+    assert 1 <= refused <= 4 + windows
+    assert server.connections <= refused + 4
     assert sorted(received(server)) == sorted(addresses)  # all sent once the storm passed
     assert report.interrupted is None and report.campaigns["winback"].sent == len(addresses)
     assert {row.attempts for row in ledger_rows(engine).values()} == {1}
@@ -122,11 +127,24 @@ def test_an_auth_refusal_pauses_and_gives_up_nothing(engine, settings, project, 
     assert {(str(r.status), r.attempts) for r in ledger_rows(engine).values()} == {("sent", 1)}
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request, engine, settings):
+    """(engine, settings) on SQLite, or on the PostgreSQL test server."""
+    if request.param == "sqlite":
+        yield engine, settings
+        return
+    pg = fresh_postgres("fault injection")
+    yield pg, settings.model_copy(update={"database": settings.database.model_copy(
+        update={"url": pg.url.render_as_string(hide_password=False)})})
+    pg.dispose()
+
+
 def test_a_hostile_server_loses_nothing_duplicates_nothing_gives_up_only_what_it_refused(
-        engine, settings, project, winback):
+        database, project, winback):
     """451 to 20 % of RCPTs and 20 % of DATAs, 1 % of connections dropped after DATA with the
     message lost and 1 % with it kept, 20 % of logins refused; runs an hour apart until nothing
     is left to send."""
+    engine, settings = database
     addresses = realistic_shop(engine, 600)
     faults = Faults(seed=11, rcpt=0.20, data=0.20, drop=0.01, keep_and_drop=0.01, auth=0.20)
     max_attempts = 5

@@ -4,8 +4,8 @@ Owns: the closed vocabulary of send outcomes (``SendStatus``, ``Outcome``), the 
 replies into that vocabulary (RFC 5321 reply codes, RFC 3463 enhanced status codes), the retry
 delay (``backoff``), and the two transports that never touch the network: ``FileTransport``
 (.eml files, for previews and the demo) and ``MemoryTransport`` (for tests of the code above).
-The SMTP pool lives in ``smtp`` and the loopback test server in ``mailserver``, beside this
-seam.
+The SMTP pool lives in ``smtp``, its rate limit and back-offs in ``pacing``, and the loopback
+test server in ``mailserver``, beside this seam.
 
 Must not: know campaigns, customers or the database; log a customer's address (log the domain)
 or a secret. An outcome's ``detail`` is server text with every address replaced.

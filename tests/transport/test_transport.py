@@ -29,7 +29,8 @@ from engine.transport import (
     classify,
 )
 from engine.transport.mailserver import DROP, MailServer, serve
-from engine.transport.smtp import Backoff, RateLimiter, SmtpTransport
+from engine.transport.pacing import Backoff, RateLimiter
+from engine.transport.smtp import SmtpTransport
 
 SENDER = "bounces@maison-verte.example"
 

@@ -1,4 +1,5 @@
-"""A hostile mail server for delivery tests: seeded faults, a fake clock, a realistic shop.
+"""A hostile mail server for delivery tests: seeded faults, a fake clock, a realistic shop,
+and what the ledger and the server ended up with.
 
 ``Faults`` is a script for the loopback ``MailServer``: it answers RCPT and DATA with 451s at a
 given rate, drops connections after DATA, refuses AUTH or the greeting (a 421 storm), and keeps
@@ -15,10 +16,11 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from engine import db, tables
-from engine.transport.mailserver import DROP, KEEP_AND_DROP
+from engine.delivery import ledger
+from engine.transport.mailserver import DROP, KEEP_AND_DROP, MailServer
 from tests.shopdata import NOW
 
 GREYLISTED = "451 4.7.1 Greylisted, please try again later"
@@ -135,3 +137,16 @@ def realistic_shop(engine, count: int) -> list[str]:
             for i in ids])
         db.bump_data_version(conn)
     return list(emails.values())
+
+
+def rows(engine) -> dict[str, tables.Delivery]:
+    """Deliveries by the customer's address."""
+    d, c = ledger.DELIVERIES, tables.Customer.__table__
+    with engine.connect() as conn:
+        return {r.email: r for r in conn.execute(
+            select(d, c.c.email).join(c, c.c.id == d.c.customer_id))}
+
+
+def received(server: MailServer) -> list[str]:
+    """The recipient of each message the server accepted, in order."""
+    return [m.rcpt_tos[0] for m in server.messages]

@@ -22,7 +22,7 @@ from engine.shop import importer
 from engine.transport.mailserver import DROP, MailServer
 from engine.transport.smtp import SmtpTransport
 from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
-from tests.delivery.hostile import FakeClock
+from tests.delivery.hostile import FakeClock, received, rows
 from tests.shopdata import NOW, Shop
 
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.M | re.I)
@@ -62,21 +62,10 @@ def run(engine, settings, campaign, server, clock: FakeClock | None = None, now=
         **delivery) -> runner.RunReport:
     clock = clock or FakeClock(now)
     local = pointed_at(settings, server.port, **delivery)
-    with SmtpTransport(local.smtp, clock=clock.monotonic, sleep=clock.sleep) as transport:
+    with SmtpTransport(local.smtp, delivery=local.delivery, clock=clock.monotonic,
+                       sleep=clock.sleep) as transport:
         return runner.run(engine, local, [campaign], now, transport, clock=clock.now,
                           sleep=clock.sleep)
-
-
-def rows(engine) -> dict[str, tables.Delivery]:
-    """Deliveries by the customer's address."""
-    d, c = ledger.DELIVERIES, tables.Customer.__table__
-    with engine.connect() as conn:
-        return {r.email: r for r in conn.execute(
-            select(d, c.c.email).join(c, c.c.id == d.c.customer_id))}
-
-
-def received(server: MailServer) -> list[str]:
-    return [m.rcpt_tos[0] for m in server.messages]
 
 
 def suppressed(engine) -> dict[str, str]:

@@ -18,15 +18,13 @@ from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from engine import tables
 from engine.delivery import ledger, runner
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
 from tests.conftest import BACKENDS, fresh_postgres
 from tests.crash_sender import load_campaign, pointed_at, write_campaign
-from tests.delivery.hostile import FakeClock, Faults, realistic_shop
+from tests.delivery.hostile import FakeClock, Faults, realistic_shop, received, rows
 from tests.shopdata import NOW
 
 LOGIN = ("shop", "s3cret-for-tests")
@@ -52,17 +50,6 @@ def send(engine, settings, campaign, server, *, now=NOW, clock=None, plan=True, 
                           sleep=clock.sleep, plan=plan)
 
 
-def ledger_rows(engine) -> dict[str, tables.Delivery]:
-    d, c = ledger.DELIVERIES, tables.Customer.__table__
-    with engine.connect() as conn:
-        return {r.email: r for r in conn.execute(
-            select(d, c.c.email).join(c, c.c.id == d.c.customer_id))}
-
-
-def received(server: MailServer) -> list[str]:
-    return [m.rcpt_tos[0] for m in server.messages]
-
-
 def given_up(row) -> bool:
     return str(row.status) == "failed" and row.next_attempt_at is None
 
@@ -80,9 +67,9 @@ def test_one_recipients_451_does_not_hold_back_its_domain(engine, settings, proj
     # Everyone the server did not refuse got the email in this very run, at every domain.
     assert sorted(received(server)) == sorted(a for a in addresses if a not in refused)
     assert report.campaigns["winback"].sent == len(addresses) - len(refused)
-    rows = ledger_rows(engine)
+    ledger_now = rows(engine)
     for address in refused:  # one refusal each: one attempt spent, a retry ahead
-        row = rows[address]
+        row = ledger_now[address]
         assert (str(row.status), row.attempts) == ("failed", 1)
         assert row.next_attempt_at > NOW and "451" in row.reason
 
@@ -109,7 +96,7 @@ def test_a_421_storm_slows_the_pool_and_spends_no_attempts(engine, settings, pro
     assert server.connections <= refused + 4
     assert sorted(received(server)) == sorted(addresses)  # all sent once the storm passed
     assert report.interrupted is None and report.campaigns["winback"].sent == len(addresses)
-    assert {row.attempts for row in ledger_rows(engine).values()} == {1}
+    assert {row.attempts for row in rows(engine).values()} == {1}
 
 
 def test_an_auth_refusal_pauses_and_gives_up_nothing(engine, settings, project, winback):
@@ -117,14 +104,14 @@ def test_an_auth_refusal_pauses_and_gives_up_nothing(engine, settings, project, 
     with MailServer(credentials=("shop", "another-password")) as server:
         report = send(engine, settings, winback, server, auth=True)
     assert report.paused and "535" in report.paused and server.messages == []
-    rows = ledger_rows(engine).values()
-    assert {(str(r.status), r.attempts) for r in rows} == {("planned", 0)}
+    ledger_now = rows(engine).values()
+    assert {(str(r.status), r.attempts) for r in ledger_now} == {("planned", 0)}
 
     with MailServer(credentials=LOGIN) as server:  # the password is fixed
         send(engine, settings, winback, server, now=NOW + timedelta(hours=1), plan=False,
              auth=True)
     assert sorted(received(server)) == sorted(addresses)
-    assert {(str(r.status), r.attempts) for r in ledger_rows(engine).values()} == {("sent", 1)}
+    assert {(str(r.status), r.attempts) for r in rows(engine).values()} == {("sent", 1)}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -157,13 +144,13 @@ def test_a_hostile_server_loses_nothing_duplicates_nothing_gives_up_only_what_it
             if not ledger.due_count(engine, ["winback"], NOW + timedelta(days=1)):
                 break
 
-    rows = ledger_rows(engine)
+    ledger_now = rows(engine)
     arrived = Counter(received(server))
-    by_status = Counter(str(r.status) for r in rows.values())
+    by_status = Counter(str(r.status) for r in ledger_now.values())
     duplicates = sum(n - 1 for n in arrived.values())
-    kept_and_dropped = {a for a, r in rows.items()
+    kept_and_dropped = {a for a, r in ledger_now.items()
                         if str(r.status) == "unknown" and a in arrived}
-    lost = [a for a, r in rows.items() if str(r.status) not in ("sent", "unknown")
+    lost = [a for a, r in ledger_now.items() if str(r.status) not in ("sent", "unknown")
             and not given_up(r)]
     print(f"\nfault injection: {len(addresses)} messages, {runs} runs, "
           f"{sum(faults.injected.values())} faults injected {dict(faults.injected)}, "
@@ -171,12 +158,12 @@ def test_a_hostile_server_loses_nothing_duplicates_nothing_gives_up_only_what_it
           f"ledger {dict(by_status)}")
 
     assert duplicates == 0 and lost == []
-    assert len(rows) == len(addresses)
+    assert len(ledger_now) == len(addresses)
     # Every message the server accepted is in the ledger as sent, or unknown (the reply lost).
-    assert set(arrived) == {a for a, r in rows.items() if str(r.status) == "sent"} | \
+    assert set(arrived) == {a for a, r in ledger_now.items() if str(r.status) == "sent"} | \
         kept_and_dropped
     assert faults.injected["451 to RCPT"] > 100 and faults.injected["451 to DATA"] > 50
-    for address, row in rows.items():
+    for address, row in ledger_now.items():
         # The ledger counts exactly the tries the server judged, no more.
         assert row.attempts == faults.tries[address], address
         if given_up(row):  # only what the server itself refused max_attempts times

@@ -63,6 +63,7 @@ class ImportResult:
     kind: str = ""
     customers_created: int = 0  # minimal customers made for unknown emails in Shopify orders
     skipped: int = 0            # Shopify rows without an email
+    normalised: int = 0         # names whose line breaks or control characters were removed
 
     def summary(self) -> str:
         records = self.inserted + self.updated + self.unchanged
@@ -73,6 +74,9 @@ class ImportResult:
             text += f"; {_plural(self.customers_created, 'customer')} added from order emails"
         if self.skipped:
             text += f"; {_plural(self.skipped, 'row')} without an email skipped"
+        if self.normalised:
+            text += (f"; {_plural(self.normalised, 'name')} had line breaks or control "
+                     "characters, replaced by a space or removed")
         return text
 
 
@@ -107,7 +111,7 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
         except IntegrityError as exc:
             raise conflict(exc, source.name) from None
         return ImportResult(source.rows_read, job.inserted, job.updated, job.unchanged, kind,
-                            job.customers_created, source.skipped)
+                            job.customers_created, source.skipped, job.normalised)
 
 
 def context_of(settings: Settings) -> Context:

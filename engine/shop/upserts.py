@@ -15,6 +15,10 @@ Choices, and why:
   else at ``now``; a customer who newly opts in on re-import consents at ``now``. An existing
   consent keeps its original time and source ("import:<filename>").
 - Re-importing an order replaces its line items, if the file has line-item columns.
+- Names (a customer's first and last name, a product's name) are one line: line breaks and
+  tabs become a space, NUL and other control characters go (controlchars.one_line), and the
+  summary counts the values changed. A shop's export is not refused for them: one line break
+  in one name would otherwise block the whole file, or, let in, that customer's every email.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy import bindparam, delete, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from engine import tables
+from engine.controlchars import has_controls, one_line
 from engine.errors import CsvError
 from engine.shop.importkeys import chunk_keys, lookup, refuse_repeats
 
@@ -40,6 +45,7 @@ ORDERS = tables.Order.__table__
 ITEMS = tables.OrderItem.__table__
 # The order columns a record carries as they are (customer_id is looked up from its key).
 RECORD_FIELDS = ("created_at", "local_date", "status", "total_cents", "currency", "discount_code")
+NAMES = {"customers": ("first_name", "last_name"), "products": ("name",)}  # made one line
 
 
 @dataclass
@@ -54,10 +60,20 @@ class Job:
     customers_created: int = 0
     has_items: bool = False            # the file has line-item columns
     customers_by_email: bool = False   # orders name their customer by email, not id
+    normalised: int = 0                # names that had line breaks or control characters
 
     @cached_property
     def consent_source(self) -> str:
         return f"import:{Path(self.name).name}"
+
+    def one_line_names(self, chunk: list[dict[str, Any]], kind: str) -> None:
+        """Names without line breaks or control characters, counted in ``normalised``."""
+        for record in chunk:
+            for field in NAMES[kind]:
+                value = record.get(field)
+                if value and has_controls(value):
+                    record[field] = one_line(value)
+                    self.normalised += 1
 
     def moment(self, record: dict[str, Any], *candidates: datetime | None) -> datetime:
         for candidate in candidates:
@@ -74,6 +90,7 @@ def _write_customers(conn: Connection, chunk: list[dict[str, Any]], job: Job) ->
         ((r["email_key"], 1),)), (
         (id_column, lambda r: f"customer id '{r['external_id']}'"),
         (email_column, lambda r: "the same email address (compared ignoring case)")))
+    job.one_line_names(chunk, "customers")
     found = conn.execute(select(CUSTOMERS).where(or_(
         CUSTOMERS.c.external_id.in_(chunk_keys(0)),
         CUSTOMERS.c.email_key.in_(chunk_keys(1))))).all()
@@ -129,6 +146,7 @@ def _email_customer_id(address: str) -> str:
 def _write_products(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> None:
     refuse_repeats(conn, chunk, job.name, lambda r: ((r["sku"], 0),), (
         ("Variant SKU" if job.shopify else "sku", lambda r: f"SKU '{r['sku']}'"),))
+    job.one_line_names(chunk, "products")
     found = conn.execute(select(PRODUCTS).where(PRODUCTS.c.sku.in_(chunk_keys(0)))).all()
     by_sku = {row.sku: row for row in found}
     new, changed = [], []

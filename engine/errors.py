@@ -13,6 +13,7 @@ The CLI prints ``str(error)`` as one line and exits 1; it never shows a tracebac
     ├── Invalid                several InputErrors found in one pass (``retain validate``)
     ├── NotFound               a customer, campaign or file that does not exist
     ├── SchemaError            the database's schema revision is not the code's (upgrade one)
+    ├── CustomerDataError      one customer's value their message cannot carry (that one fails)
     ├── DeliveryError          the mail server refused the run as a whole (auth, policy)
     └── StaleData              the shop's data is older than data.max_age: campaigns wait
 
@@ -115,6 +116,17 @@ class NotFound(RetainError):
 class SchemaError(RetainError):
     """The database's schema is at another revision than the code expects; the message names
     the fix (`retain db upgrade`, or upgrading retain)."""
+
+
+class CustomerDataError(RetainError):
+    """One customer's data cannot make their message (an address no header can hold, a value
+    the template fails on): that delivery fails and nobody else's does. Names the customer id
+    and the field (None: no single field), never the address."""
+
+    def __init__(self, customer_id: int, field: str | None, message: str):
+        self.customer_id, self.field, self.message = customer_id, field, message
+        where = f"customer {customer_id}" + (f", field {field}" if field else "")
+        super().__init__(f"{where}: {message}")
 
 
 class DeliveryError(RetainError):

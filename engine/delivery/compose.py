@@ -8,6 +8,14 @@ render.Renderer and builds the MIME bytes with mime.py), the messages ready for 
 renderworkers.py runs the same Composer in worker processes for big runs.
 Must not: write to the database, send, or read the clock (``now`` is a parameter).
 
+One customer's data never stops anybody else's mail. What the shop's data puts in a template
+(names, country, product names) is made one line without control characters as it is read
+(controlchars.one_line). Data a message still cannot carry (an address no header can hold, a
+value the template fails on: triage.py tells those from a broken template) comes back from
+``Composer`` as an ``Unsendable`` for that delivery alone, which the runner records ``failed``
+for good; a template broken for everyone raises its TemplateError and stops the run before
+anything is claimed.
+
 Every amount of money in the context is a ``money.Money`` in the store's currency and locale, so
 a template prints it formatted ("€12.50") without a filter; dates are ISO strings or ``date``
 objects (the ``date`` filter formats them).
@@ -29,7 +37,9 @@ from engine import db
 from engine.campaigns import models as cm
 from engine.config import Settings, Store
 from engine.consent import unsubscribe
-from engine.errors import ConfigError
+from engine.controlchars import one_line
+from engine.delivery.triage import rendered_for
+from engine.errors import ConfigError, CustomerDataError
 from engine.mail import contract, render
 from engine.money import Money
 from engine.tables import Coupon, Customer, CustomerMetrics, Delivery, Product
@@ -37,6 +47,7 @@ from engine.transport import OutgoingMessage
 
 CUSTOMERS, METRICS, PRODUCTS = Customer.__table__, CustomerMetrics.__table__, Product.__table__
 DELIVERIES, COUPONS = Delivery.__table__, Coupon.__table__
+ONE_LINE_CUSTOMER = ("first_name", "last_name", "country")  # shown by templates
 
 WHY = {
     "new_product": "You get this because you have bought {category_phrase} from {store} and "
@@ -70,14 +81,23 @@ def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
                     METRICS.c.last_order_at)
              .select_from(CUSTOMERS.outerjoin(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id))
              .where(CUSTOMERS.c.id.in_(ids)))
-    return {row.id: dict(row._mapping) for row in conn.execute(query)}
+    return {row.id: _one_line(dict(row._mapping), ONE_LINE_CUSTOMER)
+            for row in conn.execute(query)}
 
 
 def product_rows(conn: Connection, skus: set[str]) -> dict[str, dict]:
     if not skus:
         return {}
     query = select(PRODUCTS).where(PRODUCTS.c.sku.in_(sorted(skus)))
-    return {row.sku: dict(row._mapping) for row in conn.execute(query)}
+    return {row.sku: _one_line(dict(row._mapping), ("name", "category", "url", "image_url"))
+            for row in conn.execute(query)}
+
+
+def _one_line(row: dict, columns: tuple[str, ...]) -> dict:
+    for column in columns:
+        if row[column]:
+            row[column] = one_line(row[column])
+    return row
 
 
 def _money(store: Store, cents: int | None) -> Money | None:
@@ -128,7 +148,8 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
                                     category_phrase=phrase)
     offer = offer_context(payload.get("offer"), code, now, products, store)
     return {
-        "customer": {"id": customer["id"], "first_name": customer["first_name"] or "there",
+        "customer": {"id": customer["id"],
+                     "first_name": (customer["first_name"] or "").strip() or "there",
                      "last_name": customer["last_name"], "email": customer["email"],
                      "country": customer["country"]},
         "metrics": {"orders": customer["orders"] or 0,
@@ -219,6 +240,14 @@ class Ready:
     message: OutgoingMessage
 
 
+@dataclass(frozen=True, slots=True)
+class Unsendable:
+    """A delivery whose customer's data cannot make its message: it fails alone, for good."""
+    delivery_id: int
+    campaign_id: str
+    reason: str  # names the customer id and the field, never the address
+
+
 def fetch(conn: Connection, ids: list[int]) -> Page:
     """The deliveries ``ids`` with their customers, coupon codes and products: three queries."""
     d = DELIVERIES
@@ -232,7 +261,8 @@ def fetch(conn: Connection, ids: list[int]) -> Page:
 
 
 class Composer:
-    """Reads and renders pages of deliveries into messages, in this process."""
+    """Reads and renders pages of deliveries into messages, in this process; a delivery whose
+    customer's data cannot make a message comes back ``Unsendable``, the others ``Ready``."""
 
     lookahead = 0  # pages composed ahead of sending: none, composing here is sending's turn
 
@@ -242,25 +272,30 @@ class Composer:
         self.engine = engine or db.connect(settings.database.url)
         self.renderer = renderer(settings, renderers)
         self.mail_from = return_path(settings)
+        self.samples_render: dict[tuple, bool] = {}
 
-    def compose(self, ids: list[int], now: datetime) -> list[Ready]:
-        """The messages of deliveries ``ids``; TemplateError (with file and line) if a
-        template fails."""
+    def compose(self, ids: list[int], now: datetime) -> list[Ready | Unsendable]:
+        """The messages of deliveries ``ids``, in id order; TemplateError (with file and line)
+        if a template fails for everyone."""
         with self.engine.connect() as conn:
             page = fetch(conn, ids)
-        ready = []
-        for delivery_id, campaign_id, customer_id, payload in page.rows:
-            campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
-            rendered = self.renderer.render(
-                campaign.template, subject_for(campaign, payload),
-                context(self.settings, campaign, customer, payload, page.codes.get(delivery_id),
-                        now, page.products))
-            msg_id = message_id(self.settings, delivery_id, campaign_id)
-            data = mime(self.settings, rendered, customer, msg_id, campaign_id, now)
-            ready.append(Ready(delivery_id, campaign_id, OutgoingMessage(
-                mail_from=self.mail_from, rcpt_to=customer["email"], data=data,
-                message_id=msg_id)))
-        return ready
+        return [self._one(page, row, now) for row in page.rows]
+
+    def _one(self, page: Page, row: tuple[int, str, int, dict], now: datetime
+             ) -> Ready | Unsendable:
+        delivery_id, campaign_id, customer_id, payload = row
+        campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
+        try:
+            rendered = rendered_for(self.renderer, campaign, subject_for(campaign, payload),
+                                    context(self.settings, campaign, customer, payload,
+                                            page.codes.get(delivery_id), now, page.products),
+                                    self.samples_render)
+        except CustomerDataError as error:
+            return Unsendable(delivery_id, campaign_id, str(error))
+        msg_id = message_id(self.settings, delivery_id, campaign_id)
+        data = mime(self.settings, rendered, customer, msg_id, campaign_id, now)
+        return Ready(delivery_id, campaign_id, OutgoingMessage(
+            mail_from=self.mail_from, rcpt_to=customer["email"], data=data, message_id=msg_id))
 
     def submit(self, ids: list[int], now: datetime) -> Composing:
         return Composing(self, None, ids, now)
@@ -276,7 +311,7 @@ class Composing:
                  now: datetime):
         self.composer, self.future, self.ids, self.now = composer, future, ids, now
 
-    def result(self) -> list[Ready]:
+    def result(self) -> list[Ready | Unsendable]:
         ready = self.future.result() if self.future is not None else None
         # In this process when there is no worker, or when the worker failed on the page:
         # composing it here raises the error with its file and line.

@@ -4,6 +4,7 @@ Owns the life of a delivery row:
 
     planned ──claim──► sending ──reply──► sent | failed (retry later) | bounced | unknown
                           └──not tried (a back-off, a refused connection)──► planned | failed
+    planned ──its customer's data cannot make a message──► failed (for good, with the reason)
     held_out, suppressed, deferred, capped: written at plan time, never sent
 
 - ``record_plan`` inserts a plan's rows with INSERT … ON CONFLICT DO NOTHING on the unique key
@@ -17,6 +18,9 @@ Owns the life of a delivery row:
 - ``attempts`` counts the times the server judged the message: the claim adds one, and a
   result the server never judged (``untried``) takes it back, so a delivery is given up only
   after ``max_attempts`` refusals by the server itself.
+- ``fail_for_good`` records deliveries whose message cannot be built from the customer's data
+  as ``failed`` with no next attempt: a rerun would fail the same way, so none is made, and
+  ``retain deliveries`` and ``retain why`` show the reason.
 - ``recover`` turns ``sending`` rows whose run died into ``unknown``: the server may have them,
   so they are reported, never resent silently (``retry_unknown`` resends on purpose).
 Must not render or send.
@@ -354,6 +358,20 @@ def _compiled(statement, dialect) -> tuple[str, list[str] | None]:
 
 
 BOUNCEABLE = (S.sent.value, S.unknown.value, S.sending.value, S.failed.value)
+
+
+_FAIL_FOR_GOOD = text(
+    "UPDATE deliveries SET status = 'failed', reason = :reason, next_attempt_at = NULL, "
+    "attempts = attempts + 1 WHERE id = :id AND status IN ('planned', 'failed') RETURNING id")
+
+
+def fail_for_good(engine: Engine, failures: Iterable[tuple[int, str]]) -> list[int]:
+    """Deliveries (id, reason) that can never be sent as they are: ``failed`` with the reason
+    and no next attempt (a failed row without one is never due). Rows another run has taken
+    meanwhile are left alone. Returns the ids recorded."""
+    with engine.begin() as conn:
+        return [row_id for delivery_id, reason in failures for row_id in conn.execute(
+            _FAIL_FOR_GOOD, {"id": delivery_id, "reason": reason}).scalars()]
 
 
 def mark_bounced(conn: Connection, delivery_id: int, reason: str) -> int:

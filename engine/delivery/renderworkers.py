@@ -40,7 +40,8 @@ class ComposerPool(Composer):
     messages on stdout. It exits when its stdin closes, so it dies with this process, even by
     SIGKILL. Starting one costs ~1 s (imports), so until a worker says it is ready, and if one
     dies, pages are composed here; a page a worker fails on is composed again here, which
-    raises the error with its file and line.
+    raises the error with its file and line. One customer's data never fails a page: the
+    worker's Composer answers that delivery ``Unsendable`` among the others' messages.
     """
 
     def __init__(self, settings: Settings, campaigns: Mapping[str, cm.Campaign], processes: int,

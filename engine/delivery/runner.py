@@ -319,11 +319,23 @@ def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
                 break
             if ids and len(window) <= composer.lookahead:
                 continue
-            ready = window.popleft().result()
-            sender.put(ready)
+            composed = window.popleft().result()
+            sender.put(_fail_unsendable(engine, sender, composed))
             if progress:
-                progress(len(ready))
+                progress(len(composed))
     finally:
         for composing in window:
             composing.cancel()
     sender.drain()
+
+
+def _fail_unsendable(engine: Engine, sender: Sender,
+                     composed: list[compose.Ready | compose.Unsendable]) -> list[compose.Ready]:
+    """Record the deliveries whose customer's data cannot make a message as failed for good
+    (the reason names the customer and field); the others go on to the sender threads."""
+    unsendable = {u.delivery_id: u for u in composed if isinstance(u, compose.Unsendable)}
+    if unsendable:
+        for delivery_id in ledger.fail_for_good(
+                engine, [(u.delivery_id, u.reason) for u in unsendable.values()]):
+            sender._count(unsendable[delivery_id].campaign_id, "failed")
+    return [r for r in composed if isinstance(r, compose.Ready)]

@@ -121,7 +121,11 @@ def _skipped(engine: Engine, campaign: cm.Campaign, candidate: planner.Candidate
     if skip == Skip.no_consent:
         return answer(Why.no_consent, "has not agreed to receive marketing email")
     if skip == Skip.already_received:
-        status, when = _past(engine, campaign.id, candidate.customer_id, candidate.occasion)
+        status, when, reason = _past(engine, campaign.id, candidate.customer_id,
+                                     candidate.occasion)
+        if status == S.failed.value and reason:
+            return answer(Why.already_received, f"this occasion ({candidate.occasion}) was "
+                          f"planned on {when} and failed: {reason}")
         if status == S.held_out.value:
             return answer(Why.held_out, f"in the control group for this occasion "
                           f"({candidate.occasion}) since {when}: gets nothing, to measure lift")
@@ -154,15 +158,17 @@ def _what(candidate: planner.Candidate) -> str:
 
 
 def _past(engine: Engine, campaign_id: str, customer_id: int,
-          occasion: str | None) -> tuple[str, str]:
-    """The ledger's status and date for an occasion already recorded."""
+          occasion: str | None) -> tuple[str, str, str | None]:
+    """The ledger's status, date and reason for an occasion already recorded."""
     with engine.connect() as conn:
-        row = conn.execute(select(DELIVERIES.c.status, DELIVERIES.c.planned_at).where(
+        row = conn.execute(select(DELIVERIES.c.status, DELIVERIES.c.planned_at,
+                                  DELIVERIES.c.reason).where(
             DELIVERIES.c.campaign_id == campaign_id, DELIVERIES.c.customer_id == customer_id,
             DELIVERIES.c.occasion == occasion)).first()
     if row is None:
-        return "?", "?"
-    return str(getattr(row.status, "value", row.status)), f"{row.planned_at:%Y-%m-%d}"
+        return "?", "?", None
+    return (str(getattr(row.status, "value", row.status)), f"{row.planned_at:%Y-%m-%d}",
+            row.reason)
 
 
 def _not_eligible(engine: Engine, campaign: cm.Campaign, customer_id: int) -> str:

@@ -27,12 +27,14 @@ _ANY = re.compile(f"[{_BREAKS}\x00-\x08\x0e-\x1b\x1f\x7f-\x9f\u202a-\u202e\u2066
 
 def has_controls(value: str) -> bool:
     """Whether ``one_line`` would change anything but surrounding spaces."""
-    return _ANY.search(value) is not None
+    # isprintable() is False for every character above (controls, separators, format
+    # characters) and costs ~50 ns; only then is the exact search (~1 µs) worth running.
+    return not value.isprintable() and _ANY.search(value) is not None
 
 
 def one_line(value: str) -> str:
     """``value`` on one line, without control characters; unchanged (the same object) when it
     has none. Runs of line breaks and spaces become one space; the ends are stripped."""
-    if _ANY.search(value) is None:
+    if not has_controls(value):
         return value
     return _INVISIBLE.sub("", _BREAK_RUN.sub(" ", value)).strip()

@@ -202,6 +202,30 @@ def test_a_failure_for_good_shows_in_deliveries_and_why(engine, settings, projec
     assert "zoë@" not in listed.output + why.output
 
 
+@pytest.mark.postgres
+def test_a_failure_for_good_is_recorded_the_same_on_postgresql(settings, project, winback,
+                                                              server):
+    from tests.conftest import fresh_postgres
+
+    engine = fresh_postgres("isolation")
+    on_pg = settings.model_copy(update={"database": settings.database.model_copy(
+        update={"url": str(engine.url.render_as_string(hide_password=False))})})
+    shop = Shop(engine)
+    shop.buyers(5, days_ago=70)
+    unsendable = shop.customer(email="zoë@example.com", first_name="Ann\nMarie")
+    shop.order(unsendable, days_ago=70, total=4000)
+    try:
+        report = send(engine, on_pg, winback, server)
+        again = send(engine, on_pg, winback, server)
+        failed = delivery(engine, unsendable)
+    finally:
+        engine.dispose()
+    assert (report.campaigns["winback"].sent, report.campaigns["winback"].failed) == (5, 1)
+    assert again.campaigns["winback"].failed == 0 and failed.attempts == 1
+    assert failed.status == "failed" and failed.next_attempt_at is None
+    assert failed.reason.startswith(f"customer {unsendable}, field customer.email: ")
+
+
 # --- a template that fails on one customer's value, on both render paths ----------------------
 
 COUNTRY_TEMPLATE = ('{% extends "base.html" %}{% block content %}\n'

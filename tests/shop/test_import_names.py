@@ -1,16 +1,30 @@
 """Names from a shop's export arrive on one line: line breaks, NUL and other control characters
-are normalised on the way in and counted in the import's summary, never a refused file."""
+are normalised on the way in and counted in the import's summary, never a refused file (nor,
+on PostgreSQL, which stores no NUL, a database error)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from engine.shop import importer
+from tests.conftest import BACKENDS, fresh_postgres
 
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request, engine):
+    """The SQLite test file, or the PostgreSQL test database emptied."""
+    if request.param == "sqlite":
+        yield engine
+        return
+    pg = fresh_postgres("import names")
+    yield pg
+    pg.dispose()
 
 
 def write(tmp_path: Path, name: str, body: str) -> Path:

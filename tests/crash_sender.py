@@ -1,5 +1,6 @@
 """Runs one campaign in a process of its own, for the tests that kill a run or race two runs;
-also the small helpers those tests share (a campaign file, settings pointed at a test server).
+also the small helpers those tests share (a campaign file, settings pointed at a test server,
+a run through it).
 
     python tests/crash_sender.py CONFIG CAMPAIGN_YAML SMTP_PORT [RENDER_PROCESSES]
 
@@ -54,6 +55,14 @@ def pointed_at(settings: config.Settings, port: int, **delivery) -> config.Setti
                                             "timeout_seconds": 10})
     return settings.model_copy(update={
         "smtp": smtp, "delivery": settings.delivery.model_copy(update=delivery)})
+
+
+def send(engine, settings: config.Settings, campaign: campaigns.Campaign, server,
+         **options) -> runner.RunReport:
+    """Run ``campaign`` at NOW through the test's MailServer ``server``, as ``retain run``."""
+    local = pointed_at(settings, server.port)
+    with SmtpTransport(local.smtp) as transport:
+        return runner.run(engine, local, [campaign], NOW, transport, **options)
 
 
 def main(argv: list[str]) -> None:

@@ -20,14 +20,12 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from engine import tables
-from engine.campaigns import planner
 from engine.cli import app
 from engine.config import QuietHours
-from engine.delivery import compose, ledger, renderworkers, runner
+from engine.delivery import compose, ledger
 from engine.transport.mailserver import MailServer
-from engine.transport.smtp import SmtpTransport
-from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
-from tests.shopdata import NOW, Shop
+from tests.crash_sender import WINBACK, load_campaign, send, write_campaign
+from tests.shopdata import Shop
 
 CUSTOMERS = tables.Customer.__table__
 LONG_NAME = "Z" * 2000  # one word, longer than a header line may be (998)
@@ -36,23 +34,6 @@ HOSTILE_FIRST = ("Ann\r\nBcc: victim@example.com\x00\x07\x1b[31m\u202eevil\u202c
 HOSTILE_LAST = LONG_NAME + "\n\t\x00O'Brien"
 HOSTILE_COUNTRY = "Llanfair" * 200 + "\r\n\x00"
 C0 = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # in a header, once CRLF is taken out
-
-
-@pytest.fixture
-def server():
-    with MailServer() as running:
-        yield running
-
-
-@pytest.fixture
-def winback(tmp_path):
-    return load_campaign(write_campaign(tmp_path))
-
-
-def send(engine, settings, campaign, server, **options) -> runner.RunReport:
-    local = pointed_at(settings, server.port)
-    with SmtpTransport(local.smtp) as transport:
-        return runner.run(engine, local, [campaign], NOW, transport, **options)
 
 
 def delivery(engine, customer_id: int) -> tables.Delivery:
@@ -232,14 +213,20 @@ COUNTRY_TEMPLATE = ('{% extends "base.html" %}{% block content %}\n'
                     "<p>Shipping to {{ customer.country.lower() }}</p>\n{% endblock %}")
 
 
+def shipping_campaign(project, tmp_path, shop: Shop, customers: int):
+    """A winback campaign whose template prints the customer's country in lower case, and
+    ``customers`` drowsy customers in France."""
+    (project / "templates" / "country.html").write_text(COUNTRY_TEMPLATE)
+    for _ in range(customers):
+        shop.order(shop.customer(country="FR"), days_ago=70, total=4000)
+    return load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
+                                                                  "country.html")))
+
+
 def test_a_value_the_template_fails_on_fails_that_delivery_alone(engine, settings, project,
                                                                  tmp_path, server):
-    (project / "templates" / "country.html").write_text(COUNTRY_TEMPLATE)
-    campaign = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
-                                                                      "country.html")))
     shop = Shop(engine)
-    for _ in range(30):
-        shop.order(shop.customer(country="FR"), days_ago=70, total=4000)
+    campaign = shipping_campaign(project, tmp_path, shop, 30)
     nowhere = shop.customer(email="nowhere@example.com", country=None)
     shop.order(nowhere, days_ago=70, total=4000)
 
@@ -254,29 +241,16 @@ def test_a_value_the_template_fails_on_fails_that_delivery_alone(engine, setting
     assert "country.html:2" in failed.reason
 
 
-def test_a_render_worker_returns_the_unsendable_with_the_others(engine, settings, project,
-                                                                 tmp_path):
-    (project / "templates" / "country.html").write_text(COUNTRY_TEMPLATE)
-    campaign = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
-                                                                      "country.html")))
+def test_a_render_worker_returns_the_unsendable_with_the_others(engine, project, tmp_path,
+                                                                 composed_both_ways):
     shop = Shop(engine)
-    for _ in range(5):
-        shop.order(shop.customer(country="FR"), days_ago=70, total=4000)
+    campaign = shipping_campaign(project, tmp_path, shop, 5)
     nowhere = shop.customer(country=None)
     shop.order(nowhere, days_ago=70, total=4000)
     zoe = shop.customer(email="zoë@example.com", country="FR")
     shop.order(zoe, days_ago=70, total=4000)
-    ledger.record_plan(engine, planner.plan(engine, settings, campaign, NOW), NOW)
-    ids = ledger.due(engine, ["winback"], NOW)
-    here = compose.Composer(settings, {"winback": campaign}, engine).compose(ids, NOW)
-    pool = renderworkers.ComposerPool(settings, {"winback": campaign}, 1, engine)
-    try:
-        assert pool._workers[0].ready.wait(30), "the render worker did not start"
-        composing = pool.submit(ids, NOW)
-        assert composing.future is not None  # composed by the worker, not here
-        assert composing.result() == here
-    finally:
-        pool.close()
+    here, there = composed_both_ways(campaign)
+    assert there == here
     unsendable = {u.delivery_id: u.reason for u in here if isinstance(u, compose.Unsendable)}
     assert sorted(unsendable) == [delivery(engine, nowhere).id, delivery(engine, zoe).id]
     assert unsendable[delivery(engine, nowhere).id].startswith(

@@ -27,26 +27,14 @@ from sqlmodel import SQLModel
 from engine import db, tables
 from engine.campaigns import planner
 from engine.consent import suppressions, unsubscribe
-from engine.delivery import compose, ledger, renderworkers, runner, runs
+from engine.delivery import ledger, renderworkers, runner, runs
 from engine.errors import TemplateError
 from engine.transport.mailserver import MailServer
-from engine.transport.smtp import SmtpTransport
-from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
+from tests.crash_sender import WINBACK, load_campaign, send, write_campaign
 from tests.shopdata import NOW, Shop
 
 HERE = Path(__file__).resolve().parents[1]
 MESSAGE_ID = re.compile(rb"^Message-ID: <d(\d+)\.winback@[^>]+>", re.M | re.I)
-
-
-@pytest.fixture
-def server():
-    with MailServer() as running:
-        yield running
-
-
-@pytest.fixture
-def winback(tmp_path):
-    return load_campaign(write_campaign(tmp_path))
 
 
 def drowsy_buyers(engine, count: int) -> list[int]:
@@ -84,12 +72,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def send(engine, settings, campaign, server, **options) -> runner.RunReport:
-    local = pointed_at(settings, server.port)
-    with SmtpTransport(local.smtp) as transport:
-        return runner.run(engine, local, [campaign], NOW, transport, **options)
 
 
 def statuses(engine) -> dict[int, str]:
@@ -256,21 +238,11 @@ def test_a_plan_another_run_wrote_first_is_not_counted_again(engine, settings, p
     assert ledger.record_plan(engine, [first, *late], NOW) == {"already_planned": 30}
 
 
-def test_render_workers_compose_the_same_bytes_as_composing_here(engine, settings, project,
-                                                                winback):
+def test_render_workers_compose_the_same_bytes_as_composing_here(engine, project, winback,
+                                                                composed_both_ways):
     drowsy_buyers(engine, 30)
-    ledger.record_plan(engine, planner.plan(engine, settings, winback, NOW), NOW)
-    ids = ledger.due(engine, ["winback"], NOW)
-    here = compose.Composer(settings, {"winback": winback}, engine).compose(ids, NOW)
-    pool = renderworkers.ComposerPool(settings, {"winback": winback}, 1, engine)
-    try:
-        assert pool._workers[0].ready.wait(30), "the render worker did not start"
-        composing = pool.submit(ids, NOW)
-        assert composing.future is not None  # composed by the worker, not here
-        assert composing.result() == here and len(here) == 30
-    finally:
-        pool.close()
-    assert pool._workers[0].process.returncode == 0
+    here, there = composed_both_ways(winback)
+    assert there == here and len(here) == 30
 
 
 def test_a_template_that_fails_in_a_worker_is_reported_with_its_file_and_line(

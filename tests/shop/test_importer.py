@@ -447,3 +447,51 @@ def test_progress_bar_goes_to_stderr_and_changes_nothing(engine, settings, tmp_p
 def test_summary_wording():
     assert importer.ImportResult(1200, 1180, 20, 0).summary() == \
         "1200 rows: 1180 new, 20 updated, 0 unchanged"
+
+
+# --- names on one line: normalised and counted, never a refused file -------------------------
+# (PostgreSQL stores no NUL: before, such a name failed the whole import there.)
+
+NORMALISED = "had line breaks or control characters, replaced by a space or removed"
+
+
+def names(engine, sql) -> dict[str, tuple]:
+    return {r.pop("key"): tuple(r.values()) for r in rows(engine, sql)}
+
+
+def test_line_breaks_and_control_characters_in_names_are_normalised_and_counted(
+        engine, settings, tmp_path):
+    path = write(tmp_path, "customers.csv", (
+        "customer_id,email,first_name,last_name\n"
+        'C1,ann@example.com,"Ann\r\nMarie",Lee\n'          # a line break inside a quoted cell
+        "C2,bob@example.com,Bob\x00,\x1b[31mRed\u202eKing\n"  # NUL; ESC, then an RTL override
+        "C3,cy@example.com,Cy\tJo,Plain\n"
+        "C4,dee@example.com,Zoë,O'Brien\n"))
+
+    result = run(engine, settings, "customers", path)
+
+    assert result.summary() == f"4 rows: 4 new, 0 updated, 0 unchanged; 4 names {NORMALISED}"
+    assert names(engine, "SELECT external_id AS key, first_name, last_name FROM customers") == {
+        "C1": ("Ann Marie", "Lee"), "C2": ("Bob", "[31mRedKing"), "C3": ("Cy Jo", "Plain"),
+        "C4": ("Zoë", "O'Brien")}
+
+
+def test_a_clean_reimport_of_normalised_names_changes_nothing(engine, settings, tmp_path):
+    run(engine, settings, "customers", write(tmp_path, "dirty.csv", (
+        "customer_id,email,first_name\n" 'C1,ann@example.com,"Ann\nMarie"\n')))
+    clean = write(tmp_path, "clean.csv", "customer_id,email,first_name\n"
+                                         "C1,ann@example.com,Ann Marie\n")
+
+    assert run(engine, settings, "customers", clean).summary() == \
+        "1 rows: 0 new, 0 updated, 1 unchanged"
+
+
+def test_product_names_from_a_shopify_export_are_normalised_too(engine, settings, tmp_path):
+    path = write(tmp_path, "products_export.csv", (
+        "Handle,Title,Variant SKU,Variant Price\n"
+        'mat,"Yoga mat\n(blue)",MAT-1,49.00\n'
+        "tea,Sencha\x07 100 g,TEA-1,8.90\n"))
+
+    assert run(engine, settings, "products", path).summary().endswith(f"; 2 names {NORMALISED}")
+    assert names(engine, "SELECT sku AS key, name FROM products") == {
+        "MAT-1": ("Yoga mat (blue)",), "TEA-1": ("Sencha 100 g",)}

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test test-fast lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/with-postgres.sh $(BIN)/python -m pytest -q
+
+# The suite without the tests marked slow (subprocesses, kills, thousands of emails): for the edit loop.
+test-fast: $(STAMP)
+	scripts/with-postgres.sh $(BIN)/python -m pytest -q -m 'not slow'
 
 # Style, and the layers contract of README "How it is built" (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)

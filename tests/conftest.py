@@ -63,3 +63,26 @@ def fresh_postgres(what: str):
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def on_each_backend(what: str):
+    """An ``engine`` fixture that runs each test of a module twice: on the SQLite test file and
+    on the PostgreSQL test database, emptied. In a module: ``engine = on_each_backend("planner")``.
+    """
+    @pytest.fixture(params=BACKENDS)
+    def engine(request, settings):
+        if request.param == "sqlite":
+            found = db.connect(settings.database.url)
+        else:
+            found = fresh_postgres(what)
+        yield found
+        found.dispose()
+
+    return engine
+
+
+def settings_on(engine, settings: config.Settings) -> config.Settings:
+    """``settings`` pointed at ``engine``'s database (for code that opens its own connections)."""
+    url = engine.url.render_as_string(hide_password=False)
+    return settings.model_copy(update={"database": settings.database.model_copy(
+        update={"url": url})})

@@ -1,5 +1,5 @@
 """Runs one campaign in a process of its own, for the tests that kill a run or race two runs;
-also the small helpers those tests share (a campaign file, settings pointed at a test server,
+also the small helpers those tests share (settings pointed at a test server,
 a run through it).
 
     python tests/crash_sender.py CONFIG CAMPAIGN_YAML SMTP_PORT [RENDER_PROCESSES]
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script: make `engine` and `tests` importable
@@ -24,26 +23,6 @@ from engine.campaigns import models as campaigns  # noqa: E402
 from engine.delivery import runner  # noqa: E402
 from engine.transport.smtp import SmtpTransport  # noqa: E402
 from tests.shopdata import NOW  # noqa: E402
-
-# Customers whose last order was 60-119 days ago are drowsy: each gets one coupon email.
-WINBACK = """
-    id: winback
-    kind: winback
-    template: winback.html
-    subject: "{{ customer.first_name }}, we miss you: {{ offer.percent_off }}% off"
-    steps:
-      - {tier: drowsy, coupon: {percent_off: 10, prefix: BACK}}
-"""
-
-
-def write_campaign(folder: Path, text: str = WINBACK) -> Path:
-    path = Path(folder) / "winback.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def load_campaign(path: Path) -> campaigns.Campaign:
-    return campaigns.load_file(path)
 
 
 def pointed_at(settings: config.Settings, port: int, **delivery) -> config.Settings:
@@ -71,7 +50,7 @@ def main(argv: list[str]) -> None:
     settings = pointed_at(config.load(config_path, environ={}), port)
     engine = db.connect(settings.database.url)
     with SmtpTransport(settings.smtp) as transport:
-        report = runner.run(engine, settings, [load_campaign(campaign_path)], NOW, transport,
+        report = runner.run(engine, settings, [campaigns.load_file(campaign_path)], NOW, transport,
                             render_processes=processes)
     print(json.dumps(report.as_dict()), flush=True)
 

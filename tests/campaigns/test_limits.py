@@ -12,7 +12,7 @@ from engine import config, tables
 from engine.campaigns import models as campaigns
 from engine.delivery import runner
 from engine.transport import MemoryTransport
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 
 WINBACK = """
@@ -51,15 +51,7 @@ def deliveries(engine) -> dict[tuple[str, int], tuple[str, str | None]]:
         return {(r.campaign_id, r.customer_id): (str(r.status.value), r.reason) for r in rows}
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    """Sending under the cap and quiet hours on SQLite, and on PostgreSQL."""
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("limits")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("limits")
 
 
 @pytest.fixture

@@ -16,19 +16,10 @@ from engine.campaigns import models as campaigns
 from engine.campaigns import offers, planner
 from engine.consent import suppressions
 from engine.delivery import ledger
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 
-
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    """Planning and the ledger on the SQLite test file, and on PostgreSQL."""
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("planner")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("planner")
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from engine.delivery import runner
 from engine.errors import ConfigError
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
-from tests.crash_sender import load_campaign, pointed_at, write_campaign
+from tests.campaignfiles import load_campaign, write_campaign
+from tests.crash_sender import pointed_at
 from tests.shopdata import NOW, Shop
 
 

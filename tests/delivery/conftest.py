@@ -1,5 +1,5 @@
 """Fixtures the delivery tests share: a real SMTP server on loopback, the test winback campaign
-(tests/crash_sender.py's WINBACK: drowsy customers, a 10 % coupon, no holdout), and a campaign's
+(tests/campaignfiles.py's winback: drowsy customers, a 10 % coupon, no holdout), and a campaign's
 due mail composed both in the test's process and by a render worker process."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from engine.campaigns import planner
 from engine.delivery import compose, ledger, renderworkers
 from engine.transport.mailserver import MailServer
-from tests.crash_sender import load_campaign, write_campaign
+from tests.campaignfiles import load_campaign, write_campaign
 from tests.shopdata import NOW
 
 

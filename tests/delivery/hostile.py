@@ -14,7 +14,6 @@ import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, text
 
@@ -27,25 +26,6 @@ GREYLISTED = "451 4.7.1 Greylisted, please try again later"
 BUSY = "451 4.3.0 Temporary local problem, try again later"
 STORM = "421 4.3.2 Too many connections, try again later"
 AUTH_LATER = "454 4.7.0 Temporary authentication failure"
-
-
-class FakeClock:
-    """The run's wall clock and the transport's monotonic clock, moved only by ``sleep``."""
-
-    def __init__(self, start: datetime = NOW):
-        self.start, self.offset, self.slept = start, 0.0, []
-        self.lock = threading.Lock()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return 10_000.0 + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.offset += max(0.0, seconds)
-            self.slept.append(seconds)
 
 
 class Faults:

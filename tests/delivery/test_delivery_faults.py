@@ -21,8 +21,10 @@ from engine.delivery import ledger, runner
 from engine.shop import importer
 from engine.transport.mailserver import DROP, MailServer
 from engine.transport.smtp import SmtpTransport
-from tests.crash_sender import WINBACK, load_campaign, pointed_at, write_campaign
-from tests.delivery.hostile import FakeClock, received, rows
+from tests.campaignfiles import load_campaign, write_campaign
+from tests.clock import FakeClock
+from tests.crash_sender import pointed_at
+from tests.delivery.hostile import received, rows
 from tests.shopdata import NOW, Shop
 
 MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.M | re.I)
@@ -64,7 +66,7 @@ def run(engine, settings, campaign, server, clock: FakeClock | None = None, now=
     local = pointed_at(settings, server.port, **delivery)
     with SmtpTransport(local.smtp, delivery=local.delivery, clock=clock.monotonic,
                        sleep=clock.sleep) as transport:
-        return runner.run(engine, local, [campaign], now, transport, clock=clock.now,
+        return runner.run(engine, local, [campaign], now, transport, clock=clock,
                           sleep=clock.sleep)
 
 
@@ -141,8 +143,7 @@ def test_an_unknown_mailbox_bounces_and_stays_suppressed_after_a_reimport(
     assert consenting  # the import gave consent again ...
     assert suppressed(engine) == {"gone@example.com": "bounced"}  # ... the list still wins
     (tmp_path / "second").mkdir()
-    other = load_campaign(write_campaign(tmp_path / "second",
-                                         WINBACK.replace("id: winback", "id: winback2")))
+    other = load_campaign(write_campaign(tmp_path / "second", id="winback2"))
     with MailServer() as server:
         report = run(engine, settings, other, server)
     assert received(server) == ["here@example.com"]

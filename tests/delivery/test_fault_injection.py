@@ -22,9 +22,11 @@ from pydantic import SecretStr
 from engine.delivery import ledger, runner
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
-from tests.conftest import BACKENDS, fresh_postgres
-from tests.crash_sender import load_campaign, pointed_at, write_campaign
-from tests.delivery.hostile import FakeClock, Faults, realistic_shop, received, rows
+from tests.campaignfiles import load_campaign, write_campaign
+from tests.clock import FakeClock
+from tests.conftest import on_each_backend, settings_on
+from tests.crash_sender import pointed_at
+from tests.delivery.hostile import Faults, realistic_shop, received, rows
 from tests.shopdata import NOW
 
 LOGIN = ("shop", "s3cret-for-tests")
@@ -46,7 +48,7 @@ def send(engine, settings, campaign, server, *, now=NOW, clock=None, plan=True, 
     local = local.model_copy(update={"smtp": smtp})
     with SmtpTransport(smtp, clock=clock.monotonic, sleep=clock.sleep,
                        delivery=local.delivery) as transport:
-        return runner.run(engine, local, [campaign], now, transport, clock=clock.now,
+        return runner.run(engine, local, [campaign], now, transport, clock=clock,
                           sleep=clock.sleep, plan=plan)
 
 
@@ -83,7 +85,7 @@ def test_a_421_storm_slows_the_pool_and_spends_no_attempts(engine, settings, pro
     addresses = realistic_shop(engine, 300)
     clock = FakeClock()
     storm_seconds = 20
-    faults = Faults(storm=lambda: clock.offset < storm_seconds, storm_at=storm_at)
+    faults = Faults(storm=lambda: clock.elapsed < storm_seconds, storm_at=storm_at)
     with MailServer(script=faults) as server:
         report = send(engine, settings, winback, server, clock=clock,
                       connection_backoff_seconds=1)
@@ -114,18 +116,16 @@ def test_an_auth_refusal_pauses_and_gives_up_nothing(engine, settings, project, 
     assert {(str(r.status), r.attempts) for r in rows(engine).values()} == {("sent", 1)}
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request, engine, settings):
-    """(engine, settings) on SQLite, or on the PostgreSQL test server."""
-    if request.param == "sqlite":
-        yield engine, settings
-        return
-    pg = fresh_postgres("fault injection")
-    yield pg, settings.model_copy(update={"database": settings.database.model_copy(
-        update={"url": pg.url.render_as_string(hide_password=False)})})
-    pg.dispose()
+engine = on_each_backend("fault injection")
 
 
+@pytest.fixture
+def database(engine, settings):
+    """(engine, settings) on SQLite, and on the PostgreSQL test server."""
+    return engine, settings_on(engine, settings)
+
+
+@pytest.mark.slow
 def test_a_hostile_server_loses_nothing_duplicates_nothing_gives_up_only_what_it_refused(
         database, project, winback):
     """451 to 20 % of RCPTs and 20 % of DATAs, 1 % of connections dropped after DATA with the

@@ -24,7 +24,8 @@ from engine.cli import app
 from engine.config import QuietHours
 from engine.delivery import compose, ledger
 from engine.transport.mailserver import MailServer
-from tests.crash_sender import WINBACK, load_campaign, send, write_campaign
+from tests.campaignfiles import load_campaign, write_campaign
+from tests.crash_sender import send
 from tests.shopdata import Shop
 
 CUSTOMERS = tables.Customer.__table__
@@ -219,8 +220,7 @@ def shipping_campaign(project, tmp_path, shop: Shop, customers: int):
     (project / "templates" / "country.html").write_text(COUNTRY_TEMPLATE)
     for _ in range(customers):
         shop.order(shop.customer(country="FR"), days_ago=70, total=4000)
-    return load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
-                                                                  "country.html")))
+    return load_campaign(write_campaign(tmp_path, template="country.html"))
 
 
 def test_a_value_the_template_fails_on_fails_that_delivery_alone(engine, settings, project,
@@ -241,6 +241,7 @@ def test_a_value_the_template_fails_on_fails_that_delivery_alone(engine, setting
     assert "country.html:2" in failed.reason
 
 
+@pytest.mark.slow
 def test_a_render_worker_returns_the_unsendable_with_the_others(engine, project, tmp_path,
                                                                  composed_both_ways):
     shop = Shop(engine)

@@ -30,7 +30,8 @@ from engine.consent import suppressions, unsubscribe
 from engine.delivery import ledger, renderworkers, runner, runs
 from engine.errors import TemplateError
 from engine.transport.mailserver import MailServer
-from tests.crash_sender import WINBACK, load_campaign, send, write_campaign
+from tests.campaignfiles import load_campaign, write_campaign
+from tests.crash_sender import send
 from tests.shopdata import NOW, Shop
 
 HERE = Path(__file__).resolve().parents[1]
@@ -144,6 +145,7 @@ def test_a_message_is_well_formed_with_one_click_unsubscribe(engine, settings, p
     assert https in words and "12 rue des Lilas, 75011 Paris" in words
 
 
+@pytest.mark.slow
 def test_a_killed_run_loses_nothing_and_resends_nothing(engine, settings, project, winback,
                                                          server, config_path, tmp_path):
     """SIGKILL a sending process part-way, then run again: every planned email is received
@@ -198,6 +200,7 @@ def test_a_killed_run_loses_nothing_and_resends_nothing(engine, settings, projec
         [i for i, s in before.items() if s == "sent"]) - len(in_flight)
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_send_each_email_once(engine, settings, project, winback, server,
                                                 config_path, tmp_path):
     drowsy_buyers(engine, 400)
@@ -238,6 +241,7 @@ def test_a_plan_another_run_wrote_first_is_not_counted_again(engine, settings, p
     assert ledger.record_plan(engine, [first, *late], NOW) == {"already_planned": 30}
 
 
+@pytest.mark.slow
 def test_render_workers_compose_the_same_bytes_as_composing_here(engine, project, winback,
                                                                 composed_both_ways):
     drowsy_buyers(engine, 30)
@@ -245,13 +249,13 @@ def test_render_workers_compose_the_same_bytes_as_composing_here(engine, project
     assert there == here and len(here) == 30
 
 
+@pytest.mark.slow
 def test_a_template_that_fails_in_a_worker_is_reported_with_its_file_and_line(
         engine, settings, project, tmp_path):
     (project / "templates" / "broken.html").write_text(
         '{% extends "base.html" %}{% block content %}\n<p>{{ offer.code }}</p>\n'
         "<p>{{ customer.first_name.nickname }}</p>{% endblock %}")
-    broken = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
-                                                                    "broken.html")))
+    broken = load_campaign(write_campaign(tmp_path, template="broken.html"))
     drowsy_buyers(engine, 3)
     ledger.record_plan(engine, planner.plan(engine, settings, broken, NOW), NOW)
     pool = renderworkers.ComposerPool(settings, {"winback": broken}, 1, engine)
@@ -268,8 +272,7 @@ def test_a_template_error_stops_the_run_before_anything_is_claimed(engine, setti
     (project / "templates" / "broken.html").write_text(
         '{% extends "base.html" %}{% block content %}{{ customer.first_name.nickname }}'
         "{% endblock %}")
-    broken = load_campaign(write_campaign(tmp_path, WINBACK.replace("winback.html",
-                                                                    "broken.html")))
+    broken = load_campaign(write_campaign(tmp_path, template="broken.html"))
     drowsy_buyers(engine, 5)
     with pytest.raises(TemplateError, match=r"broken\.html:1: "):
         send(engine, settings, broken, server)

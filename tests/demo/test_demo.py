@@ -212,6 +212,7 @@ def test_demo_will_not_replace_a_shop_it_did_not_build(engine, settings):
     assert count(engine, "SELECT count(*) FROM customers") == 1
 
 
+@pytest.mark.slow
 def test_demo_sends_every_campaign_once_and_prints_counts(engine, settings, project):
     screen = Console(file=io.StringIO(), width=160)
     report = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)

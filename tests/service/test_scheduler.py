@@ -21,32 +21,12 @@ from engine.service import schedule
 from engine.service.scheduler import Scheduler
 from engine.transport import MemoryTransport
 from engine.transport.mailserver import MailServer
+from tests.campaignfiles import campaign_yaml, write_campaign
+from tests.clock import FakeClock
 from tests.shopdata import Shop
 
 PARIS = ZoneInfo("Europe/Paris")
 ROOT = Path(__file__).resolve().parents[2]
-
-WINBACK = """\
-id: winback
-kind: winback
-schedule: "{cron}"
-template: winback.html
-subject: "We miss you"
-steps:
-  - {{tier: drowsy, coupon: {{percent_off: 10}}}}
-"""
-
-
-class FakeClock:
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
-
 
 @pytest.fixture
 def project(tmp_path, config_path):
@@ -59,12 +39,6 @@ def shutil_copy_templates(tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
-
-
-def write_campaign(project: Path, cron: str = "0 10 * * *", name: str = "winback") -> Path:
-    path = project / "campaigns" / f"{name}.yaml"
-    path.write_text(WINBACK.format(cron=cron).replace("id: winback", f"id: {name}"))
-    return path
 
 
 def dormant_customers(engine, n: int, now: datetime) -> None:
@@ -85,8 +59,8 @@ def sent(engine) -> int:
 
 
 def test_each_campaign_gets_a_job_at_its_cron_in_the_store_zone(engine, settings, project):
-    write_campaign(project, "0 10 * * *", "daily")
-    write_campaign(project, "30 9 * * 1", "mondays")
+    write_campaign(project / "campaigns", schedule="0 10 * * *", id="daily")
+    write_campaign(project / "campaigns", schedule="30 9 * * 1", id="mondays")
     clock = FakeClock(datetime(2026, 6, 17, 12, 0, tzinfo=UTC))  # a Wednesday
     scheduler = service(engine, settings, clock)
     scheduler.start(paused=True)
@@ -100,7 +74,7 @@ def test_each_campaign_gets_a_job_at_its_cron_in_the_store_zone(engine, settings
 
 
 def test_cron_follows_daylight_saving_in_the_store_zone(settings):
-    daily = campaigns.parse_text(WINBACK.format(cron="0 9 * * *"))
+    daily = campaigns.parse_text(campaign_yaml(schedule="0 9 * * *"))
     zone = settings.store.zone
     before = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)   # two days before clocks go forward
     first = schedule.next_fire(daily, zone, before)
@@ -108,7 +82,7 @@ def test_cron_follows_daylight_saving_in_the_store_zone(settings):
     assert first.astimezone(UTC).hour == 8 and second.astimezone(UTC).hour == 7
     assert first.astimezone(PARIS).hour == second.astimezone(PARIS).hour == 9
     # 02:30 happens twice when clocks go back (2026-10-25): the campaign still runs once.
-    night = campaigns.parse_text(WINBACK.format(cron="30 2 * * *"))
+    night = campaigns.parse_text(campaign_yaml(schedule="30 2 * * *"))
     ticks = []
     moment = datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
     while moment < datetime(2026, 10, 26, 12, 0, tzinfo=UTC):
@@ -125,7 +99,7 @@ def test_cron_follows_daylight_saving_in_the_store_zone(settings):
 
 
 def test_a_tick_fires_its_campaign_through_the_runner(engine, settings, project):
-    write_campaign(project)
+    write_campaign(project / "campaigns", schedule="0 10 * * *")
     clock = FakeClock(datetime(2026, 6, 17, 8, 0, tzinfo=UTC))
     dormant_customers(engine, 5, clock.now)
     scheduler = service(engine, settings, clock)
@@ -139,7 +113,7 @@ def test_a_tick_fires_its_campaign_through_the_runner(engine, settings, project)
 
 
 def test_missed_ticks_are_caught_up_once_within_the_grace_period(engine, settings, project):
-    write_campaign(project, "0 10 * * *")
+    write_campaign(project / "campaigns", schedule="0 10 * * *")
     clock = FakeClock(datetime(2026, 6, 15, 7, 0, tzinfo=UTC))
     dormant_customers(engine, 3, clock.now)
     schedule.start_tracking(engine, [campaigns.load_file(project / "campaigns" /
@@ -166,7 +140,7 @@ def test_missed_ticks_are_caught_up_once_within_the_grace_period(engine, setting
 
 
 def test_reload_keeps_the_last_valid_campaigns(engine, settings, project, caplog):
-    path = write_campaign(project, "0 10 * * *")
+    path = write_campaign(project / "campaigns", schedule="0 10 * * *")
     scheduler = service(engine, settings, FakeClock(datetime(2026, 6, 15, tzinfo=UTC)))
     scheduler.start(paused=True)
     try:
@@ -175,7 +149,7 @@ def test_reload_keeps_the_last_valid_campaigns(engine, settings, project, caplog
         assert scheduler.campaigns["winback"].steps[0].tier == "drowsy"
         assert "winback" in scheduler.next_runs()
         assert "sleepy" in caplog.text and str(path) in caplog.text
-        path.write_text(WINBACK.format(cron="15 7 * * *"))
+        path.write_text(campaign_yaml(schedule="15 7 * * *"))
         assert scheduler.reload() is True
         assert scheduler.next_runs()["winback"].astimezone(PARIS).strftime("%H:%M") == "07:15"
     finally:
@@ -184,7 +158,7 @@ def test_reload_keeps_the_last_valid_campaigns(engine, settings, project, caplog
 
 def test_a_second_scheduler_stands_by_and_takes_over_when_the_lease_lapses(engine, settings,
                                                                            project):
-    write_campaign(project)
+    write_campaign(project / "campaigns", schedule="0 10 * * *")
     clock = FakeClock(datetime(2026, 6, 15, 8, 0, tzinfo=UTC))
     first = service(engine, settings, clock, lease_ttl=timedelta(seconds=60))
     second = service(engine, settings, clock, lease_ttl=timedelta(seconds=60))
@@ -206,7 +180,7 @@ def test_a_second_scheduler_stands_by_and_takes_over_when_the_lease_lapses(engin
 
 def test_the_ledger_prevents_duplicates_even_if_the_lease_is_bypassed(engine, settings,
                                                                       project):
-    write_campaign(project)
+    write_campaign(project / "campaigns", schedule="0 10 * * *")
     clock = FakeClock(datetime(2026, 6, 17, 8, 0, tzinfo=UTC))
     dormant_customers(engine, 4, clock.now)
     one, two = service(engine, settings, clock), service(engine, settings, clock)
@@ -223,7 +197,7 @@ def test_the_ledger_prevents_duplicates_even_if_the_lease_is_bypassed(engine, se
 
 
 def test_paused_campaigns_do_not_run_until_resumed(engine, settings, project):
-    write_campaign(project)
+    write_campaign(project / "campaigns", schedule="0 10 * * *")
     clock = FakeClock(datetime(2026, 6, 17, 8, 0, tzinfo=UTC))
     dormant_customers(engine, 2, clock.now)
     schedule.pause(engine, "winback", "checking the offer", clock.now)
@@ -240,9 +214,10 @@ def test_paused_campaigns_do_not_run_until_resumed(engine, settings, project):
 TOTAL = 2000  # enough that the SIGTERM lands while several sender threads are busy
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_loses_nothing(tmp_path, project):
     """A real `retain scheduler` process is stopped while sending; nothing is lost or doubled."""
-    write_campaign(project, "* * * * *")
+    write_campaign(project / "campaigns", schedule="* * * * *")
     config_file = project / "config.yaml"
     url = f"sqlite:///{tmp_path}/test.db"
     with MailServer() as server:
@@ -287,8 +262,8 @@ def test_a_paused_campaign_is_left_out_by_every_run_until_resumed(engine, settin
 
     from engine.cli import app
 
-    write_campaign(project, "0 10 * * *", "winback")
-    write_campaign(project, "0 10 * * *", "second")
+    write_campaign(project / "campaigns", schedule="0 10 * * *", id="winback")
+    write_campaign(project / "campaigns", schedule="0 10 * * *", id="second")
     chosen = [campaigns.load_file(project / "campaigns" / f"{n}.yaml")
               for n in ("winback", "second")]
     clock = FakeClock(datetime(2026, 6, 15, 7, 0, tzinfo=UTC))

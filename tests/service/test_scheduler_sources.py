@@ -16,7 +16,9 @@ from engine.delivery import runner
 from engine.service import status
 from engine.service.scheduler import Scheduler
 from engine.transport import MemoryTransport
-from tests.service.test_scheduler import FakeClock, shutil_copy_templates, write_campaign
+from tests.campaignfiles import write_campaign
+from tests.clock import FakeClock
+from tests.service.test_scheduler import shutil_copy_templates
 from tests.sourcedata import with_sources
 
 SOURCES = "  - {name: drop, kind: folder, path: drop, settle_seconds: 0}\n"
@@ -37,7 +39,7 @@ def started(engine, config_path, tmp_path):
     clock (started, cron paused: the tests fire ticks themselves)."""
     shutil_copy_templates(tmp_path)
     (tmp_path / "campaigns").mkdir()
-    write_campaign(tmp_path, "0 10 * * *")
+    write_campaign(tmp_path / "campaigns", schedule="0 10 * * *")
     settings = with_sources(config_path, SOURCES, "data: {max_age: 26h}\n")
     drop = tmp_path / "drop"
     drop.mkdir()

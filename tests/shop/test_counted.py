@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from engine.shop import importer, metrics
 from engine.shop.counted import counted, orders
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 
 AS_OF = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # 14:00 in Paris, the test store's zone
 
@@ -31,14 +31,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("counted-order")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("counted-order")
 
 
 @pytest.fixture

@@ -14,21 +14,13 @@ from sqlalchemy import text
 from engine import db
 from engine.errors import CsvError
 from engine.shop import importer
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 
 DATA = Path(__file__).parents[1] / "data" / "import"
 NOW = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    """The SQLite test file, or the PostgreSQL test database emptied."""
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("importer")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("importer")
 
 
 def run(engine, settings, kind, path, fmt="auto", now=NOW):

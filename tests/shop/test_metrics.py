@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, update
 from engine import db, tables
 from engine.errors import NotFound
 from engine.shop import metrics
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")
@@ -26,15 +26,7 @@ TODAY = date(2026, 6, 15)
 _ids = count(1)
 
 
-@pytest.fixture(params=BACKENDS)
-def shop(request, engine):
-    """An empty shop database: the SQLite test file, or the PostgreSQL test database."""
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("metrics")
-    yield pg
-    pg.dispose()
+shop = on_each_backend("metrics")
 
 
 def customer(conn, email=None, external_id=None, first_name="Ann", last_name="Lee",

@@ -31,6 +31,7 @@ from engine.transport import (
 from engine.transport.mailserver import DROP, MailServer, serve
 from engine.transport.pacing import Backoff, RateLimiter
 from engine.transport.smtp import SmtpTransport
+from tests.clock import FakeClock
 
 SENDER = "bounces@maison-verte.example"
 
@@ -43,21 +44,6 @@ def make_message(rcpt: str = "ada@example.com", n: int = 1, body: str = "") -> O
     msg["Message-ID"] = f"<{n}.test@maison-verte.example>"
     msg.set_content(body or f"Bonjour,\n.une ligne qui commence par un point\nmessage {n}\n")
     return OutgoingMessage(SENDER, rcpt, msg.as_bytes(), msg["Message-ID"])
-
-
-class FakeClock:
-    """A clock that moves only when someone sleeps or a test advances it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -115,13 +101,14 @@ def test_one_connection_carries_many_messages(transport, server):
 def test_421_fails_and_the_next_send_reconnects_after_a_pause(settings, server):
     clock = FakeClock()
     server.script = lambda stage, address: "421 4.3.2 Shutting down" if stage == "data" else None
-    with SmtpTransport(smtp_for(settings, server), clock=clock, sleep=clock.sleep) as transport:
+    with SmtpTransport(smtp_for(settings, server), clock=clock.monotonic,
+                       sleep=clock.sleep) as transport:
         outcome = transport.send(make_message("ada@example.com"))
         assert (outcome.status, outcome.code, outcome.enhanced) == (SendStatus.failed, 421,
                                                                     "4.3.2")
         server.script = None
         assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.held
-        clock.now += outcome.retry_after
+        clock.advance(seconds=outcome.retry_after)
         assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
     assert server.connections == 2
 
@@ -206,11 +193,12 @@ def test_connection_dropped_after_data_is_unknown(transport, server):
 def test_connection_dropped_before_data_is_a_transient_failure(settings, server):
     clock = FakeClock()
     server.script = lambda stage, _: DROP if stage == "rcpt" else None
-    with SmtpTransport(smtp_for(settings, server), clock=clock, sleep=clock.sleep) as transport:
+    with SmtpTransport(smtp_for(settings, server), clock=clock.monotonic,
+                       sleep=clock.sleep) as transport:
         dropped = transport.send(make_message())
         assert dropped.status is SendStatus.failed and not dropped.tried
         server.script = None
-        clock.now += dropped.retry_after
+        clock.advance(seconds=dropped.retry_after)
         assert transport.send(make_message("bob@other.example", 2)).status is SendStatus.sent
 
 
@@ -250,19 +238,19 @@ def test_four_threads_send_200_messages_once_each(settings, server):
 
 def test_rate_limiter_spaces_messages_evenly():
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-    start = clock.now
+    limiter = RateLimiter(10, clock=clock.monotonic, sleep=clock.sleep)
+    start = clock.monotonic()
     times = []
     for _ in range(30):
         limiter.wait()
-        times.append(clock.now - start)
+        times.append(clock.monotonic() - start)
     assert times == pytest.approx([n / 10 for n in range(30)])
     assert max(sum(1 for t in times if w <= t < w + 1) for w in times) == 10
 
 
 def test_rate_limit_applies_to_smtp_sends(settings, server):
     clock = FakeClock()
-    with SmtpTransport(smtp_for(settings, server, rate_per_second=5), clock=clock,
+    with SmtpTransport(smtp_for(settings, server, rate_per_second=5), clock=clock.monotonic,
                        sleep=clock.sleep) as smtp:
         for n in range(11):
             assert smtp.send(make_message(f"c{n}@example.com", n)).status is SendStatus.sent
@@ -286,7 +274,7 @@ def test_a_domain_that_keeps_saying_later_is_held_back_while_others_continue(set
     unpaced = smtp_for(settings, server, rate_per_second=1e9)
     pacing = config.Delivery(domain_backoff_after=2, domain_backoff_seconds=30,
                              domain_backoff_cap_seconds=100)
-    with SmtpTransport(unpaced, delivery=pacing, clock=clock, sleep=clock.sleep) as smtp:
+    with SmtpTransport(unpaced, delivery=pacing, clock=clock.monotonic, sleep=clock.sleep) as smtp:
         first = smtp.send(make_message("a@slow.example"))
         assert (first.status, first.tried, first.retry_after) == (SendStatus.failed, True, None)
         second = smtp.send(make_message("b@slow.example", 2))   # the second "later" in a row
@@ -298,11 +286,11 @@ def test_a_domain_that_keeps_saying_later_is_held_back_while_others_continue(set
         assert seen == ["a@slow.example", "b@slow.example", "c@fast.example"]  # d not tried
         assert smtp.deferred_for("SLOW.example") == pytest.approx(30)
 
-        clock.now += 31
+        clock.advance(seconds=31)
         assert smtp.send(make_message("d@slow.example", 4)).retry_after == 60   # doubled
-        clock.now += 61
+        clock.advance(seconds=61)
         assert smtp.send(make_message("e@slow.example", 5)).retry_after == 100  # capped
-        clock.now += 101
+        clock.advance(seconds=101)
         server.script = None
         assert smtp.send(make_message("e@slow.example", 5)).status is SendStatus.sent
         assert smtp.deferred_for("slow.example") == 0
@@ -313,7 +301,8 @@ def test_a_refused_connection_holds_back_new_connections_without_trying(settings
     greetings = {"connect": ["421 4.3.2 Too busy, try again later", "421 4.3.2 Still busy"]}
     pacing = config.Delivery(connection_backoff_seconds=2, connection_backoff_cap_seconds=60)
     with MailServer(replies=greetings) as server, SmtpTransport(
-            smtp_for(settings, server), delivery=pacing, clock=clock, sleep=clock.sleep) as smtp:
+            smtp_for(settings, server), delivery=pacing, clock=clock.monotonic,
+            sleep=clock.sleep) as smtp:
         refused = smtp.send(make_message("a@one.example"))
         assert (refused.status, refused.code, refused.scope) == (SendStatus.failed, 421,
                                                                  Scope.server)
@@ -322,9 +311,9 @@ def test_a_refused_connection_holds_back_new_connections_without_trying(settings
         assert {(o.status, o.scope) for o in others} == {(SendStatus.held, Scope.server)}
         assert server.connections == 1   # held back: no connection per message
 
-        clock.now += 2
+        clock.advance(seconds=2)
         assert smtp.send(make_message("a@one.example")).retry_after == 4   # doubled
-        clock.now += 4
+        clock.advance(seconds=4)
         assert smtp.send(make_message("a@one.example")).status is SendStatus.sent
         assert smtp.held_for() == 0
         assert smtp.send(make_message("c@one.example", 7)).status is SendStatus.sent
@@ -337,20 +326,20 @@ def test_a_transient_auth_refusal_holds_the_server_back_briefly(settings):
     with MailServer(replies=answers, credentials=("shop", "right-secret")) as server:
         right = smtp_for(settings, server, username="shop", password=SecretStr("right-secret"))
         clock = FakeClock()
-        with SmtpTransport(right, clock=clock, sleep=clock.sleep) as smtp:
+        with SmtpTransport(right, clock=clock.monotonic, sleep=clock.sleep) as smtp:
             later = smtp.send(make_message())
             assert (later.status, later.code, later.scope) == (SendStatus.failed, 454,
                                                                Scope.server)
-            clock.now += later.retry_after
+            clock.advance(seconds=later.retry_after)
             assert smtp.send(make_message()).status is SendStatus.sent
 
 
 def test_backoff_opens_a_window_after_signals_in_a_row_and_forgets_on_clear():
     clock = FakeClock()
-    backoff_ = Backoff(base=10, cap=1000, after=3, clock=clock)
+    backoff_ = Backoff(base=10, cap=1000, after=3, clock=clock.monotonic)
     assert [backoff_.signal("x.example") for _ in range(3)] == [0, 0, 10]
     assert backoff_.signal("x.example") == 10   # during the window: not counted again
-    clock.now += 10
+    clock.advance(seconds=10)
     assert backoff_.signal("x.example") == 20 and backoff_.remaining("x.example") == 20
     backoff_.clear("x.example")
     assert backoff_.remaining("x.example") == 0 and backoff_.signal("x.example") == 0

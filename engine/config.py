@@ -1,7 +1,8 @@
 """config.yaml → one frozen ``Settings`` object.
 
-Owns: reading the file, ``${VAR}`` / ``${VAR:-default}`` interpolation from the environment (how
-secrets get in: they are never written in the file), validation with file:line errors, and the
+Owns: reading the file (with yamlfile's limits on size, nesting and aliases), ``${VAR}`` /
+``${VAR:-default}`` interpolation from the environment (how secrets get in: they are never
+written in the file), validation with file:line errors, and the
 precedence of the database URL (``--db`` > ``RETAIN_DATABASE_URL`` > ``database.url`` > default).
 Must not open connections.
 """
@@ -60,7 +61,7 @@ class Store(Frozen):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f'"{value}" is not a time zone name like "Europe/Paris"') from None
         return value
 
@@ -363,7 +364,8 @@ def load(path: str | Path | None = None, database_url: str | None = None,
     except InputError as exc:
         raise ConfigError(exc.message, path, exc.line) from None
     if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping of sections (store:, database:, ...)", path)
+        raise ConfigError("expected a mapping of sections (store:, database:, ...)", path,
+                          getattr(raw, "start", (1, 1))[0])
     raw = _interpolate(raw, path, environ)
     try:
         settings = Settings.model_validate({**raw, "source": str(path)})

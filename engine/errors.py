@@ -17,14 +17,42 @@ The CLI prints ``str(error)`` as one line and exits 1; it never shows a tracebac
     ├── DeliveryError          the mail server refused the run as a whole (auth, policy)
     └── StaleData              the shop's data is older than data.max_age: campaigns wait
 
+A located error is always one line: ``one_line()`` writes a line break or another control
+character that a user's value brought into a message as an escape (``\\n``, ``\\x00``), and
+shortens a message that quotes a huge value, keeping its end (where the fix is).
+
 This module imports nothing else from ``engine``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from pathlib import Path
+
+MAX_MESSAGE = 500  # characters of one located message; longer ones quote a huge value
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def one_line(message: str) -> str:
+    """``message`` as one printable line of at most MAX_MESSAGE characters.
+
+    Control characters (line breaks, NUL, a terminal's escape) come from the user's own values
+    quoted in a message; they are shown as escapes so the error stays one line and cannot
+    rewrite the terminal. An over-long message keeps its start and its end (the fix).
+    """
+    text = _CONTROL.sub(_escape, str(message))
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE - 200] + " … " + text[-197:]
+    return text
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 256
+                                  else f"\\u{ord(char):04x}")
 
 
 class RetainError(Exception):
@@ -37,7 +65,7 @@ class ConfigError(RetainError):
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
         self.path = str(path) if path is not None else None
         self.line = line
-        self.message = message
+        self.message = message = one_line(message)
         where = ""
         if self.path:
             where = f"{self.path}:{line}: " if line else f"{self.path}: "
@@ -57,7 +85,7 @@ class InputError(RetainError):
         self.path = str(path) if path is not None else None
         self.line = line
         self.column = column
-        self.message = message
+        self.message = message = one_line(message)
         super().__init__(self.location() + message)
 
     def location(self) -> str:

@@ -2,7 +2,7 @@
 
 Owns the one way to read an amount and the one way to show it:
 - ``parse``: a shop's amount text ("1234.50", "1,234.50") → integer cents; a decimal comma is
-  refused as ambiguous ("12,50" could be 12.50 or 1250);
+  refused as ambiguous ("12,50" could be 12.50 or 1250), and so is an amount over MAX_CENTS;
 - ``cents``: an amount in currency units (a campaign's ``Decimal``) → cents, half up;
 - ``format``: cents → text in a currency and locale through Babel ("€20.00" in ``en_IE``,
   "20,00 €" in ``fr_FR``; Babel puts a no-break space there, so the amount never wraps);
@@ -31,6 +31,9 @@ DEFAULT_CURRENCY = "EUR"
 DEFAULT_LOCALE = "en_IE"  # English wording with the euro before the amount: "€1,234.50"
 
 _AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?")
+# The largest amount the engine takes (1,000,000.00): money columns are INTEGER cents, 32 bits on
+# PostgreSQL (21,474,836.47 at most), and a customer's total spend is a sum of amounts.
+MAX_CENTS = 100_000_000
 
 
 class AmountError(ValueError):
@@ -44,7 +47,9 @@ def parse(text: str) -> int:
     if whole.isdigit() and whole.isascii() and (
             not dot or len(fraction) <= 2 and fraction.isdigit() and fraction.isascii()):
         # The common spelling, read without a regex: this runs a million times an import.
-        return int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1) if dot else 0)
+        amount = int(whole) * 100 + (int(fraction) * (10 if len(fraction) == 1 else 1)
+                                     if dot else 0)
+        return amount if len(whole) < 7 else _at_most_max(amount, text)
     match = _AMOUNT.fullmatch(text)
     if match is None:
         raise AmountError(f'"{text}" is not an amount; write it like 1234.50')
@@ -52,7 +57,15 @@ def parse(text: str) -> int:
     if fraction is None and "," in whole:
         raise AmountError(f'"{text}" is ambiguous (a thousands or a decimal comma?); '
                           "write it like 1234.00")
-    return int(whole.replace(",", "")) * 100 + int((fraction or "0").ljust(2, "0"))
+    return _at_most_max(int(whole.replace(",", "")) * 100 + int((fraction or "0").ljust(2, "0")),
+                        text)
+
+
+def _at_most_max(amount: int, text: str) -> int:
+    if amount > MAX_CENTS:
+        raise AmountError(f'"{text}" is more than {MAX_CENTS // 100:,}.00, the largest amount '
+                          "the engine takes; check the column holds amounts")
+    return amount
 
 
 def cents(amount: Decimal | int | float) -> int:

@@ -1,20 +1,34 @@
-"""YAML that remembers where each value came from.
+"""YAML that remembers where each value came from, and that a hostile file cannot blow up.
 
 Marketers' files (campaigns, segments, config.yaml) are loaded into plain dicts and lists whose
 mappings also carry the line and column of every key, so a validation error can say
 ``campaigns/winback.yaml:12:5: ...`` instead of a path into a data structure.
 ``locate()`` turns a pydantic error location (``("steps", 0, "offer")``) into that line, and
 ``problems_from_validation()`` turns a whole pydantic ``ValidationError`` into located errors.
+
+Limits, checked while the file is read, each refused at the line where it is passed:
+- MAX_BYTES of file: a campaign, a segment or config.yaml is a few kilobytes;
+- MAX_DEPTH levels of nesting: a deeper file would exhaust Python's stack in the parser;
+- MAX_NODES values once every alias (``*name``) is expanded: ten aliases of ten aliases of a
+  list are billions of values to whoever walks the data ("billion laughs"), though PyYAML
+  itself shares them.
+Bytes that are not UTF-8, control characters YAML forbids (NUL), keys that are lists or
+mappings and values PyYAML cannot build (``2025-02-30``) are refused with their line too.
 """
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from engine.errors import InputError, did_you_mean
+
+MAX_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 20_000
 
 
 class LocatedDict(dict):
@@ -37,8 +51,63 @@ class LocatedList(list):
         self.lines: list[tuple[int, int]] = []
 
 
+class _Limit(yaml.MarkedYAMLError):
+    """A limit passed at a mark; its problem is the whole message (the YAML itself is fine)."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that builds LocatedDict/LocatedList and refuses duplicate keys."""
+    """SafeLoader that builds LocatedDict/LocatedList, refuses duplicate and non-scalar keys,
+    and counts nesting and expanded values as it composes (see the module's limits)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0                      # values so far, aliases counted expanded
+        self._sizes: dict[str, int] = {}     # anchor -> values it expands to
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._count(self._sizes.get(event.anchor, 1), event.start_mark, event.anchor)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Limit(f"nested more than {MAX_DEPTH} levels deep; a campaign, segment or "
+                         "config.yaml needs a few levels: flatten it", event.start_mark)
+        before = self._nodes
+        self._count(1, event.start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._sizes[anchor] = self._nodes - before
+        return node
+
+    def _count(self, size: int, mark: yaml.Mark, alias: str | None = None) -> None:
+        self._nodes += size
+        if self._nodes <= MAX_NODES:
+            return
+        if alias is not None:
+            raise _Limit(f'the alias "*{alias}" repeats so much that the file would expand to '
+                         f"more than {MAX_NODES:,} values; write the values out instead of "
+                         "nesting aliases", mark)
+        raise _Limit(f"the file holds more than {MAX_NODES:,} values; split it or shorten "
+                     "its lists", mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
+            # A value PyYAML's own constructors choke on: "2025-02-30", "!!int 0x", ...
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value {node.value!r} ({exc}); quote it to "
+                "keep it as text" if isinstance(node, yaml.ScalarNode) else
+                f"cannot read this value ({exc})", node.start_mark) from None
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -50,9 +119,12 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
     result = LocatedDict()
     result.start = _mark(node)
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a name or a text, not a list or a mapping (a "
+                '"?" or a bracket starts one)', key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
         if key in result:
-            line, col = _mark(key_node)
             raise yaml.constructor.ConstructorError(
                 None, None, f'the key "{key}" appears twice in the same mapping',
                 key_node.start_mark)
@@ -73,9 +145,14 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 
 def parse(text: str, path: str | Path) -> Any:
-    """Parse YAML text; a syntax error becomes an InputError at its line and column."""
+    """Parse YAML text; a syntax error or a passed limit becomes an InputError at its line."""
+    if len(text) > MAX_BYTES:
+        _too_large(text.count("\n", 0, MAX_BYTES) + 1, path)
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+    except _Limit as exc:
+        mark = exc.problem_mark
+        raise InputError(exc.problem, path, mark.line + 1, mark.column + 1) from None
     except yaml.MarkedYAMLError as exc:
         problem = exc.problem or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark
@@ -89,20 +166,53 @@ def parse(text: str, path: str | Path) -> Any:
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         raise InputError(f"invalid YAML: {problem}", path, line, column) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML forbids (NUL, other control characters); position is in ``text``.
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        name = " (NUL)" if code == 0 else ""
+        raise InputError(f"the control character U+{code:04X}{name} is not allowed in a YAML "
+                         "file; delete it (pasting from another program can bring one in)",
+                         path, line, column) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path) from None
+        raise InputError(f"invalid YAML: {exc}", path, 1) from None
 
 
 def load(path: str | Path) -> Any:
-    """Read and parse a YAML file; a missing or unreadable file is an InputError."""
+    """Read and parse a YAML file; a missing, oversized or non-UTF-8 file is an InputError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", path) from None
-    return parse(text, path)
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror}); check the path and its "
+                         "permissions", path) from None
+    if len(data) > MAX_BYTES:
+        _too_large(data.count(b"\n", 0, MAX_BYTES) + 1, path)
+    return parse(decode(data, path), path)
+
+
+def decode(data: bytes, path: str | Path) -> str:
+    """UTF-8 bytes (a BOM is dropped) → text; other bytes are an InputError at their line."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputError("the file is saved as UTF-16; save it as UTF-8 in your editor", path, 1)
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be "
+                         "read); save it as UTF-8 in your editor", path, line, column) from None
+
+
+def _too_large(line: int, path: str | Path) -> None:
+    raise InputError(f"the file is larger than {MAX_BYTES // 1024} KiB from here on; a "
+                     "campaign, segment or config.yaml is a few kilobytes: split it", path, line)
 
 
 def locate(root: Any, loc: tuple[Any, ...]) -> tuple[int | None, int | None]:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -27,9 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine import yamlfile
 from engine.campaigns import cron
 from engine.errors import CampaignError, InputError, Invalid, SegmentError, did_you_mean
+from engine.money import MAX_CENTS
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+# Amounts a campaign gives or compares are stored in the same INTEGER cents as imported ones.
+Money = Annotated[Decimal, Field(ge=0, le=MAX_CENTS // 100, max_digits=12,
+                                 decimal_places=2)]
 CAMPAIGN_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_DAYS = 3650  # cooldowns: ten years is "never again"; more would overflow date arithmetic
 
 
 class Frozen(BaseModel):
@@ -68,7 +72,7 @@ class Gift(Frozen):
 
 class Budget(Frozen):
     """Caps per run: how many offers, and how much total face value, a run may issue."""
-    max_offers: int | None = Field(default=None, gt=0)
+    max_offers: int | None = Field(default=None, gt=0, le=10_000_000)
     max_value: Money | None = None
 
 
@@ -83,7 +87,7 @@ class CampaignBase(Frozen):
     subject: str = Field(min_length=1, max_length=200)
     priority: int = Field(default=50, ge=0, le=1000)
     holdout: float = Field(default=0.0, ge=0, lt=1)
-    cooldown_days: int = Field(default=0, ge=0)
+    cooldown_days: int = Field(default=0, ge=0, le=MAX_DAYS)
     budget: Budget = Budget()
     # What happens when the frequency cap stops this campaign: try again next run, or drop.
     on_cap: Literal["defer", "drop"] = "defer"
@@ -94,6 +98,16 @@ class CampaignBase(Frozen):
 
     def line_of(self, key: str) -> int:
         return self.key_lines.get(key, self.source_line)
+
+    @field_validator("template")
+    @classmethod
+    def _inside_templates(cls, value: str) -> str:
+        parts = PurePosixPath(value).parts
+        if not value.strip() or value.startswith("/") or ".." in parts or "\\" in value or \
+                len(value) > 200 or any(ord(char) < 32 for char in value):
+            raise ValueError(f'"{value}" is not a file of the templates folder; write the name '
+                             'of one, like "winback.html"')
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -116,12 +130,12 @@ class NewProduct(CampaignBase):
     kind: Literal["new_product"]
     lookback_days: int = Field(default=14, gt=0, le=365)
     include_price_drops: bool = True
-    categories: tuple[str, ...] = ()
+    categories: tuple[str, ...] = Field(default=(), max_length=500)
     match: Literal["affinity", "all"] = "affinity"
     max_products: int = Field(default=4, ge=1, le=12)
     # One digest a week at most, unless the marketer says otherwise: products left out of a
     # full digest wait for the next one instead of arriving the same day.
-    cooldown_days: int = Field(default=6, ge=0)
+    cooldown_days: int = Field(default=6, ge=0, le=MAX_DAYS)
 
 
 class WinbackStep(Frozen):
@@ -181,7 +195,7 @@ class SpendThreshold(CampaignBase):
 class Bundle(Frozen):
     id: str = Field(pattern=CAMPAIGN_ID)
     name: str = ""
-    skus: tuple[str, ...] = Field(min_length=2)
+    skus: tuple[str, ...] = Field(min_length=2, max_length=50)
     price: Money | None = None
     discount_percent: int | None = Field(default=None, gt=0, lt=100)
 
@@ -203,9 +217,9 @@ class Mine(Frozen):
 
 class BundleCampaign(CampaignBase):
     kind: Literal["bundle"]
-    bundles: tuple[Bundle, ...] = ()
+    bundles: tuple[Bundle, ...] = Field(default=(), max_length=200)
     mine: Mine | None = None
-    cooldown_days: int = Field(default=30, ge=0)
+    cooldown_days: int = Field(default=30, ge=0, le=MAX_DAYS)
 
     @model_validator(mode="after")
     def _something_to_offer(self) -> BundleCampaign:
@@ -255,7 +269,7 @@ def parse(raw: Any, path: str | Path) -> Campaign:
         campaign = None
     segment = None
     if raw.get("segment") is not None:
-        segment, segment_problems = _parse_segment(raw["segment"], path)
+        segment, segment_problems = _parse_segment(raw["segment"], path, raw.lines["segment"])
         problems.extend(segment_problems)
     if problems:
         raise Invalid(problems)
@@ -264,11 +278,11 @@ def parse(raw: Any, path: str | Path) -> Campaign:
     return campaign.model_copy(update={"segment": segment})
 
 
-def _parse_segment(node: Any, path: str) -> tuple[Any, list[InputError]]:
+def _parse_segment(node: Any, path: str, at: tuple[int, int]) -> tuple[Any, list[InputError]]:
     from engine.shop import segments
 
     try:
-        return segments.parse(node, path), []
+        return segments.parse(node, path, at), []
     except SegmentError as exc:
         return None, [exc]
     except Invalid as exc:

@@ -31,15 +31,16 @@ Use ``empty_offer(kind, **fields)`` to build an offer with every key.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 
-from engine.errors import TemplateError, did_you_mean
+from engine.errors import InputError, TemplateError, did_you_mean
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 from engine.money import Money
+from engine.yamlfile import decode
 
 WHY_SENTENCE = "You get this because you bought from us and agreed to hear from us."
 OFFER_KEYS = ("kind", "code", "percent_off", "amount_off", "min_spend", "expires_on",
@@ -129,37 +130,79 @@ def sample_context(kind: str) -> dict[str, Any]:
 
 
 def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[TemplateError]:
-    """Every problem of a template (and its parents) for a campaign of ``kind``, located."""
+    """Every problem of a template (and its parents) for a campaign of ``kind``, located.
+
+    Whatever the template holds, the answer is a list of one-line problems at file:line:
+    a file that is not UTF-8, a syntax error, nesting too deep to compile, a reference to a
+    template that is missing or outside the folder (at the line that names it), or an error
+    while rendering the samples of ``kind`` (a macro that calls itself without end included).
+    """
     env = Sandbox(templates_dir)
-    path = Path(templates_dir) / template_name
+    folder = Path(templates_dir)
+    path = folder / template_name
     if kind not in CONTEXT_KEYS:
         return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
                               path)]
     problems: list[TemplateError] = []
-    pending, seen = [template_name], set()
-    while pending:  # the template, then what it extends, includes or imports
-        name = pending.pop()
+    # The template, then what it extends, includes or imports, each with where it is named.
+    pending: list[tuple[str, Path, int | None]] = [(template_name, path, None)]
+    seen = set()
+    while pending:
+        name, named_in, named_at = pending.pop()
         if name in seen:
             continue
         seen.add(name)
         try:
             source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-            tree = env.parse(source, name, filename)
         except jinja2.TemplateNotFound:
-            problems.append(TemplateError(
-                f'no template named "{name}" in {templates_dir}: create it or fix the name',
-                Path(templates_dir) / name))
+            problems.append(_not_found(name, folder, named_in, named_at))
             continue
+        except UnicodeDecodeError:
+            problems.append(_not_utf8(folder / name))
+            continue
+        try:
+            tree = env.parse(source, name, filename)
+            problems += _unknown_names(env, source, tree, filename, CONTEXT_KEYS[kind], kind)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(located(exc, filename))
             continue
-        pending += [ref for ref in meta.find_referenced_templates(tree) if ref]
-        problems += _unknown_names(env, source, tree, filename, CONTEXT_KEYS[kind], kind)
+        pending += [(ref, Path(filename), line) for ref, line in _references(tree)]
     if problems:
         return problems
+    try:  # compiling finds what parsing does not: {% extends %} inside a block, unknown filters
+        template = env.get_template(template_name)
+    except jinja2.TemplateSyntaxError as exc:
+        return [located(exc, path)]
     # Names are right; now attributes (customer.frist_name) and runtime errors, per branch.
-    template = env.get_template(template_name)
     return _unique(_render_problems(env, template, kind, path))
+
+
+def _references(tree: nodes.Template) -> list[tuple[str, int]]:
+    """(template name, line) of each {% extends %}, {% include %} and {% import %} by name."""
+    found = []
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        target = node.template
+        consts = target.items if isinstance(target, nodes.Tuple | nodes.List) else [target]
+        found += [(c.value, node.lineno) for c in consts
+                  if isinstance(c, nodes.Const) and isinstance(c.value, str)]
+    return found
+
+
+def _not_found(name: str, folder: Path, named_in: Path, named_at: int | None) -> TemplateError:
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or "\\" in name:
+        return TemplateError(f'"{name}" is outside the templates folder; templates may only use '
+                             f"files in {folder}/", named_in, named_at)
+    return TemplateError(f'no template named "{name}" in {folder}: create it or fix the name',
+                         named_in if named_at else folder / name, named_at)
+
+
+def _not_utf8(path: Path) -> TemplateError:
+    try:
+        decode(path.read_bytes(), path)
+    except InputError as exc:
+        return TemplateError(exc.message, path, exc.line, exc.column)
+    return TemplateError("the file is not UTF-8 text; save it as UTF-8", path, 1)
 
 
 def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
@@ -173,15 +216,15 @@ def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
     if kind not in CONTEXT_KEYS:
         return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
                               path, line)]
+    allowed = CONTEXT_KEYS[kind] - {"subject"}
     try:
         tree = env.parse(subject)
+        problems = _unknown_names(env, subject, tree, path, allowed, kind, line)
+        if problems:
+            return problems
+        template = env.from_string(subject)
     except jinja2.TemplateSyntaxError as exc:
         return [TemplateError(f"subject syntax error: {exc.message}", path, line)]
-    allowed = CONTEXT_KEYS[kind] - {"subject"}
-    problems = _unknown_names(env, subject, tree, path, allowed, kind, line)
-    if problems:
-        return problems
-    template = env.from_string(subject)
     problems = _render_problems(env, template, kind, path, line, needs)
     for sample in _samples(kind, needs):
         try:

@@ -18,6 +18,12 @@ over 100,000 items) the sandbox refuses, each as a SecurityError that ``located(
 - a rendered template longer than MAX_SIZE characters.
 Every render goes through ``Sandbox.render`` (a fresh loop budget). For speed, ``a.b`` on a dict
 looks the key up first, so a key named like a dict method (``items``) wins over the method.
+
+Compiling is bounded too: Jinja's parser and Python's compiler recurse, so a template nested
+more than MAX_NESTING tags or brackets deep, or a tag of more than MAX_TAG_TOKENS tokens, is a
+TemplateSyntaxError at its line before either runs; what Python still refuses in the generated
+code (nested blocks, parentheses) is one too. A macro or include that calls itself without end
+is a RecursionError at render time, one of RENDER_ERRORS.
 Not covered: CPU spent in nested loops over long strings or lists that are each under the caps;
 run workers under a memory/CPU limit if templates come from people you do not trust.
 """
@@ -41,6 +47,11 @@ from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE, Money
 
 MAX_SIZE = 1_000_000  # characters of a string or a rendered template (Gmail clips at ~100 KB)
 MAX_ITEMS = 100_000  # range() items per render, list items, width arguments (Jinja's MAX_RANGE)
+MAX_NESTING = 15  # tags ({% for %}, {% if %}, ...) or brackets inside each other (Python: 20)
+MAX_TAG_TOKENS = 150  # names, operators and values in one {{ }} or {% %}
+_NESTING_TAGS = frozenset({"for", "if", "macro", "call", "filter", "with", "block",
+                           "autoescape", "trans"})
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
 # A printf or str.format width/precision of a million or more, or one taken from an argument.
 _BIG_WIDTH = re.compile(r"%[-#0 +]*(\*|\d{6,}|\d*\.(\*|\d{6,}))|\{[^{}]*:[^{}]*\d{6,}[^{}]*\}")
 _WIDTH_FILTERS = ("center", "indent", "wordwrap", "truncate", "batch", "slice")
@@ -152,6 +163,54 @@ class Sandbox(ImmutableSandboxedEnvironment):
         _range_left.set([MAX_ITEMS])
         return template.render(context)
 
+    def _parse(self, source: str, name: str | None, filename: str | None) -> Any:
+        _check_nesting(self, source, name, filename)
+        return super()._parse(source, name, filename)
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        try:
+            return super().compile(source, name, filename, raw, defer_init)
+        except (RecursionError, SyntaxError, MemoryError) as exc:
+            # Python's own limits on the code Jinja generates; _check_nesting keeps templates
+            # well inside them, this is the backstop.
+            raise jinja2.TemplateSyntaxError(
+                f"the template is too deeply nested to compile ({type(exc).__name__}); "
+                "simplify it", getattr(exc, "lineno", None) or 1, name, filename) from None
+
+
+def _check_nesting(env: jinja2.Environment, source: str, name: str | None,
+                   filename: str | None) -> None:
+    """Refuse, at its line, a tag or bracket nested over MAX_NESTING deep or a tag of more than
+    MAX_TAG_TOKENS tokens: Jinja's parser and Python's compiler would overflow their stacks."""
+    tags = brackets = tokens = 0
+    first_name = False
+    for lineno, kind, value in env.lex(source, name, filename):
+        if kind in ("block_begin", "variable_begin"):
+            tokens, first_name = 0, kind == "block_begin"
+            continue
+        if kind == "whitespace":
+            continue
+        tokens += 1
+        if tokens > MAX_TAG_TOKENS:
+            raise jinja2.TemplateSyntaxError(
+                f"a tag holds more than {MAX_TAG_TOKENS} names, values and signs; split it "
+                "into several", lineno, name, filename)
+        if first_name and kind == "name":
+            if value in _NESTING_TAGS:
+                tags += 1
+            elif value.startswith("end") and value[3:] in _NESTING_TAGS:
+                tags -= 1
+        first_name = False
+        if kind == "operator" and value in _OPEN:
+            brackets += 1
+        elif kind == "operator" and value in _CLOSE:
+            brackets -= 1
+        if tags > MAX_NESTING or brackets > MAX_NESTING:
+            raise jinja2.TemplateSyntaxError(
+                f"tags or brackets are nested more than {MAX_NESTING} levels deep here; "
+                "simplify the template", lineno, name, filename)
+
 
 def _budgeted_range(*args: int) -> range:
     """range() that shares MAX_ITEMS items between all the loops of one render."""
@@ -228,8 +287,11 @@ def located(exc: BaseException, path: str | Path | None = None,
     "<template>").
     """
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return TemplateError(f"syntax error: {exc.message}", exc.filename or path,
-                             exc.lineno if exc.filename else line)
+        # "<introspection>" and "<template>" name no file: Jinja's own passes over a tree.
+        if exc.filename and not exc.filename.startswith("<"):
+            return TemplateError(f"syntax error: {exc.message}", exc.filename, exc.lineno)
+        return TemplateError(f"syntax error: {exc.message}", path,
+                             exc.lineno if line is None else line)
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
@@ -240,6 +302,9 @@ def located(exc: BaseException, path: str | Path | None = None,
         tb = tb.tb_next
     if isinstance(exc, jinja2.UndefinedError):
         message = f"{exc.message}: check the spelling against the variables this template gets"
+    elif isinstance(exc, RecursionError):
+        message = ("a macro, include or extends calls itself without end; make sure the "
+                   "recursion stops")
     elif isinstance(exc, SecurityError | OverflowError):
         message = f"{exc}: remove it from the template"
     else:
@@ -251,4 +316,5 @@ _TEMPLATE_FRAMES = frozenset({"template", "top-level template code"})
 
 
 # Errors a template can cause while rendering; anything else is a bug in the engine.
-RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError)
+RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
+                 RecursionError)

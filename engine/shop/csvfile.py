@@ -7,6 +7,13 @@ yes/no, email, tags, currency, time zone, status tables; amounts are read by mon
 bad cell raises CsvError naming the file, the row (the header is row 1, as in a spreadsheet) and
 the column. Must not know what a column means for the shop (csvformats.py maps rows to records)
 nor touch the database.
+
+What the database cannot hold is refused here, before any row is written: amounts above
+money.MAX_CENTS (money.parse refuses them), quantities above MAX_QUANTITY, dates outside
+MIN_YEAR..MAX_YEAR (year 1 in Paris is year 0 in UTC), NUL bytes (PostgreSQL text cannot hold
+them). Quotes are read strictly: a quote left open would make the
+rest of the file one value, and one closed some lines later would swallow the rows between;
+both are refused at the row and column where the quote opens.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from engine.tables import OrderStatus
 
 T = TypeVar("T")
 
+MAX_QUANTITY = 100_000
+MIN_YEAR, MAX_YEAR = 1900, 2999
 YES = frozenset({"yes", "y", "true", "1", "subscribed"})
 NO = frozenset({"no", "n", "false", "0", "unsubscribed", "not_subscribed", ""})
 
@@ -52,11 +61,13 @@ class CsvFile:
             raise CsvError(f"cannot read the file ({exc.strerror}); check the path",
                            self.name) from None
         self.header: list[str] = []
+        self._record_line = ""  # the first physical line of the record being read
         lines = self._text_lines()
         first = next(lines, "")
         # The header decides the delimiter: spreadsheets in comma-decimal locales write ';'.
-        delimiter = max((",", ";", "\t"), key=first.count)
-        self._reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+        self.delimiter = delimiter = max((",", ";", "\t"), key=first.count)
+        self._reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter,
+                                  strict=True)
         # Shopify's product descriptions can outgrow csv's 128 KiB default for one cell.
         csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
         header = [cell.strip() for cell in self._next_cells() or []]
@@ -91,20 +102,43 @@ class CsvFile:
 
 
     def _next_cells(self) -> list[str] | None:
+        self._record_line = ""
         try:
             return next(self._reader, None)
         except csv.Error as exc:
-            raise CsvError(f"cannot be read as CSV ({exc}); check the quotes around values",
-                           self.name, self._row_being_read()) from None
+            column = None
+            if "end of data" in str(exc) or "expected after" in str(exc):
+                column = self._column_name(_quote_trouble(self._record_line, self.delimiter))
+            if "end of data" in str(exc):
+                message = ("a quote opens here and is never closed, so the rest of the file "
+                           "would be one value; close it (write \"\" for a quote inside a "
+                           "quoted value)")
+            elif "expected after" in str(exc):
+                message = ("text follows a closing quote; put the whole value in quotes and "
+                           "write \"\" for each quote inside it")
+            else:
+                message = f"cannot be read as CSV ({exc}); check the quotes around values"
+            raise CsvError(message, self.name, self._row_being_read(), column) from None
+
+    def _column_name(self, position: int) -> str | None:
+        if not self.header:
+            return None
+        return self.header[position] if position < len(self.header) else \
+            f"{position + 1} (beyond the header)"
 
     def _row_being_read(self) -> int:
         return self.rows_read + 2 if self.header else 1
 
     def rows(self) -> Iterator[Row]:
         width = len(self.header)
+        reader = self._reader
+        line = reader.line_num
         while (cells := self._next_cells()) is not None:
+            spanned, line = reader.line_num - line, reader.line_num
             if not any(cells):
                 continue  # a blank line (spreadsheets leave them at the end) holds no record
+            if spanned > 1:  # a quoted value over several lines: legal, unless it holds rows
+                self._refuse_swallowed_rows(cells, width)
             self.rows_read += 1
             if len(cells) < width:  # some writers drop trailing empty cells
                 cells.extend([""] * (width - len(cells)))
@@ -114,18 +148,40 @@ class CsvFile:
                                self.rows_read + 1)
             yield Row(self, self.rows_read + 1, cells)
 
+    def _refuse_swallowed_rows(self, cells: list[str], width: int) -> None:
+        """A value whose later lines each look like a row of the file was opened by a quote
+        that closes too late: the rows in between would be lost inside it."""
+        for position, cell in enumerate(cells):
+            later = cell.split("\n")[1:]
+            if later and width > 1 and all(
+                    part.count(self.delimiter) >= width - 1 for part in later if part.strip()):
+                raise CsvError(
+                    f"a quote opens here and closes only {len(later)} line(s) further down, "
+                    "so the rows in between would become part of this value; close the quote "
+                    "(write \"\" for a quote inside a quoted value)", self.name,
+                    self.rows_read + 2, self._column_name(position))
+
     def _text_lines(self) -> Iterator[str]:
         # Decoding line by line (not via a text wrapper) so a bad byte is reported at its row.
         for number, raw in enumerate(self._binary, 1):
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
             try:
-                yield raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise CsvError(
                     f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be read); "
                     "save it as 'CSV UTF-8' from your spreadsheet and import it again",
-                    self.name, self._row_being_read()) from None
+                    self.name, self._row_being_read(),
+                    self._column_name(_cell_at(text_before(raw, exc.start), self))) from None
+            if not self._record_line:
+                self._record_line = text
+            if "\x00" in text:
+                raise CsvError("holds a NUL character (byte 0x00), which a database cannot "
+                               "store; export the file again or remove it", self.name,
+                               self._row_being_read(),
+                               self._column_name(_cell_at(text[:text.index("\x00")], self)))
+            yield text
 
 
 class Row:
@@ -177,6 +233,43 @@ class _Positions(dict):
         return self[column]
 
 
+def text_before(raw: bytes, end: int) -> str:
+    """The decodable text of ``raw`` before byte ``end`` (where a bad byte sits)."""
+    return raw[:end].decode("utf-8", errors="replace")
+
+
+def _cell_at(prefix: str, source: CsvFile) -> int:
+    """The position of the cell that ``prefix`` (the start of a line) ends in."""
+    if not source.header:
+        return 0
+    return len(next(csv.reader([prefix], delimiter=source.delimiter), [""])) - 1
+
+
+def _quote_trouble(line: str, delimiter: str) -> int:
+    """The position of the cell where a quote goes wrong in ``line``, the first line of a
+    record: a quote that does not close on the line, or text after a closing quote."""
+    cell, i, end = 0, 0, len(line.rstrip("\r\n"))
+    while i < end:
+        if line[i] == '"':  # a quoted value: find its closing quote ("" is a quote inside)
+            i += 1
+            while True:
+                j = line.find('"', i, end)
+                if j < 0:
+                    return cell
+                if line[j + 1:j + 2] == '"':
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+            if i < end and line[i] != delimiter:
+                return cell
+        following = line.find(delimiter, i, end)
+        if following < 0:
+            return cell
+        i, cell = following + 1, cell + 1
+    return cell
+
+
 _DIGIT_OR_PLUS = frozenset("0123456789+")
 _SPACED_OFFSET = re.compile(r" ([+-]\d\d:?\d\d)$")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -184,8 +277,11 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 @lru_cache(maxsize=1024)
 def quantity(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
+    if not text.isdigit() or not text.isascii() or int(text) == 0:
         raise BadCell(f'"{text}" is not a quantity; write a whole number like 2')
+    if len(text) > 6 and int(text) > MAX_QUANTITY:
+        raise BadCell(f'"{text}" is more than {MAX_QUANTITY:,}, the largest quantity the '
+                      "engine stores; check the column holds quantities")
     return int(text)
 
 
@@ -199,6 +295,9 @@ def moment_in(zone: tzinfo) -> Callable[[str], datetime]:
         except ValueError:
             raise BadCell(f'"{text}" is not a date; write 2025-10-07, 2025-10-07 09:50 or '
                           "2025-10-07T09:50:26+02:00") from None
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise BadCell(f'"{text}" is not a date between {MIN_YEAR} and {MAX_YEAR}; check the '
+                          "year")
         return value if value.tzinfo else value.replace(tzinfo=zone)
     return moment
 
@@ -233,7 +332,7 @@ def currency(text: str) -> str:
 def timezone_name(text: str) -> str:
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise BadCell(f'"{text}" is not a time zone; write a name like Europe/Paris') from None
     return text
 

@@ -5,10 +5,18 @@ with file:line:column errors, its English ``explain()`` and its SQL ``where(now)
 ``SOURCE`` (the planner streams an audience with it), and ``evaluate()``, which counts and
 samples. What one condition can say, and its SQL and English, is segmentfields.py's;
 its names are re-exported here. Must not accept raw SQL or put a marketer's value into SQL text.
+
+Limits, so that whatever loads also runs on SQLite and PostgreSQL (SQLite refuses an expression
+tree deeper than 1,000 and overflows its parser stack on deep nesting; an OR of 1,000 tags is
+1,000 levels): MAX_CONDITIONS conditions, MAX_VALUES listed values and MAX_NESTING levels of
+all:/any:/not: per segment; numbers up to MAX_NUMBER, windows up to MAX_WINDOW_DAYS days, texts
+up to MAX_TEXT characters without control characters. tests/shop/test_segment_limits.py runs a
+segment at every limit at once on both databases.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -38,6 +46,14 @@ __all__ = ["FIELDS", "OPERATORS", "OPERATORS_BY_KIND", "SOURCE", "Condition", "F
 
 customers = tables.Customer.__table__
 metrics_table = tables.CustomerMetrics.__table__
+
+MAX_CONDITIONS = 100
+MAX_VALUES = 500
+MAX_NESTING = 10
+MAX_NUMBER = 1_000_000_000      # whole numbers, days, and money in currency units
+MAX_WINDOW_DAYS = 36_500        # orders_in_last_days: {days: N}: a hundred years
+MAX_TEXT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -80,15 +96,40 @@ def load_file(path: str | Path) -> Segment:
     """A YAML file holding ``segment:`` (a segment file, or a campaign with a segment)."""
     document = yamlfile.load(path)
     if not isinstance(document, dict) or "segment" not in document:
-        raise SegmentError('expected a "segment:" mapping at the top of the file, like\n'
-                           "segment:\n  all:\n    - dormancy: drowsy", path, 1, 1)
+        raise SegmentError('expected a "segment:" mapping at the top of the file, like '
+                           '"segment: {all: [{dormancy: drowsy}]}"', path,
+                           *getattr(document, "start", (1, 1)))
     return parse(document["segment"], path, _at(document, "segment"))
 
 
 def parse(node: Any, path: str | Path, at: tuple[int | None, int | None] = (None, None)
           ) -> Segment:
     """The value under ``segment:`` → a frozen Segment; SegmentError at file:line:column."""
-    return Segment(_node(node, str(path), getattr(node, "start", at)), str(path))
+    budget = _Budget()
+    return Segment(_node(node, str(path), getattr(node, "start", at), budget), str(path))
+
+
+@dataclass
+class _Budget:
+    """What the segment parsed so far holds, against the module's limits."""
+
+    conditions: int = 0
+    values: int = 0
+    depth: int = 0
+
+    def condition(self, path: str, at: tuple) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise SegmentError(f"a segment may have at most {MAX_CONDITIONS} conditions; this "
+                               "is one more: use a list (`dormancy: [drowsy, sleeping]`) or a "
+                               "coarser field", path, *at)
+
+    def listed(self, count: int, name: str, path: str, at: tuple) -> None:
+        self.values += count
+        if self.values > MAX_VALUES:
+            raise SegmentError(f"{name}: a segment may list at most {MAX_VALUES} values in "
+                               "all; use a category or a tag instead of many SKUs or names",
+                               path, *at)
 
 
 def _at(container: Any, key: Any) -> tuple[int | None, int | None]:
@@ -99,9 +140,9 @@ def _at(container: Any, key: Any) -> tuple[int | None, int | None]:
         return getattr(container, "start", (None, None))
 
 
-def _node(node: Any, path: str, at: tuple) -> Condition | Group:
+def _node(node: Any, path: str, at: tuple, budget: _Budget) -> Condition | Group:
     if isinstance(node, list):  # a bare list of conditions: all of them
-        return Group("all", _children(node, path, at, "segment"))
+        return _group("all", node, path, at, "segment", budget)
     if not isinstance(node, dict) or not node:
         raise SegmentError("expected all:, any:, not: or one condition like "
                            "`orders: {gte: 2}`", path, *at)
@@ -112,23 +153,36 @@ def _node(node: Any, path: str, at: tuple) -> Condition | Group:
                            *_at(node, keys[1]))
     key, value = keys[0], node[keys[0]]
     key_at = _at(node, key)
-    if key in ("all", "any"):
-        return Group(key, _children(value, path, key_at, key))
-    if key == "not":  # not: [a, b] means none of them
-        if isinstance(value, list):
-            return Group("not", (Group("any", _children(value, path, key_at, key)),))
-        return Group("not", (_node(value, path, key_at),))
-    return _condition(str(key), value, path, key_at)
+    if key in ("all", "any", "not"):
+        return _group(key, value, path, key_at, key, budget)
+    budget.condition(path, key_at)
+    return _condition(str(key), value, path, key_at, budget)
 
 
-def _children(items: Any, path: str, at: tuple, key: str) -> tuple:
+def _group(kind: str, value: Any, path: str, at: tuple, key: str, budget: _Budget) -> Group:
+    budget.depth += 1
+    if budget.depth > MAX_NESTING:
+        raise SegmentError(f"all:, any: and not: are nested more than {MAX_NESTING} levels "
+                           "deep here; a filter that deep cannot be read: flatten it",
+                           path, *at)
+    try:
+        if kind == "not":  # not: [a, b] means none of them
+            if isinstance(value, list):
+                return Group("not", (Group("any", _children(value, path, at, key, budget)),))
+            return Group("not", (_node(value, path, at, budget),))
+        return Group(kind, _children(value, path, at, key, budget))
+    finally:
+        budget.depth -= 1
+
+
+def _children(items: Any, path: str, at: tuple, key: str, budget: _Budget) -> tuple:
     if not isinstance(items, list) or not items:
         raise SegmentError(f'"{key}:" needs a list of conditions, one a line starting with '
                            '"- "', path, *at)
-    return tuple(_node(item, path, _at(items, i)) for i, item in enumerate(items))
+    return tuple(_node(item, path, _at(items, i), budget) for i, item in enumerate(items))
 
 
-def _condition(name: str, raw: Any, path: str, at: tuple) -> Condition:
+def _condition(name: str, raw: Any, path: str, at: tuple, budget: _Budget) -> Condition:
     field = FIELDS.get(name)
     if field is None:
         raise SegmentError(f'unknown field "{name}"'
@@ -142,6 +196,9 @@ def _condition(name: str, raw: Any, path: str, at: tuple) -> Condition:
         if isinstance(days, bool) or not isinstance(days, int) or days < 1:
             raise SegmentError(f"{name}: days must be a whole number of at least 1, "
                                f"not {days!r}", path, *_at(raw, "days"))
+        if days > MAX_WINDOW_DAYS:
+            raise SegmentError(f"{name}: days must be at most {MAX_WINDOW_DAYS:,} (a hundred "
+                               f"years), not {days}", path, *_at(raw, "days"))
     if isinstance(raw, dict):
         ops = [key for key in raw if not (field.window and key == "days")]
         if len(ops) != 1:
@@ -160,7 +217,10 @@ def _condition(name: str, raw: Any, path: str, at: tuple) -> Condition:
     if op_name not in allowed:
         raise SegmentError(f'{name} cannot use "{op_name}"; it takes {", ".join(allowed)}',
                            path, *value_at)
-    op, value = OPERATORS[op_name], _values(field, OPERATORS[op_name], value, path, value_at)
+    op = OPERATORS[op_name]
+    if isinstance(value, list):
+        budget.listed(len(value), name, path, value_at)
+    value = _values(field, op, value, path, value_at)
     if op.shape == "list" and len(value) == 1:  # [drowsy] is just drowsy: reads "is drowsy"
         op, value = OPERATORS["eq" if op.name == "in" else "ne"], value[0]
     return Condition(field, op, value, days)
@@ -180,16 +240,24 @@ def _values(field: Field, op: Operator, value: Any, path: str, at: tuple) -> Any
 
 def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
     kind, name = field.kind, field.name
-    if kind in ("number", "days") and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SegmentError(f"{name} needs a whole number, not {value!r}", path, *at)
+    if kind in ("number", "days"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SegmentError(f"{name} needs a whole number, not {value!r}", path, *at)
+        if abs(value) > MAX_NUMBER:
+            raise SegmentError(f"{name}: {value} is out of range; write a number between "
+                               f"-{MAX_NUMBER:,} and {MAX_NUMBER:,}", path, *at)
     if kind == "money":
         try:
             amount = Decimal(str(value)) if isinstance(value, int | float) else None
         except InvalidOperation:
             amount = None
-        if isinstance(value, bool) or amount is None or amount != round(amount, 2):
+        if isinstance(value, bool) or amount is None or not amount.is_finite() or \
+                abs(amount) <= MAX_NUMBER and amount != round(amount, 2):
             raise SegmentError(f"{name} needs an amount in currency units like 49.90, "
                                f"not {value!r}", path, *at)
+        if abs(amount) > MAX_NUMBER:
+            raise SegmentError(f"{name}: {value!r} is out of range; write an amount between "
+                               f"-{MAX_NUMBER:,} and {MAX_NUMBER:,}", path, *at)
         return money.cents(amount)
     if kind == "bool" and not isinstance(value, bool):
         raise SegmentError(f"{name} needs true or false, not {value!r}", path, *at)
@@ -207,6 +275,9 @@ def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
             return choices[text.lower()]
         if not text:
             raise SegmentError(f"{name} needs a value, not an empty text", path, *at)
+        if len(text) > MAX_TEXT or _CONTROL.search(text):
+            raise SegmentError(f"{name}: a value is at most {MAX_TEXT} characters on one line, "
+                               "without control characters", path, *at)
         return text
     return value
 

@@ -352,7 +352,8 @@ def test_a_file_that_is_not_utf8_is_refused_at_its_row(shop, settings, tmp_path)
     with pytest.raises(CsvError) as caught:
         run(shop, settings, "customers", path)
     message = str(caught.value)
-    assert message.startswith(f"{path}: row 3: the file is not UTF-8 text (byte 0xe9")
+    assert message.startswith(f"{path}: row 3: column 'first_name': the file is not UTF-8 text "
+                              "(byte 0xe9")
     assert "CSV UTF-8" in message
     assert state(shop) == before
 

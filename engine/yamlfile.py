@@ -12,8 +12,9 @@ Limits, checked while the file is read, each refused at the line where it is pas
 - MAX_NODES values once every alias (``*name``) is expanded: ten aliases of ten aliases of a
   list are billions of values to whoever walks the data ("billion laughs"), though PyYAML
   itself shares them.
-Bytes that are not UTF-8, control characters YAML forbids (NUL), keys that are lists or
-mappings and values PyYAML cannot build (``2025-02-30``) are refused with their line too.
+Bytes that are not UTF-8, control characters YAML forbids (NUL), keys that are not names
+(lists, mappings, and ``yes:``/``1:``/``null:``, which YAML reads as other types) and values
+PyYAML cannot build (``2025-02-30``) are refused with their line too.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class _Loader(yaml.SafeLoader):
                 f"cannot read this value ({exc})", node.start_mark) from None
 
 
+_KINDS = {bool: "true/false value", int: "number", float: "number", type(None): "null"}
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -124,6 +128,11 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
                 None, None, "a key must be a name or a text, not a list or a mapping (a "
                 '"?" or a bracket starts one)', key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):  # yes:, no:, 1:, null: or a date are not names
+            kind = _KINDS.get(type(key), "value")
+            raise yaml.constructor.ConstructorError(
+                None, None, f'the key "{key_node.value}" is read as a {kind}, not a name; write '
+                f'it in quotes ("{key_node.value}") if you meant it', key_node.start_mark)
         if key in result:
             raise yaml.constructor.ConstructorError(
                 None, None, f'the key "{key}" appears twice in the same mapping',
@@ -156,8 +165,10 @@ def parse(text: str, path: str | Path) -> Any:
     except yaml.MarkedYAMLError as exc:
         problem = exc.problem or "invalid YAML"
         mark = exc.problem_mark or exc.context_mark
-        if exc.context and exc.context_mark and exc.problem_mark and \
-                exc.context_mark.line != exc.problem_mark.line:
+        if exc.context and not exc.context.startswith("while"):
+            problem = f"{exc.context}, {problem}"  # "expected a single document", "but found"
+        if exc.context and exc.context.startswith("while scanning") and exc.context_mark \
+                and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
             # "while scanning a quoted scalar" starts where the mistake is (an unclosed quote);
             # the problem mark is where the parser gave up, often the end of the file.
             problem = (f"{exc.context} that starts here, {problem} "

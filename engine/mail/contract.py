@@ -147,6 +147,7 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
     # The template, then what it extends, includes or imports, each with where it is named.
     pending: list[tuple[str, Path, int | None]] = [(template_name, path, None)]
     seen = set()
+    references: dict[str, list[tuple[str, int]]] = {}
     while pending:
         name, named_in, named_at = pending.pop()
         if name in seen:
@@ -166,7 +167,9 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
         except jinja2.TemplateSyntaxError as exc:
             problems.append(located(exc, filename))
             continue
-        pending += [(ref, Path(filename), line) for ref, line in _references(tree)]
+        references[name] = _references(tree)
+        pending += [(ref, Path(filename), line) for ref, line in references[name]]
+    problems += _cycles(references, template_name, folder)
     if problems:
         return problems
     try:  # compiling finds what parsing does not: {% extends %} inside a block, unknown filters
@@ -186,6 +189,29 @@ def _references(tree: nodes.Template) -> list[tuple[str, int]]:
         found += [(c.value, node.lineno) for c in consts
                   if isinstance(c, nodes.Const) and isinstance(c.value, str)]
     return found
+
+
+def _cycles(references: dict[str, list[tuple[str, int]]], root: str,
+            folder: Path) -> list[TemplateError]:
+    """A template that extends, includes or imports itself, directly or through others: the
+    email would never end. Refused at the line that closes the circle."""
+    problems, chain, done = [], [root], set()
+
+    def visit(name: str) -> None:
+        for ref, line in references.get(name, []):
+            if ref in chain:
+                through = " → ".join([*chain[chain.index(ref):], ref])
+                problems.append(TemplateError(
+                    f'"{ref}" is used again inside itself ({through}); an email that contains '
+                    "itself never ends: remove the circle", folder / name, line))
+            elif ref in references and ref not in done:
+                chain.append(ref)
+                visit(ref)
+                chain.pop()
+        done.add(name)
+
+    visit(root)
+    return problems
 
 
 def _not_found(name: str, folder: Path, named_in: Path, named_at: int | None) -> TemplateError:
@@ -270,7 +296,10 @@ def _render_problems(env: Sandbox, template: jinja2.Template, kind: str, path: A
         try:
             env.render(template, {**sample, "subject": "Sample subject"})
         except RENDER_ERRORS as exc:
-            problems.append(located(exc, path, line))
+            problem = located(exc, path, line)
+            if problem.line is None:  # the whole email (too long): no one line to blame
+                problem = TemplateError(problem.message, problem.path, 1)
+            problems.append(problem)
     return problems
 
 

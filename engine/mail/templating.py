@@ -307,6 +307,8 @@ def located(exc: BaseException, path: str | Path | None = None,
                    "recursion stops")
     elif isinstance(exc, SecurityError | OverflowError):
         message = f"{exc}: remove it from the template"
+    elif isinstance(exc, jinja2.TemplateError) and exc.message:
+        message = exc.message  # "No test named 'vip' found."
     else:
         message = f"{type(exc).__name__}: {exc}"
     return TemplateError(message, path, line)

@@ -218,7 +218,7 @@ def _condition(name: str, raw: Any, path: str, at: tuple, budget: _Budget) -> Co
         raise SegmentError(f'{name} cannot use "{op_name}"; it takes {", ".join(allowed)}',
                            path, *value_at)
     op = OPERATORS[op_name]
-    if isinstance(value, list):
+    if op.shape == "list" and isinstance(value, list):
         budget.listed(len(value), name, path, value_at)
     value = _values(field, op, value, path, value_at)
     if op.shape == "list" and len(value) == 1:  # [drowsy] is just drowsy: reads "is drowsy"

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench soak clean
+.PHONY: demo test test-fast fuzz lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 # The suite without the tests marked slow (subprocesses, kills, thousands of emails): for the edit loop.
 test-fast: $(STAMP)
 	scripts/with-postgres.sh $(BIN)/python -m pytest -q -m 'not slow'
+
+# The property-based tests of hostile input (tests/fuzz/), 3,000 examples each (about ten minutes);
+# `make test` runs them briefly. Failures are kept and replayed first next time.
+fuzz: $(STAMP)
+	RETAIN_FUZZ_PROFILE=long scripts/with-postgres.sh $(BIN)/python -m pytest -q tests/fuzz \
+		-W ignore::hypothesis.errors.HypothesisWarning --hypothesis-show-statistics
 
 # Style, and the layers contract of README "How it is built" (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)

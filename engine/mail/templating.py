@@ -273,6 +273,8 @@ def format_date(value: str | date | None, fmt: str | None = None) -> str:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    if not isinstance(value, date):
+        raise TypeError(f"date expects a date or an ISO date text, got {type(value).__name__}")
     if fmt:
         return value.strftime(fmt)
     return f"{value.day} {value.strftime('%B %Y')}"
@@ -317,6 +319,7 @@ def located(exc: BaseException, path: str | Path | None = None,
 _TEMPLATE_FRAMES = frozenset({"template", "top-level template code"})
 
 
-# Errors a template can cause while rendering; anything else is a bug in the engine.
+# Errors a template can cause while rendering (AttributeError: a filter given the wrong kind of
+# value); anything else is a bug in the engine.
 RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError,
-                 RecursionError)
+                 AttributeError, RecursionError)

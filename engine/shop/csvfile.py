@@ -72,7 +72,9 @@ class CsvFile:
         csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
         header = [cell.strip() for cell in self._next_cells() or []]
         if not any(header):
-            raise CsvError("the file is empty; its first row must name the columns", self.name)
+            empty = "the file is empty" if self.size <= len(first.encode()) else \
+                "the first row is empty"
+            raise CsvError(f"{empty}; its first row must name the columns", self.name, 1)
         self.header = header
         self.index: dict[str, int] = {}
         for position, cell in enumerate(self.header):
@@ -116,6 +118,11 @@ class CsvFile:
             elif "expected after" in str(exc):
                 message = ("text follows a closing quote; put the whole value in quotes and "
                            "write \"\" for each quote inside it")
+            elif "new-line character" in str(exc):
+                line = self._record_line
+                column = self._column_name(_cell_at(line[:line.find("\r")], self))
+                message = ("a carriage return (\\r) splits a value that is not in quotes; "
+                           "save the file again from your spreadsheet")
             else:
                 message = f"cannot be read as CSV ({exc}); check the quotes around values"
             raise CsvError(message, self.name, self._row_being_read(), column) from None

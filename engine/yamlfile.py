@@ -53,7 +53,8 @@ class LocatedList(list):
 
 
 class _Limit(yaml.MarkedYAMLError):
-    """A limit passed at a mark; its problem is the whole message (the YAML itself is fine)."""
+    """A limit or rule of ours broken at a mark; its problem is the whole message (the YAML
+    itself is valid, so the message does not say "invalid YAML")."""
 
     def __init__(self, problem: str, mark: yaml.Mark):
         super().__init__(problem=problem, problem_mark=mark)
@@ -124,15 +125,13 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
     result.start = _mark(node)
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a name or a text, not a list or a mapping (a "
-                '"?" or a bracket starts one)', key_node.start_mark)
+            raise _Limit('a key must be a name, not a list or a mapping (a "?" or a bracket '
+                         "starts one)", key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):  # yes:, no:, 1:, null: or a date are not names
             kind = _KINDS.get(type(key), "value")
-            raise yaml.constructor.ConstructorError(
-                None, None, f'the key "{key_node.value}" is read as a {kind}, not a name; write '
-                f'it in quotes ("{key_node.value}") if you meant it', key_node.start_mark)
+            raise _Limit(f'the key "{key_node.value}" is read as a {kind}, not a name; write it '
+                         f'in quotes ("{key_node.value}") if you meant it', key_node.start_mark)
         if key in result:
             raise yaml.constructor.ConstructorError(
                 None, None, f'the key "{key}" appears twice in the same mapping',

@@ -239,3 +239,17 @@ def test_every_problem_is_listed_not_only_the_first(tmp_path):
     result = invoke(project, "validate")
     assert result.exit_code == 1
     assert "3 problem(s) found" in result.output
+
+
+def test_templates_of_good_campaigns_are_checked_beside_a_broken_file(tmp_path):
+    project = make_project(tmp_path)
+    shutil.copy(CORPUS / "campaigns" / "nul_byte.yaml", project / "campaigns")
+    shutil.copy(CORPUS / "templates" / "winback__recursive_macro.html", project / "templates")
+    (project / "campaigns" / "good.yaml").write_text(
+        "id: good\nkind: winback\ntemplate: winback__recursive_macro.html\nsubject: Hi\n"
+        "steps: [{tier: drowsy, coupon: {percent_off: 10}}]\n")
+    result = invoke(project, "validate")
+    assert result.exit_code == 1
+    assert_located(result.output, project / "campaigns" / "nul_byte.yaml", 5, 16, "NUL")
+    assert_located(result.output, project / "templates" / "winback__recursive_macro.html", 4,
+                   None, "calls itself without end")

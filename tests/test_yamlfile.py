@@ -81,7 +81,7 @@ def test_nesting_at_the_limit_loads(tmp_path):
 def test_a_list_or_mapping_as_a_key_is_refused_at_the_key(tmp_path, text, line, column):
     error = refused(text, tmp_path)
     assert (error.line, error.column) == (line, column)
-    assert "a key must be a name or a text, not a list or a mapping" in error.message
+    assert "a key must be a name, not a list or a mapping" in error.message
 
 
 @pytest.mark.parametrize("data, line, column, message", [

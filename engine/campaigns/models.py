@@ -299,10 +299,20 @@ def load_file(path: str | Path) -> Campaign:
 
 def load_folder(folder: str | Path, templates_dir: str | Path | None = None) -> list[Campaign]:
     """Every ``*.yaml``/``*.yml`` in ``folder``, checked together; Invalid lists all problems."""
+    found, problems = read_folder(folder, templates_dir)
+    if problems:
+        raise Invalid(problems)
+    return found
+
+
+def read_folder(folder: str | Path, templates_dir: str | Path | None = None
+                ) -> tuple[list[Campaign], list[InputError]]:
+    """(the campaigns that loaded, every problem found): ``retain validate`` goes on to check
+    the templates of the good ones instead of stopping at the first bad file."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise Invalid([CampaignError("campaigns folder not found; create it, or set "
-                                     "paths.campaigns in config.yaml", folder)])
+        return [], [CampaignError("campaigns folder not found; create it, or set "
+                                  "paths.campaigns in config.yaml", folder)]
     problems: list[InputError] = []
     found: list[Campaign] = []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
@@ -312,10 +322,13 @@ def load_folder(folder: str | Path, templates_dir: str | Path | None = None) -> 
             problems.extend(exc.problems)
         except InputError as exc:
             problems.append(exc)
-    problems.extend(cross_file_problems(found, templates_dir))
-    if problems:
-        raise Invalid(problems)
-    return found
+    across = cross_file_problems(found, templates_dir)
+    problems.extend(across)
+    # A campaign whose template is missing, or whose id is taken, is not one of the good ones.
+    blamed = {(p.path, p.line) for p in across}
+    good = [c for c in found if (c.source, c.line_of("template")) not in blamed
+            and (c.source, c.source_line) not in blamed]
+    return good, problems
 
 
 def cross_file_problems(found: Iterable[Campaign],

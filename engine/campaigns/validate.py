@@ -16,13 +16,7 @@ from engine.mail import render
 
 def check(settings: Settings) -> list[cm.Campaign]:
     """The valid campaigns; raises Invalid listing every problem found."""
-    templates = settings.folder("templates")
-    problems: list[InputError] = []
-    try:
-        found = cm.load_folder(settings.folder("campaigns"), templates)
-    except Invalid as exc:
-        problems.extend(exc.problems)
-        found = []
+    found, problems = cm.read_folder(settings.folder("campaigns"), settings.folder("templates"))
     for campaign in found:
         problems.extend(template_problems(campaign, settings))
     if problems:

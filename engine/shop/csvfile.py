@@ -11,9 +11,10 @@ nor touch the database.
 What the database cannot hold is refused here, before any row is written: amounts above
 money.MAX_CENTS (money.parse refuses them), quantities above MAX_QUANTITY, dates outside
 MIN_YEAR..MAX_YEAR (year 1 in Paris is year 0 in UTC), NUL bytes (PostgreSQL text cannot hold
-them). Quotes are read strictly: a quote left open would make the
-rest of the file one value, and one closed some lines later would swallow the rows between;
-both are refused at the row and column where the quote opens.
+them) outside the columns in ``cleaned`` (names, made one line when written). Quotes are read
+strictly: a quote left open would make the rest of the file one value, and one closed some lines
+later would swallow the rows between; both are refused at the row and column where the quote
+opens.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class CsvFile:
                            self.name) from None
         self.header: list[str] = []
         self._record_line = ""  # the first physical line of the record being read
+        self._record_has_nul = False
+        # Columns whose values are cleaned of control characters, NUL included, before they are
+        # written (names: csvformats sets it); a NUL anywhere else refuses the row.
+        self.cleaned: frozenset[str] = frozenset()
         lines = self._text_lines()
         first = next(lines, "")
         # The header decides the delimiter: spreadsheets in comma-decimal locales write ';'.
@@ -104,7 +109,7 @@ class CsvFile:
 
 
     def _next_cells(self) -> list[str] | None:
-        self._record_line = ""
+        self._record_line, self._record_has_nul = "", False
         try:
             return next(self._reader, None)
         except csv.Error as exc:
@@ -146,6 +151,8 @@ class CsvFile:
                 continue  # a blank line (spreadsheets leave them at the end) holds no record
             if spanned > 1:  # a quoted value over several lines: legal, unless it holds rows
                 self._refuse_swallowed_rows(cells, width)
+            if self._record_has_nul:
+                self._refuse_nul(cells)
             self.rows_read += 1
             if len(cells) < width:  # some writers drop trailing empty cells
                 cells.extend([""] * (width - len(cells)))
@@ -168,6 +175,15 @@ class CsvFile:
                     "(write \"\" for a quote inside a quoted value)", self.name,
                     self.rows_read + 2, self._column_name(position))
 
+    def _refuse_nul(self, cells: list[str]) -> None:
+        """PostgreSQL stores no NUL: one outside a cleaned column refuses the row."""
+        for position, cell in enumerate(cells):
+            name = self._column_name(position)
+            if "\x00" in cell and (name or "").lower() not in self.cleaned:
+                raise CsvError("holds a NUL character (byte 0x00), which a database cannot "
+                               "store; export the file again or remove it", self.name,
+                               self.rows_read + 2, name)
+
     def _text_lines(self) -> Iterator[str]:
         # Decoding line by line (not via a text wrapper) so a bad byte is reported at its row.
         for number, raw in enumerate(self._binary, 1):
@@ -184,10 +200,10 @@ class CsvFile:
             if not self._record_line:
                 self._record_line = text
             if "\x00" in text:
-                raise CsvError("holds a NUL character (byte 0x00), which a database cannot "
-                               "store; export the file again or remove it", self.name,
-                               self._row_being_read(),
-                               self._column_name(_cell_at(text[:text.index("\x00")], self)))
+                if not self.header:
+                    raise CsvError("the header holds a NUL character (byte 0x00); export the "
+                                   "file again", self.name, 1)
+                self._record_has_nul = True
             yield text
 
 

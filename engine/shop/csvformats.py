@@ -66,6 +66,13 @@ COLUMNS = {
          "Lineitem price", "Lineitem sku", "Fulfilled at")),
     **csvevents.COLUMNS,  # fulfillments, reviews, checkouts
 }
+# The columns of names, made one line without control characters when written (upserts.NAMES):
+# a NUL in them is cleaned, not refused (csvfile.CsvFile.cleaned).
+NAME_COLUMNS = {
+    ("generic", "customers"): ("first_name", "last_name"), ("generic", "products"): ("name",),
+    ("shopify", "customers"): ("First Name", "Last Name"),
+    ("shopify", "products"): ("Title", "Option1 Value", "Option2 Value", "Option3 Value"),
+}
 # A header with any of these columns was written by Shopify's admin export of that kind.
 SHOPIFY_MARKERS = {
     "customers": ("Accepts Email Marketing", "Total Spent", "Total Orders", "Tax Exempt"),
@@ -117,6 +124,7 @@ def choose_format(source: CsvFile, kind: str, fmt: str) -> str:
     if missing:
         _refuse_header(source, kind, fmt, missing[0])
     source.format = fmt
+    source.cleaned = frozenset(column.lower() for column in NAME_COLUMNS.get((fmt, kind), ()))
     return fmt
 
 

@@ -63,4 +63,3 @@ def databases(tmp_path_factory):
     yield found
     for _, engine in found:
         engine.dispose()
-    db.connect.cache_clear()

@@ -60,7 +60,7 @@ def check(project, shops, data: bytes) -> None:
     event("accepted" + (" with a segment" if found[0].segment else ""))
     for _, engine in shops:
         (plan,) = planner.summarize(engine, settings, found, NOW, sample=1)
-        assert plan["id"] == found[0].id
+        assert plan.campaign.id == found[0].id
 
 
 @given(data=yaml_bytes(campaign_documents()))

@@ -31,9 +31,9 @@ DEFAULT_CURRENCY = "EUR"
 DEFAULT_LOCALE = "en_IE"  # English wording with the euro before the amount: "€1,234.50"
 
 _AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?")
-# The largest amount the engine takes (1,000,000.00): money columns are INTEGER cents, 32 bits on
-# PostgreSQL (21,474,836.47 at most), and a customer's total spend is a sum of amounts.
-MAX_CENTS = 100_000_000
+# The largest amount the engine takes (10,000,000.00): money columns are INTEGER cents, 32 bits on
+# PostgreSQL (21,474,836.47 at most).
+MAX_CENTS = 1_000_000_000
 
 
 class AmountError(ValueError):

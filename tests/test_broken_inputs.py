@@ -166,14 +166,14 @@ CSV_EXPECTED = {
     "customers__nul_byte.csv": (4, "country", "holds a NUL character"),
     "customers__unclosed_quote_in_name.csv": (3, "first_name", "a quote opens here and closes "
                                               "only 2 line(s) further down"),
-    "orders__amount_too_large.csv": (3, "total", "is more than 1,000,000.00, the largest"),
+    "orders__amount_too_large.csv": (3, "total", "is more than 10,000,000.00, the largest"),
     "orders__quantity_too_large.csv": (2, "quantity", "is more than 100,000, the largest"),
     "orders__text_after_quote.csv": (3, "customer_id", "text follows a closing quote"),
     "orders__unclosed_quote_swallows_rows.csv": (3, "discount_code", "a quote opens here and "
                                                  "closes only 3 line(s) further down"),
     "orders__unclosed_quote_to_the_end.csv": (4, "status", "a quote opens here and is never "
                                               "closed"),
-    "orders__unit_price_too_large.csv": (3, "unit_price", "is more than 1,000,000.00"),
+    "orders__unit_price_too_large.csv": (3, "unit_price", "is more than 10,000,000.00"),
     "orders__year_one.csv": (2, "created_at", '"0001-01-01" is not a date between 1900 and 2999'),
     "orders__year_9999.csv": (3, "created_at", "is not a date between 1900 and 2999"),
     "products__compare_at_price_too_large.csv": (2, "compare_at_price", "is more than"),

@@ -23,7 +23,7 @@ from tests.shopdata import NOW
 pytestmark = pytest.mark.timeout(TIMEOUT)
 
 HOSTILE = ["", " ", "-1", "0", "1,234", "12,5", "1e9", "NaN", "99999999999999999999",
-           "1000000.01", "0001-01-01", "9999-12-31T23:59:59-12:00", "2025-02-30", '"', 'a"b',
+           "10000000.01", "0001-01-01", "9999-12-31T23:59:59-12:00", "2025-02-30", '"', 'a"b',
            '"x"y', "\x00", "\n", "\r", "é", "x" * 300, "'123", "=1+1", "yes", "EUR"]
 VALUES = {
     "customer_id": ["C1", "C2", "C3"], "email": ["a@example.com", "B@Example.com", "c@ex.org"],

@@ -289,11 +289,11 @@ def located(exc: BaseException, path: str | Path | None = None,
     "<template>").
     """
     if isinstance(exc, jinja2.TemplateSyntaxError):
+        message = f"syntax error: {_PLAIN.get(exc.message or '', exc.message)}"
         # "<introspection>" and "<template>" name no file: Jinja's own passes over a tree.
         if exc.filename and not exc.filename.startswith("<"):
-            return TemplateError(f"syntax error: {exc.message}", exc.filename, exc.lineno)
-        return TemplateError(f"syntax error: {exc.message}", path,
-                             exc.lineno if line is None else line)
+            return TemplateError(message, exc.filename, exc.lineno)
+        return TemplateError(message, path, exc.lineno if line is None else line)
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
@@ -317,6 +317,9 @@ def located(exc: BaseException, path: str | Path | None = None,
 
 
 _TEMPLATE_FRAMES = frozenset({"template", "top-level template code"})
+# Jinja's words where a marketer needs other ones.
+_PLAIN = {"cannot use extend from a non top-level scope":
+          "{% extends %} must stand at the top of the template, outside any block or tag"}
 
 
 # Errors a template can cause while rendering (AttributeError: a filter given the wrong kind of

@@ -17,7 +17,7 @@ from tests.fuzz.conftest import TIMEOUT, assert_one_located_line, examples
 from tests.fuzz.strategies import campaign_documents, mutated, yaml_bytes
 from tests.shopdata import NOW, Shop
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.slow]
 SHIPPED = sorted((ROOT / "campaigns").glob("*.yaml"))
 
 

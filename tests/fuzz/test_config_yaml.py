@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from tests.fuzz.conftest import TIMEOUT, assert_one_located_line, examples
 from tests.fuzz.strategies import mostly, mutated, yaml_values
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.slow]
 SHIPPED = (ROOT / "config.yaml").read_bytes()
 SECTIONS = yaml.safe_load(SHIPPED)
 

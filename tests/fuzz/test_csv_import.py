@@ -20,7 +20,7 @@ from tests.fuzz.conftest import TIMEOUT, examples
 from tests.fuzz.strategies import hostile_text, mostly, mutated
 from tests.shopdata import NOW
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.slow]
 
 HOSTILE = ["", " ", "-1", "0", "1,234", "12,5", "1e9", "NaN", "99999999999999999999",
            "10000000.01", "0001-01-01", "9999-12-31T23:59:59-12:00", "2025-02-30", '"', 'a"b',

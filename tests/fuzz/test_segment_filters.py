@@ -16,7 +16,7 @@ from tests.fuzz.conftest import TIMEOUT, assert_one_located_line, examples
 from tests.fuzz.strategies import mostly, mutated, segments_strategy
 from tests.shopdata import NOW, Shop
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 from tests.fuzz.conftest import TIMEOUT, assert_one_located_line, examples
 from tests.fuzz.strategies import hostile_text, mostly
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.slow]
 KINDS = sorted(render.CONTEXT_KEYS)
 NAMES = ["customer", "metrics", "store", "campaign", "products", "offer", "nudge",
          "unsubscribe_url", "why", "preview_text", "subject", "loop", "x", "custome", "range",

@@ -31,6 +31,8 @@ Use ``empty_offer(kind, **fields)`` to build an offer with every key.
 from __future__ import annotations
 
 import copy
+import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -294,12 +296,36 @@ def _render_problems(env: Sandbox, template: jinja2.Template, kind: str, path: A
     problems = []
     for sample in _samples(kind, needs):
         try:
-            env.render(template, {**sample, "subject": "Sample subject"})
+            output = env.render(template, {**sample, "subject": "Sample subject"})
         except RENDER_ERRORS as exc:
             problem = located(exc, path, line)
             if problem.line is None:  # the whole email (too long): no one line to blame
                 problem = TemplateError(problem.message, problem.path, 1)
             problems.append(problem)
+            continue
+        problems += [TemplateError(problem, path, line) for problem in output_problems(output)]
+    return problems
+
+
+# The currency signs of Unicode's first plane (category Sc: € $ £ ¥ ₹ ..., all in use).
+_SIGNS = "".join(c for c in map(chr, range(0x10000))
+                 if unicodedata.category(c) == "Sc")
+# A sign printed beside an amount that already carries one: "€€20.00", "$ €20.00", "€20,00 €".
+_DOUBLED_SIGN = re.compile(f"[{re.escape(_SIGNS)}]\\s?(?:[{re.escape(_SIGNS)}]|[\\d.,\u00a0\u202f]+"
+                           f"\\s?[{re.escape(_SIGNS)}])")
+
+
+def output_problems(output: str) -> list[str]:
+    """What a sample render shows that no customer should see (in the marketer's words)."""
+    problems = []
+    doubled = _DOUBLED_SIGN.search(output)
+    if doubled:
+        start = max(0, doubled.start() - 20)
+        shown = " ".join(output[start:doubled.end() + 8].split())
+        sign = doubled.group(0)[0]
+        problems.append(f'prints a currency sign beside an amount that already has one '
+                        f'("{shown}"): amounts print formatted in the store\'s currency, so '
+                        f'remove the "{sign}" written next to {{{{ ... }}}}')
     return problems
 
 

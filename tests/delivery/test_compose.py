@@ -76,3 +76,59 @@ def test_nudge_subject_and_body_print_money_formatted(settings):
     email = renderer.render(campaign.template, compose.subject_for(campaign, payload), context)
     assert email.subject == "Only €27.30 to go for your gift card"  # the |money filter on Money
     assert "Spend €27.30 more by 30 June 2026 to reach €150.00" in email.text
+
+
+ALLOWED_INTS = {"id", "orders", "recency_days", "percent_off"}  # counts and percents, not money
+EVERY_OFFER = {  # payloads of every offer a kind can carry, as the planner writes them
+    "winback.yaml": [{"offer": {"kind": "coupon", "amount_off_cents": 2000,
+                                "min_spend_cents": 3000, "valid_days": 14}, "products": ["TEA"]},
+                     {"offer": {"kind": "coupon", "percent_off": 15, "min_spend_cents": 0,
+                                "valid_days": 14}, "products": []}],
+    "spend_gift.yaml": [
+        {"offer": {"kind": "gift", "gift_card_cents": 1500, "gift_name": "€15.00 gift card",
+                   "min_spend_cents": 15000, "valid_days": 30, "period": "2026-06"}},
+        {"offer": {"kind": "gift", "gift_sku": "TEA", "min_spend_cents": 15000,
+                   "valid_days": 30, "period": "2026-06"}},
+        PAYLOADS["spend_gift.yaml"]],
+    "bundles.yaml": [{"offer": {"kind": "bundle", "bundle_name": "Tea set",
+                                "bundle_skus": ["TEA"], "bundle_price_cents": 1000,
+                                "regular_price_cents": 1250, "valid_days": 30},
+                      "products": ["TEA"]}],
+    "new_arrivals.yaml": [{"products": ["TEA"]}],
+}
+
+
+def raw_ints(value, key=""):
+    """(key, value) of every integer a template could print where money might hide."""
+    if isinstance(value, dict):
+        for inner_key, inner in value.items():
+            yield from raw_ints(inner, inner_key)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from raw_ints(inner, key)
+    elif isinstance(value, int) and not isinstance(value, bool) and key not in ALLOWED_INTS:
+        yield key, value
+
+
+@pytest.mark.parametrize("file", sorted(EVERY_OFFER))
+def test_no_context_variable_is_raw_integer_cents(settings, file):
+    campaign = models.load_file(ROOT / "campaigns" / file)
+    for payload in EVERY_OFFER[file]:
+        context = compose.context(settings, campaign, CUSTOMER, payload, "CODE-1", NOW, PRODUCTS)
+        assert list(raw_ints(context)) == [], payload
+        found = dict(amounts(context))
+        assert all(isinstance(v, Money) for v in found.values() if v is not None), found
+
+
+def test_the_issues_coupon_subject_prints_euros_and_validate_catches_a_doubled_sign(settings):
+    """Issue 10, item 1: `here is €{{ offer.amount_off }} off` sent "€2000" for a €20 coupon."""
+    campaign = models.load_file(ROOT / "campaigns" / "winback.yaml")
+    payload = EVERY_OFFER["winback.yaml"][0]
+    context = compose.context(settings, campaign, CUSTOMER, payload, "BACK-1", NOW, PRODUCTS)
+    renderer = render.Renderer(ROOT / "templates", compose.store_context(settings))
+    assert renderer.render_subject("here is {{ offer.amount_off }} off", context) == \
+        "here is €20.00 off"
+    problems = render.lint_subject("here is €{{ offer.amount_off }} off", "winback",
+                                   "campaigns/winback.yaml", 7)
+    assert [p.line for p in problems] == [7]
+    assert "€€" in str(problems[0]) and 'remove the "€"' in str(problems[0])

@@ -20,7 +20,7 @@ Fast path, because inlining CSS and converting HTML to text cost 10-20 times the
    word, Jinja itself resolves the inheritance, the placeholders come back;
 2. inline the CSS into that flat source with css_inline, placeholders protected (a statement
    between table rows becomes an HTML comment so the HTML parser leaves it in place);
-3. derive a text template from the same flat source with html2text, placeholders kept;
+3. derive a text template from the same flat source with plaintext.py, placeholders kept;
 4. verify: render the first real context and every sample of its kind both ways (render, then
    inline and convert) and compare after normalising entities and whitespace. A template the
    fast path cannot reproduce (a class set by a variable, an include with styled content) falls
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-import html2text
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -54,6 +53,7 @@ from engine.mail.contract import (
     sample_context,
     sample_contexts,
 )
+from engine.mail.plaintext import html_to_text, tidy
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE
 
@@ -74,10 +74,6 @@ _INHERITANCE_TAG = re.compile(r"\{%-?\s*(?:extends|block|endblock)\b|\{\{-?\s*su
 # A table whose rows start after a loop: the HTML parser would put its implied <tbody> after the
 # loop's comment, that is inside the loop. Writing the <tbody> first keeps the loop inside it.
 _BARE_TABLE = re.compile(r"(<table\b[^>]*>\s*)((?:\s|<!--" + _PLACEHOLDER + r"\d+x-->)*)(?=<tr\b)")
-_EMPTY_LINK = re.compile(r"\[\]\([^)\s]*\)")
-_PREHEADER = re.compile(r'<div class="preheader"[^>]*>.*?</div>', re.S)
-_TRAILING_SPACE = re.compile(r"[ \t]+$", re.M)
-_BLANK_LINES = re.compile(r"\n{3,}")
 _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!])")
 _WHITESPACE = re.compile(r"\s+")
 _TABLE_TAG_SPACE = re.compile(r"\s*(</?(?:table|thead|tbody|tfoot|tr|td|th)\b[^>]*>)\s*")
@@ -94,24 +90,8 @@ class RenderedEmail:
 class _Prepared:
     """What one template needs per email: the templates to render and what is left to do."""
     html: jinja2.Template
-    text: jinja2.Template | None  # None: convert each rendered HTML with html2text
+    text: jinja2.Template | None  # None: convert each rendered HTML with plaintext.py
     inline_each: bool  # True: css_inline each rendered HTML (slow path)
-
-
-def html_to_text(markup: str) -> str:
-    """The plain-text part for an HTML email: html2text, links kept inline, no images."""
-    converter = html2text.HTML2Text()
-    converter.body_width = 0  # the MIME layer folds long lines; html2text would break URLs
-    converter.ignore_tables = True  # layout tables, not data
-    converter.ignore_images = True  # the product name follows each image; alt would repeat it
-    converter.ignore_emphasis = True
-    return _tidy(converter.handle(_PREHEADER.sub("", markup)))
-
-
-def _tidy(text: str) -> str:
-    """Drop links left empty by images, trailing spaces and runs of blank lines."""
-    text = _TRAILING_SPACE.sub("", _EMPTY_LINK.sub("", text))
-    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
 
 
 class Renderer:
@@ -140,7 +120,7 @@ class Renderer:
             if prepared.text is None:
                 text = html_to_text(markup)
             else:
-                text = _tidy(self.env.render(prepared.text, context))
+                text = tidy(self.env.render(prepared.text, context))
         except RENDER_ERRORS as exc:
             # The flattened copy has no useful line numbers: the full render locates the error.
             self.render_slow(template_name, context)
@@ -169,7 +149,7 @@ class Renderer:
         return line
 
     def render_slow(self, template_name: str, context: dict[str, Any]) -> tuple[str, str]:
-        """(HTML, text) by render → inline → html2text: the reference the fast path must equal."""
+        """(HTML, text) by render → inline → plain text: the reference the fast path must equal."""
         context = {"store": self.store, "subject": "", **context}
         template = self._template(template_name)
         try:
@@ -260,7 +240,7 @@ class Renderer:
                 continue  # the slow path fails too: render() reports it with its line
             try:
                 got_html = self.env.render(fast.html, check)
-                got_text = _tidy(self.env.render(fast.text, check))  # type: ignore[arg-type]
+                got_text = tidy(self.env.render(fast.text, check))  # type: ignore[arg-type]
             except RENDER_ERRORS:
                 html_ok = text_ok = False
                 break
@@ -278,8 +258,13 @@ class Renderer:
 
 
 def _text_source(flat: str, tags: list[str]) -> str:
-    """A Jinja template for the text part: html2text over the flat source, tags put back."""
-    text = html_to_text(flat)
+    """A Jinja template for the text part: plaintext.py over the flat source, tags put back."""
+
+    def statements_removed(text: str) -> str:  # what a block prints, without its statements
+        return _PLACEHOLDER_RE.sub(
+            lambda m: "" if tags[int(m.group(1))].startswith("{%") else m.group(0), text)
+
+    text = html_to_text(flat, statements_removed)
     pieces, last = [], 0
     for match in _PLACEHOLDER_RE.finditer(text):
         pieces += [_literal(text[last:match.start()]), tags[int(match.group(1))]]

@@ -79,12 +79,14 @@ class Budget(Frozen):
 class CampaignBase(Frozen):
     id: str = Field(pattern=CAMPAIGN_ID)
     kind: str
-    description: str = ""
+    description: str = ""  # for the team: never shown to a customer
     enabled: bool = True
     schedule: str | None = None
     segment: Any = None
     template: str
     subject: str = Field(min_length=1, max_length=200)
+    # The inbox's preview line (Jinja, like the subject); by default the email's first paragraph.
+    preheader: str | None = Field(default=None, min_length=1, max_length=300)
     priority: int = Field(default=50, ge=0, le=1000)
     holdout: float = Field(default=0.0, ge=0, lt=1)
     cooldown_days: int = Field(default=0, ge=0, le=MAX_DAYS)

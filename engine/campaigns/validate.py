@@ -2,7 +2,7 @@
 
 Owns the order of the checks and the collection of every problem (not only the first): campaign
 schemas and segments (file:line:column), campaign ids unique, templates present, each campaign's
-template and subject compiled and their variables checked against the context of its kind.
+template, subject and preheader compiled and their variables checked against the context of its kind.
 config.yaml is checked by loading it. Must not touch the database.
 """
 
@@ -27,12 +27,14 @@ def check(settings: Settings) -> list[cm.Campaign]:
 def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
     problems: list[InputError] = list(
         render.lint(settings.folder("templates"), campaign.template, campaign.kind))
-    subjects = [(campaign.subject, campaign.line_of("subject"), None)]
+    lines = [(campaign.subject, campaign.line_of("subject"), None, "subject")]
     if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
-        subjects.append((campaign.nudge.subject, campaign.line_of("nudge"), "nudge"))
-    for subject, line, needs in subjects:
-        problems.extend(render.lint_subject(subject, campaign.kind, campaign.source, line,
-                                            needs=needs))
+        lines.append((campaign.nudge.subject, campaign.line_of("nudge"), "nudge", "subject"))
+    if campaign.preheader:
+        lines.append((campaign.preheader, campaign.line_of("preheader"), None, "preheader"))
+    for source, line, needs, what in lines:
+        problems.extend(render.lint_subject(source, campaign.kind, campaign.source, line,
+                                            needs=needs, what=what))
     return problems
 
 

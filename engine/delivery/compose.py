@@ -159,15 +159,23 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
                     "value_tier": customer["value_tier"] and str(customer["value_tier"]),
                     "lifecycle": str(customer["lifecycle"] or "prospect")},
         "store": store_context(settings),
-        "campaign": {"id": campaign.id, "kind": campaign.kind,
-                     "description": campaign.description},
+        "campaign": {"id": campaign.id, "kind": campaign.kind},
         "products": shown,
         "offer": offer,
         "nudge": nudge_context(payload.get("nudge"), store),
         "unsubscribe_url": unsubscribe.url(settings, customer["id"]),
         "why": why,
-        "preview_text": campaign.description,
+        "preview_text": None,  # the campaign's preheader, else the first paragraph (Renderer)
     }
+
+
+def rendered(renderer: render.Renderer, campaign: cm.Campaign, payload: dict,
+             email_context: dict[str, Any], samples_render: dict[tuple, bool] | None = None
+             ) -> render.RenderedEmail:
+    """The email of one delivery (its subject, the campaign's template and preheader), the
+    way every path makes it: triage.rendered_for sorts a failure (template or data)."""
+    return rendered_for(renderer, campaign, subject_for(campaign, payload), email_context,
+                        samples_render)
 
 
 def subject_for(campaign: cm.Campaign, payload: dict) -> str:
@@ -286,14 +294,14 @@ class Composer:
         delivery_id, campaign_id, customer_id, payload = row
         campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
         try:
-            rendered = rendered_for(self.renderer, campaign, subject_for(campaign, payload),
-                                    context(self.settings, campaign, customer, payload,
-                                            page.codes.get(delivery_id), now, page.products),
-                                    self.samples_render)
+            email = rendered(self.renderer, campaign, payload,
+                             context(self.settings, campaign, customer, payload,
+                                     page.codes.get(delivery_id), now, page.products),
+                             self.samples_render)
         except CustomerDataError as error:
             return Unsendable(delivery_id, campaign_id, str(error))
         msg_id = message_id(self.settings, delivery_id, campaign_id)
-        data = mime(self.settings, rendered, customer, msg_id, campaign_id, now)
+        data = mime(self.settings, email, customer, msg_id, campaign_id, now)
         return Ready(delivery_id, campaign_id, OutgoingMessage(
             mail_from=self.mail_from, rcpt_to=customer["email"], data=data, message_id=msg_id))
 

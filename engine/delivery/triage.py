@@ -36,7 +36,7 @@ def rendered_for(renderer: render.Renderer, campaign: cm.Campaign, subject: str,
     customer = context["customer"]
     refuse_unwritable_address(customer["id"], customer["email"])
     try:
-        return renderer.render(campaign.template, subject, context)
+        return renderer.render(campaign.template, subject, context, campaign.preheader)
     except TemplateError as error:
         key = (campaign.template, subject, campaign.kind)
         cache = samples_render if samples_render is not None else {}
@@ -69,7 +69,7 @@ def _renders(renderer: render.Renderer, campaign: cm.Campaign, subject: str,
              contexts: list[dict[str, Any]]) -> bool:
     for sample in contexts:
         try:
-            renderer.render(campaign.template, subject, sample)
+            renderer.render(campaign.template, subject, sample, campaign.preheader)
         except TemplateError:
             continue
         return True

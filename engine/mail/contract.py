@@ -14,7 +14,7 @@ currency and locale, ``.cents`` is the integer, and Money adds, subtracts and co
     metrics    {orders, spent$, recency_days, dormancy, value_tier, lifecycle}
                (dormancy/value_tier/lifecycle: the values of the enums in tables.py)
     store      {name, url, postal_address, currency, locale}   (Renderer fills it from config.yaml)
-    campaign   {id, kind, description}
+    campaign   {id, kind}   (never its description: that is the team's note, not copy)
     products   [{sku, name, category, price$, compare_at_price$, url, image_url}]   may be []
     offer      {kind, code, percent_off, amount_off$, min_spend$, expires_on, gift_name,
                 bundle_name, bundle_price$, bundle_skus, url} or None; kind is one of
@@ -23,7 +23,8 @@ currency and locale, ``.cents`` is the integer, and Money adds, subtracts and co
     nudge      {missing_amount$, threshold$, gift_name, period_ends_on} or None
     unsubscribe_url  the one-click unsubscribe link for this recipient
     why        the sentence saying why they get this email (WHY_SENTENCE is the default)
-    preview_text     the inbox preview line
+    preview_text     the inbox preview line: the campaign's ``preheader:`` rendered, else the
+                     email's first paragraph (Renderer fills it in)
     subject    the rendered subject (added by Renderer.render; not available in subjects)
 Use ``empty_offer(kind, **fields)`` to build an offer with every key.
 """
@@ -121,7 +122,7 @@ def sample_contexts(kind: str) -> list[dict[str, Any]]:
     """Complete contexts of ``kind`` covering each branch of the shipped templates."""
     if kind not in CONTEXT_KEYS:
         raise KeyError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}')
-    campaign = {"id": f"sample-{kind}", "kind": kind, "description": f"A sample {kind} email"}
+    campaign = {"id": f"sample-{kind}", "kind": kind}
     return [copy.deepcopy({**_BASE, "campaign": campaign, "products": [], "offer": None,
                            "nudge": None, **variant}) for variant in _VARIANTS[kind]]
 
@@ -234,17 +235,20 @@ def _not_utf8(path: Path) -> TemplateError:
 
 
 def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
-                 line: int | None = None, needs: str | None = None) -> list[TemplateError]:
-    """Problems of a subject line (a Jinja string), located at ``path``:``line`` (the YAML).
+                 line: int | None = None, needs: str | None = None,
+                 what: str = "subject") -> list[TemplateError]:
+    """Problems of a subject line or a preheader (``what``; a Jinja string), located at
+    ``path``:``line`` (the YAML).
 
     ``needs`` names a context key the subject is only used with (a nudge's own subject is
-    only rendered when there is a nudge), so only samples that have it are tried.
+    only rendered when there is a nudge), so only samples that have it are tried. A preheader
+    may break lines (they are joined), a subject may not.
     """
     env = Sandbox()
     if kind not in CONTEXT_KEYS:
         return [TemplateError(f'unknown campaign kind "{kind}"{did_you_mean(kind, CONTEXT_KEYS)}',
                               path, line)]
-    allowed = CONTEXT_KEYS[kind] - {"subject"}
+    allowed = CONTEXT_KEYS[kind] - {"subject", "preview_text"}
     try:
         tree = env.parse(subject)
         problems = _unknown_names(env, subject, tree, path, allowed, kind, line)
@@ -252,9 +256,9 @@ def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
             return problems
         template = env.from_string(subject)
     except jinja2.TemplateSyntaxError as exc:
-        return [TemplateError(f"subject syntax error: {exc.message}", path, line)]
+        return [TemplateError(f"{what} syntax error: {exc.message}", path, line)]
     problems = _render_problems(env, template, kind, path, line, needs)
-    for sample in _samples(kind, needs):
+    for sample in _samples(kind, needs) if what == "subject" else ():
         try:
             rendered = env.render(template, sample)
         except RENDER_ERRORS:

@@ -76,6 +76,11 @@ _INHERITANCE_TAG = re.compile(r"\{%-?\s*(?:extends|block|endblock)\b|\{\{-?\s*su
 _BARE_TABLE = re.compile(r"(<table\b[^>]*>\s*)((?:\s|<!--" + _PLACEHOLDER + r"\d+x-->)*)(?=<tr\b)")
 _MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!])")
 _WHITESPACE = re.compile(r"\s+")
+# Stands for the preview text until the email's first paragraph is known (one word, no markup).
+_FIRST_PARAGRAPH_MARK = "rtjxpreheaderx"
+_PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+PREVIEW_LENGTH = 140  # characters an inbox shows at most, on a wide screen
 _TABLE_TAG_SPACE = re.compile(r"\s*(</?(?:table|thead|tbody|tfoot|tr|td|th)\b[^>]*>)\s*")
 
 
@@ -108,10 +113,18 @@ class Renderer:
         self._prepared: dict[str, _Prepared] = {}
         self._subjects: dict[str, jinja2.Template] = {}
 
-    def render(self, template_name: str, subject: str, context: dict[str, Any]) -> RenderedEmail:
-        """Subject, inlined HTML and text for one recipient; TemplateError if the template fails."""
+    def render(self, template_name: str, subject: str, context: dict[str, Any],
+               preheader: str | None = None) -> RenderedEmail:
+        """Subject, inlined HTML and text for one recipient; TemplateError if the template fails.
+
+        ``preheader`` (Jinja, like the subject) is the inbox's preview line; without one, the
+        context's ``preview_text``, else the email's own first paragraph.
+        """
         context = {"store": self.store, **context}
         context["subject"] = self.render_subject(subject, context)
+        shown = self.render_line(preheader, context, "preheader") if preheader else \
+            context.get("preview_text")
+        context["preview_text"] = shown or _FIRST_PARAGRAPH_MARK
         prepared = self._prepared.get(template_name) or self._prepare(template_name, context)
         try:
             markup = self.env.render(prepared.html, context)
@@ -125,6 +138,8 @@ class Renderer:
             # The flattened copy has no useful line numbers: the full render locates the error.
             self.render_slow(template_name, context)
             raise located(exc, self.templates_dir / template_name) from None
+        if not shown:
+            markup = markup.replace(_FIRST_PARAGRAPH_MARK, html.escape(first_paragraph(markup)), 1)
         return RenderedEmail(context["subject"], markup, text)
 
     def uses_fast_path(self, template_name: str) -> tuple[bool, bool]:
@@ -132,15 +147,20 @@ class Renderer:
         prepared = self._prepared[template_name]
         return not prepared.inline_each, prepared.text is not None
 
-    def render_subject(self, subject: str, context: dict[str, Any]) -> str:
-        """The subject line for this context; a line break in it (header injection) is refused."""
-        template = self._subjects.get(subject)
+    def render_line(self, source: str, context: dict[str, Any], what: str) -> str:
+        """A one-line Jinja string (a subject, a preheader) rendered; whitespace runs joined."""
+        template = self._subjects.get(source)
         try:
             if template is None:
-                template = self._subjects[subject] = self.env.from_string(subject)
+                template = self._subjects[source] = self.env.from_string(source)
             line = self.env.render(template, context).strip()
         except RENDER_ERRORS as exc:
-            raise located(exc, "subject") from None
+            raise located(exc, what) from None
+        return line if what == "subject" else " ".join(line.split())
+
+    def render_subject(self, subject: str, context: dict[str, Any]) -> str:
+        """The subject line for this context; a line break in it (header injection) is refused."""
+        line = self.render_line(subject, context, "subject")
         if "\r" in line or "\n" in line:
             raise TemplateError("the rendered subject contains a line break; remove line breaks "
                                 "from the subject and from the values it prints", "subject")
@@ -255,6 +275,18 @@ class Renderer:
         return _Prepared(fast.html if html_ok else slow.html,
                          fast.text if html_ok and text_ok else None,
                          inline_each=not html_ok)
+
+
+def first_paragraph(markup: str) -> str:
+    """The text of the first non-empty ``<p>`` of an email, cut at a word near PREVIEW_LENGTH."""
+    for match in _PARAGRAPH.finditer(markup):
+        text = " ".join(html.unescape(_TAG.sub(" ", match.group(1))).split())
+        text = re.sub(r" ([,.;:!?])", r"\1", text)  # a tag closed before punctuation
+        if text:
+            if len(text) <= PREVIEW_LENGTH:
+                return text
+            return text[:PREVIEW_LENGTH].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return ""
 
 
 def _text_source(flat: str, tags: list[str]) -> str:

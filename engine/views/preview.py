@@ -3,7 +3,7 @@
 Owns: planning one customer for one campaign without writing anything, saying why they would
 not get it (``retain why``'s answer: outside the segment, no consent, suppressed, already
 received, held out...), and rendering the message they would get all the same, with a
-placeholder coupon code, through the runner's own compose.rendered_for: a customer whose data
+placeholder coupon code, through the runner's own compose.rendered: a customer whose data
 cannot make the message gets the CustomerDataError a run would record (one line naming the
 customer and the field), never a traceback. Must not write to the database or send.
 """
@@ -55,8 +55,7 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
         products = compose.product_rows(conn, compose.skus_of([payload]))
     context = compose.context(settings, campaign, customer, payload,
                               PREVIEW_CODE if payload.get("offer") else None, now, products)
-    rendered = compose.rendered_for(compose.renderer(settings), campaign,
-                                    compose.subject_for(campaign, payload), context)
+    rendered = compose.rendered(compose.renderer(settings), campaign, payload, context)
     msg_id = compose.message_id(settings, PREVIEW_DELIVERY_ID, campaign.id)
     eml = compose.mime(settings, rendered, customer, msg_id, campaign.id, now)
     return Preview(customer_id, rendered.subject, rendered.html, rendered.text, eml, warning)

@@ -3,6 +3,8 @@ so the shipped templates print it formatted, in whatever locale config.yaml name
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,3 +134,37 @@ def test_the_issues_coupon_subject_prints_euros_and_validate_catches_a_doubled_s
                                    "campaigns/winback.yaml", 7)
     assert [p.line for p in problems] == [7]
     assert "€€" in str(problems[0]) and 'remove the "€"' in str(problems[0])
+
+
+PREHEADER = re.compile(r'<div class="preheader"[^>]*>(.*?)</div>', re.S)
+FIRST_PARAGRAPH = re.compile(r'<td class="content".*?<p\b[^>]*>(.*?)</p>', re.S)
+
+
+def visible(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", fragment)).split())
+
+
+@pytest.mark.parametrize("file", sorted(EVERY_OFFER))
+def test_preview_text_is_the_emails_first_paragraph_never_the_description(settings, file):
+    """Issue 10, item 2: inboxes showed the team's note ("Escalating coupon for customers who
+    stopped ordering") as the preview line."""
+    campaign = models.load_file(ROOT / "campaigns" / file)
+    renderer = render.Renderer(ROOT / "templates", compose.store_context(settings))
+    for payload in EVERY_OFFER[file]:
+        context = compose.context(settings, campaign, CUSTOMER, payload, "CODE-1", NOW, PRODUCTS)
+        email = compose.rendered(renderer, campaign, payload, context)
+        preheader = visible(PREHEADER.search(email.html).group(1))
+        assert preheader and preheader != campaign.description
+        assert preheader == visible(FIRST_PARAGRAPH.search(email.html).group(1))[:len(preheader)]
+
+
+def test_a_campaigns_preheader_is_rendered_like_its_subject(settings):
+    text = (ROOT / "campaigns" / "winback.yaml").read_text().replace(
+        "subject:", 'preheader: "{{ customer.first_name }}, your code is inside"\nsubject:', 1)
+    campaign = models.parse_text(text, "winback.yaml")
+    renderer = render.Renderer(ROOT / "templates", compose.store_context(settings))
+    payload = EVERY_OFFER["winback.yaml"][1]
+    context = compose.context(settings, campaign, CUSTOMER, payload, "CODE-1", NOW, PRODUCTS)
+    email = compose.rendered(renderer, campaign, payload, context)
+    assert visible(PREHEADER.search(email.html).group(1)) == "Ann, your code is inside"
+    assert "your code is inside" not in email.text  # the preheader is for the inbox only

@@ -2,8 +2,8 @@
 
 Owns the order of the checks and the collection of every problem (not only the first): campaign
 schemas and segments (file:line:column), campaign ids unique, templates present, each campaign's
-template, subject and preheader compiled and their variables checked against the context of its kind.
-config.yaml is checked by loading it. Must not touch the database.
+template, subject and preheader compiled and their variables checked against the context of its
+kind. config.yaml is checked by loading it. Must not touch the database.
 """
 
 from __future__ import annotations

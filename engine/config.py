@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -277,6 +278,40 @@ class SqlSource(Frozen):
 Source = Annotated[FolderSource | ShopifySource | SqlSource, Field(discriminator="kind")]
 
 
+class Utm(Frozen):
+    """The campaign tags added to every link of an email: utm_source and utm_medium from here,
+    utm_campaign the campaign's id, utm_content one per link (from its text)."""
+    source: str = Field(default="newsletter", min_length=1)
+    medium: str = Field(default="email", min_length=1)
+
+
+class Links(Frozen):
+    """Where an email's buttons lead, and the tags its links carry."""
+    # The shop's cart link with a bundle's items, e.g. https://shop.example/cart?add={skus}
+    # ({skus}: the items' skus, comma-separated); without it a bundle links to its products.
+    cart_url: str | None = None
+    utm: Utm | None = Utm()  # `utm: false` sends links untagged
+
+    @field_validator("cart_url")
+    @classmethod
+    def _has_skus(cls, value: str | None) -> str | None:
+        if value is not None and "{skus}" not in value:
+            raise ValueError("cart_url needs {skus} where the bundle's skus go, like "
+                             "https://shop.example/cart?add={skus}")
+        return value
+
+    @field_validator("utm", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return None if value is False else value
+
+    def cart(self, skus: list[str] | tuple[str, ...]) -> str | None:
+        """The cart link holding ``skus``, if the shop's pattern is known."""
+        if self.cart_url is None:
+            return None
+        return self.cart_url.replace("{skus}", quote(",".join(skus), safe=","))
+
+
 class Paths(Frozen):
     """Folders, relative to config.yaml's folder unless absolute."""
     campaigns: str = "campaigns"
@@ -294,6 +329,7 @@ class Settings(Frozen):
     delivery: Delivery = Delivery()
     limits: Limits = Limits()
     quiet_hours: QuietHours | None = None
+    links: Links = Links()
     paths: Paths = Paths()
     sources: list[Source] = []
     data: Data = Data()

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from engine import db
 from engine.campaigns import models as cm
-from engine.config import Settings, Store
+from engine.config import Links, Settings, Store
 from engine.consent import unsubscribe
 from engine.controlchars import one_line
 from engine.delivery.triage import rendered_for
@@ -68,8 +68,10 @@ def store_context(settings: Settings) -> dict[str, Any]:
 
 def renderer(settings: Settings, cache: render.RendererCache | None = None) -> render.Renderer:
     """The Renderer of the campaign templates: from ``cache`` when the caller keeps one."""
-    return (cache or render.RendererCache()).get(settings.folder("templates"),
-                                                 store_context(settings))
+    utm = settings.links.utm
+    return (cache or render.RendererCache()).get(
+        settings.folder("templates"), store_context(settings),
+        utm.model_dump() if utm is not None else None)
 
 
 def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
@@ -105,14 +107,24 @@ def _money(store: Store, cents: int | None) -> Money | None:
 
 
 def _product(row: dict, store: Store) -> dict[str, Any]:
+    """A product as templates see it; without a page of its own it links to the shop."""
     return {"sku": row["sku"], "name": row["name"], "category": row["category"],
             "price": store.money(row["price_cents"]),
             "compare_at_price": _money(store, row["compare_at_price_cents"]),
-            "url": row["url"], "image_url": row["image_url"]}
+            "url": row["url"] or store.url, "image_url": row["image_url"]}
+
+
+def offer_url(offer: dict, links: Links) -> str | None:
+    """Where the offer's button leads: a bundle's items in the shop's cart when config.yaml
+    gives the cart link's pattern; None is the template's choice (a product, the shop)."""
+    if offer["kind"] == "bundle":
+        return links.cart(list(offer.get("bundle_skus", ())))
+    return None
 
 
 def offer_context(offer: dict | None, code: str | None, now: datetime,
-                  products: dict[str, dict], store: Store) -> dict[str, Any] | None:
+                  products: dict[str, dict], store: Store,
+                  links: Links | None = None) -> dict[str, Any] | None:
     """The ``offer`` the templates see, with exactly the keys of contract.OFFER_KEYS."""
     if not offer:
         return None
@@ -126,7 +138,8 @@ def offer_context(offer: dict | None, code: str | None, now: datetime,
         expires_on=(now + timedelta(days=offer.get("valid_days", 30))).date().isoformat(),
         gift_name=gift_name, bundle_name=offer.get("bundle_name"),
         bundle_price=_money(store, offer.get("bundle_price_cents")),
-        bundle_skus=list(offer.get("bundle_skus", ())))
+        bundle_skus=list(offer.get("bundle_skus", ())),
+        url=offer_url(offer, links) if links is not None else None)
 
 
 def nudge_context(nudge: dict | None, store: Store) -> dict[str, Any] | None:
@@ -146,7 +159,7 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
     phrase = (" and ".join(categories[:2]) + " products") if categories else "products"
     why = WHY[campaign.kind].format(store=settings.store.name,
                                     category_phrase=phrase)
-    offer = offer_context(payload.get("offer"), code, now, products, store)
+    offer = offer_context(payload.get("offer"), code, now, products, store, settings.links)
     return {
         "customer": {"id": customer["id"],
                      "first_name": (customer["first_name"] or "").strip() or "there",

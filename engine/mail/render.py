@@ -53,6 +53,7 @@ from engine.mail.contract import (
     sample_context,
     sample_contexts,
 )
+from engine.mail import links
 from engine.mail.plaintext import html_to_text, tidy
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE
@@ -102,10 +103,13 @@ class _Prepared:
 class Renderer:
     """Renders emails from the templates in ``templates_dir``; prepares each template once."""
 
-    def __init__(self, templates_dir: str | Path, store: dict[str, Any], *, fast: bool = True):
+    def __init__(self, templates_dir: str | Path, store: dict[str, Any], *, fast: bool = True,
+                 utm: dict[str, str] | None = None):
+        """``utm`` ({source, medium}) tags every link of every email; None leaves them as is."""
         self.templates_dir = Path(templates_dir)
         self.store = dict(store)
         self.fast = fast
+        self.utm = dict(utm) if utm else None
         self.env = Sandbox(self.templates_dir,
                            currency=self.store.get("currency", DEFAULT_CURRENCY),
                            locale=self.store.get("locale", DEFAULT_LOCALE))
@@ -140,6 +144,10 @@ class Renderer:
             raise located(exc, self.templates_dir / template_name) from None
         if not shown:
             markup = markup.replace(_FIRST_PARAGRAPH_MARK, html.escape(first_paragraph(markup)), 1)
+        if self.utm is not None:
+            campaign_id = (context.get("campaign") or {}).get("id") or "email"
+            markup, text = links.tag(markup, text, campaign_id, self.utm["source"],
+                                     self.utm["medium"], (context.get("unsubscribe_url"),))
         return RenderedEmail(context["subject"], markup, text)
 
     def uses_fast_path(self, template_name: str) -> tuple[bool, bool]:
@@ -346,13 +354,15 @@ class RendererCache:
         self._renderer: Renderer | None = None
         self._lock = threading.Lock()
 
-    def get(self, templates_dir: str | Path, store: dict[str, Any]) -> Renderer:
+    def get(self, templates_dir: str | Path, store: dict[str, Any],
+            utm: dict[str, str] | None = None) -> Renderer:
         folder = Path(templates_dir)
         files = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
                              for p in folder.glob("**/*") if p.is_file()))
-        key = (str(folder.resolve()), tuple(sorted(store.items())), files)
+        key = (str(folder.resolve()), tuple(sorted(store.items())),
+               tuple(sorted((utm or {}).items())), files)
         with self._lock:
             if self._renderer is None or key != self._key:
                 # One set of templates at a time: an old version is dropped.
-                self._key, self._renderer = key, Renderer(folder, store)
+                self._key, self._renderer = key, Renderer(folder, store, utm=utm)
             return self._renderer

@@ -6,12 +6,15 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import pytest
 
+from engine import config
 from engine.campaigns import models
 from engine.delivery import compose
+from engine.errors import ConfigError
 from engine.mail import render
 from engine.money import Money
 
@@ -168,3 +171,61 @@ def test_a_campaigns_preheader_is_rendered_like_its_subject(settings):
     email = compose.rendered(renderer, campaign, payload, context)
     assert visible(PREHEADER.search(email.html).group(1)) == "Ann, your code is inside"
     assert "your code is inside" not in email.text  # the preheader is for the inbox only
+
+
+HREF = re.compile(r'<a\b[^>]*\bhref="([^"]+)"')
+
+
+def with_links(settings, **links):
+    return settings.model_copy(update={"links": settings.links.model_copy(update=links)})
+
+
+def email_of(settings, file: str, payload: dict):
+    campaign = models.load_file(ROOT / "campaigns" / file)
+    context = compose.context(settings, campaign, CUSTOMER, payload, "CODE-1", NOW, PRODUCTS)
+    return context, compose.rendered(compose.renderer(settings), campaign, payload, context)
+
+
+@pytest.mark.parametrize("file", sorted(EVERY_OFFER))
+def test_every_link_carries_utm_tags_and_each_link_its_own_content(settings, project, file):
+    """Issue 10, item 5: links went to the home page, without campaign tags."""
+    settings = settings.model_copy(update={"source": str(project / "config.yaml")})
+    campaign = models.load_file(ROOT / "campaigns" / file)
+    for payload in EVERY_OFFER[file]:
+        context, email = email_of(settings, file, payload)
+        links = [html.unescape(h) for h in HREF.findall(email.html)]
+        tagged = [h for h in links if h != context["unsubscribe_url"]]
+        assert tagged and context["unsubscribe_url"] in links
+        contents = {}
+        for link in tagged:
+            query = parse_qs(urlsplit(link).query)
+            assert query["utm_source"] == ["newsletter"] and query["utm_medium"] == ["email"]
+            assert query["utm_campaign"] == [campaign.id]
+            contents.setdefault(query["utm_content"][0], set()).add(link.split("?")[0])
+        assert all(len(targets) == 1 for targets in contents.values()), contents
+        for url in re.findall(r"https?://\S+", email.text):
+            url = url.rstrip(").")
+            assert "utm_campaign=" in url or url == context["unsubscribe_url"], url
+
+
+def test_product_buttons_link_to_the_product_and_a_bundle_to_a_cart_with_its_items(settings,
+                                                                                  project):
+    settings = with_links(settings.model_copy(update={"source": str(project / "config.yaml")}),
+                          cart_url="https://shop.example/cart?add={skus}", utm=None)
+    context, email = email_of(settings, "bundles.yaml", EVERY_OFFER["bundles.yaml"][0])
+    assert context["offer"]["url"] == "https://shop.example/cart?add=TEA"
+    links = [html.unescape(h) for h in HREF.findall(email.html)]
+    assert "https://shop.example/cart?add=TEA" in links
+    assert PRODUCTS["TEA"]["url"] in links
+    assert not any("utm_" in link for link in links)  # links.utm: false turns tagging off
+
+
+def test_a_cart_url_without_the_skus_placeholder_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    lines = (ROOT / "config.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("cart_url:"))
+    lines[at] = "  cart_url: https://shop.example/cart"
+    path.write_text("\n".join(lines))
+    with pytest.raises(ConfigError, match=r"\{skus\}") as caught:
+        config.load(path, environ={})
+    assert caught.value.line == at + 1

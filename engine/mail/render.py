@@ -43,6 +43,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import TemplateError
+from engine.mail import links
 from engine.mail.contract import (
     CONTEXT_KEYS,
     OFFER_KEYS,
@@ -53,7 +54,6 @@ from engine.mail.contract import (
     sample_context,
     sample_contexts,
 )
-from engine.mail import links
 from engine.mail.plaintext import html_to_text, tidy
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 from engine.money import DEFAULT_CURRENCY, DEFAULT_LOCALE

@@ -89,6 +89,7 @@ class Skip(StrEnum):
     cooldown = "cooldown"                  # got this campaign (or bundle) too recently
     nothing_to_offer = "nothing_to_offer"  # e.g. no new product in their categories
     over_budget = "over_budget"            # the run's offer budget is spent
+    small_saving = "small_saving"          # the bundle's offer would save them too little
 
 class OfferKind(StrEnum):
     coupon = "coupon"          # a unique code: percent or amount off

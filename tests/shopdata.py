@@ -41,8 +41,9 @@ class Shop:
 
     def product(self, sku: str, *, category: str = "yoga", price: int = 2000,
                 compare_at: int | None = None, created_days_ago: int = 400,
-                reduced_days_ago: int | None = None) -> int:
-        values = dict(sku=sku, name=f"Product {sku}", category=category, price_cents=price,
+                reduced_days_ago: int | None = None, name: str | None = None) -> int:
+        values = dict(sku=sku, name=name or f"Product {sku}", category=category,
+                      price_cents=price,
                       compare_at_price_cents=compare_at, url=f"https://shop.example/{sku}",
                       image_url=f"https://shop.example/{sku}.jpg",
                       created_at=NOW - timedelta(days=created_days_ago),

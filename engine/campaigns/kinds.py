@@ -3,8 +3,9 @@
 Owns, per kind: the extra audience conditions in SQL (winback: the dormancy tiers of its steps;
 spend threshold: the period's counted spend near or over the threshold), the per-batch lookups
 (categories bought, products announced, bundle skus owned — one query each), the occasion key
-that makes "at most once" precise, the offer proposed for one customer, and the kind's cooldown
-rule. Reads only; must not write, render or send.
+that makes "at most once" precise, the offer proposed for one customer (or, for an offer that
+would not make sense, the ``Skip`` reason), and the kind's cooldown rule. Reads only; must not
+write, render or send.
 
     new_product      occasion "products:<sorted skus>"   never a product announced before
     winback          occasion "<tier>:<last order date>"  each step once per dormancy episode
@@ -32,6 +33,7 @@ from engine.tables import (
     OrderItem,
     Product,
     ProductAnnouncement,
+    Skip,
 )
 
 CUSTOMERS, METRICS = Customer.__table__, CustomerMetrics.__table__
@@ -46,6 +48,8 @@ class Proposal:
     offer: offers.OfferSpec | None = None    # None: the email carries no offer
     products: tuple[str, ...] = ()           # skus shown in the email
     nudge: dict | None = None                # spend threshold: how far the customer is from it
+    skip: Skip | None = None                 # an offer that would not make sense: not made
+    note: str | None = None                  # why it is skipped, in the marketer's words
 
 
 class KindRules:
@@ -201,11 +205,15 @@ class _Bundle(KindRules):
     def propose(self, row):
         owned = self.owned.get(row.id, set())
         today = cm.local_today(self.now, self.zone).isoformat()
+        declined = None
         for deal in self.deals:
             offer = deal.offer_for(owned)
-            if offer is not None:
+            if offer is not None and deal.saves_enough(offer):
                 return Proposal(f"{deal.id}:{today}", offer, offer.bundle_skus)
-        return None
+            if offer is not None and declined is None:
+                declined = Proposal(f"{deal.id}:{today}", offer, offer.bundle_skus,
+                                    skip=Skip.small_saving, note=deal.too_small(offer))
+        return declined
 
     def cooling_down(self, past, occasion, now):
         # The cooldown is per bundle: another bundle may still be offered.

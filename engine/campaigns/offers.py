@@ -109,15 +109,18 @@ def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: i
 
 @dataclass(frozen=True)
 class BundleDeal:
-    """A bundle with its prices resolved from the catalogue."""
+    """A bundle with its prices resolved from the catalogue. An offer must save the customer
+    at least ``min_saving_percent`` of the offered items' price (at least a cent when 0)."""
     id: str
     name: str
     skus: tuple[str, ...]
     prices: dict[str, int] = field(hash=False)
     bundle_price_cents: int = 0
+    min_saving_percent: int = 0
 
     def offer_for(self, owned: set[str], valid_days: int = 30) -> OfferSpec | None:
-        """The rest of the bundle, priced at the bundle's discount, or None if nothing is left."""
+        """The rest of the bundle, priced at the bundle's discount; None when the customer owns
+        none of it (nothing to complete) or all of it (nothing to add)."""
         rest = tuple(s for s in self.skus if s not in owned)
         if not rest or len(rest) == len(self.skus):
             return None
@@ -128,29 +131,53 @@ class BundleDeal:
                          bundle_name=self.name, bundle_skus=rest, bundle_price_cents=price,
                          regular_price_cents=regular, valid_days=valid_days, prefix="SET")
 
+    def saves_enough(self, offer: OfferSpec) -> bool:
+        saving, regular = offer.face_value_cents, offer.regular_price_cents or 0
+        return saving > 0 and saving * 100 >= self.min_saving_percent * regular
+
+    def too_small(self, offer: OfferSpec) -> str:
+        """Why ``offer`` is not made, in the marketer's words."""
+        regular = offer.regular_price_cents or 0
+        share = 100 * offer.face_value_cents / regular if regular else 0
+        need = f"at least {self.min_saving_percent}%" if self.min_saving_percent else "a saving"
+        return (f'the rest of "{self.name}" would save them {share:.0f}% of its price; an '
+                f"offer needs {need} (mine.min_saving_percent, or a lower bundle price)")
+
+
+def bundle_name(names: list[str]) -> str:
+    """A bundle named from its products: "Yoga mat & Yoga strap", "A, B & C"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " & " + names[-1]
+
 
 def resolve_bundles(engine: Engine, configured: tuple[Bundle, ...], mine: Mine | None,
                     now: datetime) -> list[BundleDeal]:
-    """Configured bundles (skus missing from the catalogue are dropped) and mined pairs."""
-    catalogue = product_prices(engine)
+    """Configured bundles (skus missing from the catalogue are dropped) and mined pairs, each
+    named by the campaign or from its products' names."""
+    products = catalogue(engine)
+    prices = {sku: row["price_cents"] for sku, row in products.items()}
+
+    def named(skus: tuple[str, ...]) -> str:
+        return bundle_name([products[s]["name"] for s in skus])
+
     deals: list[BundleDeal] = []
     for bundle in configured:
-        if not all(s in catalogue for s in bundle.skus):
+        if not all(s in prices for s in bundle.skus):
             continue
-        full = sum(catalogue[s] for s in bundle.skus)
+        full = sum(prices[s] for s in bundle.skus)
         price = cents(bundle.price) if bundle.price is not None else \
             full * (100 - (bundle.discount_percent or 0)) // 100
-        deals.append(BundleDeal(bundle.id, bundle.name or bundle.id, bundle.skus,
-                                {s: catalogue[s] for s in bundle.skus}, min(price, full)))
+        deals.append(BundleDeal(bundle.id, bundle.name or named(bundle.skus), bundle.skus,
+                                {s: prices[s] for s in bundle.skus}, min(price, full)))
     if mine is not None:
         taken = {frozenset(b.skus) for b in configured}
         for a, b in mined_pairs(engine, mine, now):
-            if frozenset((a, b)) in taken or a not in catalogue or b not in catalogue:
+            if frozenset((a, b)) in taken or a not in prices or b not in prices:
                 continue
-            full = catalogue[a] + catalogue[b]
-            deals.append(BundleDeal(f"pair-{a}-{b}".lower(), f"{a} + {b}", (a, b),
-                                    {a: catalogue[a], b: catalogue[b]},
-                                    full * (100 - mine.discount_percent) // 100))
+            full = prices[a] + prices[b]
+            deals.append(BundleDeal(f"pair-{a}-{b}".lower(), named((a, b)), (a, b),
+                                    {a: prices[a], b: prices[b]},
+                                    full * (100 - mine.discount_percent) // 100,
+                                    mine.min_saving_percent))
     return deals
 
 
@@ -191,11 +218,6 @@ def mined_pairs(engine: Engine, mine: Mine, now: datetime) -> list[tuple[str, st
             .limit(mine.top)
         ).all()
     return [(row[0], row[1]) for row in rows]
-
-
-def product_prices(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return dict(conn.execute(select(PRODUCTS.c.sku, PRODUCTS.c.price_cents)).all())
 
 
 def catalogue(engine: Engine, skus: set[str] | None = None) -> dict[str, dict]:

@@ -47,7 +47,7 @@ class Candidate:
     products: tuple[str, ...] = ()         # skus shown in the email
     nudge: dict | None = None
     priority: int = 0
-    reason: str | None = None              # why deferred or capped
+    reason: str | None = None              # why deferred, capped or skipped
     not_before: datetime | None = None     # quiet hours: the first moment it may be sent
 
     @property
@@ -157,6 +157,8 @@ def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dic
     shown = dict(occasion=occasion, products=proposal.products, nudge=proposal.nudge)
     if not row.accepts_marketing:
         return Candidate(**base, **shown, offer=offer, skip=Skip.no_consent)
+    if proposal.skip is not None:
+        return Candidate(**base, **shown, offer=offer, skip=proposal.skip, reason=proposal.note)
     past = history.get(row.id, {})
     if occasion in past:
         return Candidate(**base, **shown, offer=offer, skip=Skip.already_received)

@@ -2,11 +2,12 @@
 
 Owns the closed vocabulary of answers (``Why``) and the order they are checked in, which is the
 order the planner applies them: paused, outside the segment (naming the conditions that fail),
-not eligible for the kind (not dormant, under the spend floor...), no consent, already received
-this occasion, cooldown, nothing to offer, suppressed, held out, capped or deferred by a
-higher-priority campaign, over budget, waiting for quiet hours to end; and, over all of them,
-stale shop data (the stale-data guard holds every campaign back). Runs the planner for that
-one customer with the segment ignored, so the answer is the planner's own. Must not write.
+not eligible for the kind (not dormant, under the spend floor...), no consent, an offer that
+would save too little, already received this occasion, cooldown, nothing to offer, suppressed,
+held out, capped or deferred by a higher-priority campaign, over budget, waiting for quiet hours
+to end; and, over all of them, stale shop data (the stale-data guard holds every campaign back).
+Runs the planner for that one customer with the segment ignored, so the answer is the planner's
+own. Must not write.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Why(StrEnum):
     capped = "capped"                        # frequency cap, dropped
     deferred = "deferred"                    # frequency cap, tried next run
     over_budget = "over_budget"
+    small_saving = "small_saving"            # the bundle's offer would save them too little
     quiet_hours = "quiet_hours"              # would get it, once quiet hours end
     stale_data = "stale_data"                # the shop's data is too old: campaigns wait
 
@@ -134,6 +136,8 @@ def _skipped(engine: Engine, campaign: cm.Campaign, candidate: planner.Candidate
     if skip == Skip.cooldown:
         return answer(Why.cooldown, f"got this campaign within its {campaign.cooldown_days}-day "
                       "cooldown")
+    if skip == Skip.small_saving:
+        return answer(Why.small_saving, candidate.reason or "the offer would save too little")
     if skip == Skip.over_budget:
         return answer(Why.over_budget, "the run's offer budget would be spent before them")
     return answer(Why.nothing_to_offer, {

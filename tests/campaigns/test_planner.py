@@ -329,3 +329,49 @@ def test_the_audience_streams_in_batches_while_the_ledger_is_written(engine, set
         planned = conn.execute(select(tables.Delivery.__table__.c.customer_id)
                                .order_by(tables.Delivery.__table__.c.customer_id)).scalars()
         assert list(planned) == sorted(ids)
+
+
+MINED = """
+    id: mined
+    kind: bundle
+    template: bundle.html
+    subject: "Together"
+    mine: {min_support: 0.2, top: 1, discount_percent: PERCENT}
+"""
+
+
+def test_mined_bundles_are_named_from_products_and_need_a_real_saving(engine, settings, shop,
+                                                                     tmp_path):
+    """Issue 10, item 3: emails said "Complete your BATH-001 + BATH-002" and offered one
+    €6.90 item for €0.69 off."""
+    shop.product("BATH-001", category="bath", price=690, name="Olive oil soap bar")
+    shop.product("BATH-002", category="bath", price=1290, name="Ceramic soap dish")
+    buyers = [shop.customer() for _ in range(5)]
+    for who in buyers[:4]:
+        shop.order(who, days_ago=20, items={"BATH-001": 690, "BATH-002": 1290})
+    shop.order(buyers[4], days_ago=20, items={"BATH-001": 690})
+
+    generous = plan(engine, settings, campaign(tmp_path, MINED.replace("PERCENT", "15")))
+    offer = generous[buyers[4]].offer
+    assert offer.bundle_name == "Olive oil soap bar & Ceramic soap dish"
+    assert offer.bundle_skus == ("BATH-002",)
+    stingy = plan(engine, settings, campaign(tmp_path, MINED.replace("PERCENT", "5")))
+    assert stingy[buyers[4]].skip == tables.Skip.small_saving  # below min_saving_percent: 10
+    assert stingy[buyers[0]].skip == tables.Skip.nothing_to_offer  # owns both already
+    lowered = MINED.replace("PERCENT", "5}").replace("5}}", "5, min_saving_percent: 5}")
+    assert plan(engine, settings, campaign(tmp_path, lowered))[buyers[4]].offer is not None
+
+
+def test_a_configured_bundle_without_a_saving_is_skipped_and_one_without_a_name_is_named(
+        engine, settings, shop, tmp_path):
+    shop.product("MAT", price=4000, name="Yoga mat")
+    shop.product("STRAP", price=1000, name="Yoga strap")
+    who = shop.customer()
+    shop.order(who, days_ago=10, items={"MAT": 4000})
+    unnamed = BUNDLE.replace("{id: starter, name: starter set, skus: [MAT, STRAP, BLOCK], "
+                             "price: 60}", "{id: pair, skus: [MAT, STRAP], discount_percent: 10}")
+    assert plan(engine, settings, campaign(tmp_path, unnamed))[who].offer.bundle_name == \
+        "Yoga mat & Yoga strap"
+    no_saving = unnamed.replace("discount_percent: 10", "price: 50")
+    assert plan(engine, settings, campaign(tmp_path, no_saving))[who].skip == \
+        tables.Skip.small_saving

@@ -155,3 +155,22 @@ def test_why_command_prints_json(engine, settings, project, config_path):
                                       "--as-of", "2026-06-15", "--json"])
     assert result.exit_code == 0, result.output
     assert '"why": "would_receive"' in result.output
+
+
+def test_why_names_a_bundle_that_would_save_too_little(engine, settings):
+    shop = Shop(engine)
+    shop.product("MAT", price=4000, name="Yoga mat")
+    shop.product("STRAP", price=1000, name="Yoga strap")
+    who = shop.customer()
+    shop.order(who, days_ago=10, items={"MAT": 4000})
+    bundle = load("""
+        id: sets
+        kind: bundle
+        template: bundle.html
+        subject: "Complete the set"
+        bundles:
+          - {id: pair, skus: [MAT, STRAP], price: 50}
+    """)
+    answer = why(engine, settings, [bundle], who)["sets"]
+    assert answer.why == Why.small_saving
+    assert "save" in answer.detail and "Yoga mat & Yoga strap" in answer.detail

@@ -87,7 +87,9 @@ def coupon_offer(coupon: Coupon, avg_order_value_cents: int) -> OfferSpec:
 def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: int,
                threshold_cents: int, store: Store) -> OfferSpec:
     """The gift of a spend-threshold campaign; ``min_spend`` records the threshold crossed.
-    A gift card's or coupon's name shows its amount as the store writes money."""
+    Its name is a title, without an article ("€15.00 gift card", "Ceramic soap dish", "10% off
+    your next order"), so a template can show it on a line of its own; amounts are written as
+    the store writes money."""
     if gift.coupon is not None:
         spec = coupon_offer(gift.coupon, avg_cents)
         name = (f"{spec.percent_off}% off your next order" if spec.percent_off else
@@ -97,7 +99,7 @@ def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: i
     if gift.gift_card is not None:
         value = cents(gift.gift_card)
         return OfferSpec(kind="gift", face_value_cents=value, gift_card_cents=value,
-                         gift_name=f"a {store.money(value)} gift card",
+                         gift_name=f"{store.money(value)} gift card",
                          min_spend_cents=threshold_cents, valid_days=gift.valid_days,
                          period=period, prefix="GIFT")
     product = catalogue.get(gift.product or "", {})

@@ -108,9 +108,10 @@ def _money(store: Store, cents: int | None) -> Money | None:
 
 def _product(row: dict, store: Store) -> dict[str, Any]:
     """A product as templates see it; without a page of its own it links to the shop."""
+    compare_at = row["compare_at_price_cents"]
     return {"sku": row["sku"], "name": row["name"], "category": row["category"],
-            "price": store.money(row["price_cents"]),
-            "compare_at_price": _money(store, row["compare_at_price_cents"]),
+            "price": store.money(row["price_cents"]), "compare_at_price": _money(store, compare_at),
+            "reduced": compare_at is not None and compare_at > row["price_cents"],
             "url": row["url"] or store.url, "image_url": row["image_url"]}
 
 
@@ -147,6 +148,7 @@ def nudge_context(nudge: dict | None, store: Store) -> dict[str, Any] | None:
         return None
     return {"missing_amount": store.money(nudge["missing_cents"]),
             "threshold": store.money(nudge["threshold_cents"]),
+            "spent": store.money(nudge["spent_cents"]),
             "gift_name": nudge.get("gift_name"), "period_ends_on": nudge.get("period_ends_on")}
 
 

@@ -15,12 +15,15 @@ currency and locale, ``.cents`` is the integer, and Money adds, subtracts and co
                (dormancy/value_tier/lifecycle: the values of the enums in tables.py)
     store      {name, url, postal_address, currency, locale}   (Renderer fills it from config.yaml)
     campaign   {id, kind}   (never its description: that is the team's note, not copy)
-    products   [{sku, name, category, price$, compare_at_price$, url, image_url}]   may be []
+    products   [{sku, name, category, price$, compare_at_price$, reduced, url, image_url}]
+               may be []; reduced: the price is below compare_at_price (a price cut); url
+               is the product's page (the shop's when it has none)
     offer      {kind, code, percent_off, amount_off$, min_spend$, expires_on, gift_name,
                 bundle_name, bundle_price$, bundle_skus, url} or None; kind is one of
                coupon | gift | bundle | none; min_spend is also a gift's spend threshold;
-               url is the landing page (None: the store's home page)
-    nudge      {missing_amount$, threshold$, gift_name, period_ends_on} or None
+               gift_name is a title without an article ("€15.00 gift card"); url is where
+               the offer's button leads (a bundle's cart link) or None (the template decides)
+    nudge      {missing_amount$, threshold$, spent$, gift_name, period_ends_on} or None
     unsubscribe_url  the one-click unsubscribe link for this recipient
     why        the sentence saying why they get this email (WHY_SENTENCE is the default)
     preview_text     the inbox preview line: the campaign's ``preheader:`` rendered, else the
@@ -68,16 +71,16 @@ def empty_offer(kind: str, **fields: Any) -> dict[str, Any]:
 
 _PRODUCTS = [
     {"sku": "TEA-001", "name": "Sencha Kyoto 日本 100 g", "category": "tea", "price": Money(1250),
-     "compare_at_price": Money(1590), "url": "https://maison-verte.example/p/tea-001",
+     "compare_at_price": Money(1590), "reduced": True, "url": "https://maison-verte.example/p/tea-001",
      "image_url": "https://maison-verte.example/img/tea-001.jpg"},
     {"sku": "POT-002", "name": "Théière « Lotus » 0.8 l", "category": "teaware",
-     "price": Money(3900), "compare_at_price": None, "url": "https://maison-verte.example/p/pot-002",
+     "price": Money(3900), "compare_at_price": None, "reduced": False, "url": "https://maison-verte.example/p/pot-002",
      "image_url": "https://maison-verte.example/img/pot-002.jpg"},
     {"sku": "CUP-003", "name": "Cups & saucers, set of 2", "category": "teaware",
-     "price": Money(2400), "compare_at_price": Money(2400),
+     "price": Money(2400), "compare_at_price": Money(2400), "reduced": False,
      "url": "https://maison-verte.example/p/cup-003", "image_url": ""},
     {"sku": "HON-004", "name": "Wildflower honey 🍯", "category": "pantry", "price": Money(890),
-     "compare_at_price": Money(1100), "url": "https://maison-verte.example/p/hon-004",
+     "compare_at_price": Money(1100), "reduced": True, "url": "https://maison-verte.example/p/hon-004",
      "image_url": "https://maison-verte.example/img/hon-004.jpg"},
 ]
 _BASE = {
@@ -101,16 +104,16 @@ _VARIANTS: dict[str, list[dict[str, Any]]] = {
                                       url="https://maison-verte.example/back"),
                  "products": [], "metrics": {**_BASE["metrics"], "value_tier": "C"}}],
     "spend_threshold": [
-        {"offer": empty_offer("gift", gift_name="a tin of Jasmine Pearls",
+        {"offer": empty_offer("gift", gift_name="Tin of Jasmine Pearls",
                               min_spend=Money(20000), code="GIFT-5TQ8",
                               expires_on="2026-09-30"), "nudge": None},
-        {"offer": empty_offer("gift", gift_name="a tea towel", min_spend=Money(20000)),
+        {"offer": empty_offer("gift", gift_name="€15.00 gift card", min_spend=Money(20000)),
          "nudge": None},
         {"offer": None, "nudge": {"missing_amount": Money(3550), "threshold": Money(20000),
-                                  "gift_name": "a tin of Jasmine Pearls",
+                                  "spent": Money(16450), "gift_name": "Tin of Jasmine Pearls",
                                   "period_ends_on": "2026-09-30"}}],
     "bundle": [{"products": _PRODUCTS[:3], "offer": empty_offer(
-        "bundle", bundle_name="The tea ceremony set", bundle_price=Money(6500),
+        "bundle", bundle_name="Tea ceremony set", bundle_price=Money(6500),
         bundle_skus=["TEA-001", "POT-002", "CUP-003"], code="BUNDLE-3F7A",
         expires_on="2026-07-31")},
         {"products": _PRODUCTS[1:3], "offer": empty_offer(

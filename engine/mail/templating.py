@@ -1,7 +1,8 @@
 """The hardened Jinja environment every email template and subject is compiled in.
 
 Owns: ``Sandbox`` (Jinja's ``ImmutableSandboxedEnvironment`` + ``StrictUndefined`` + HTML
-autoescape for ``*.html``; strings compiled with ``from_string`` are not escaped), the ``money``
+autoescape for ``*.html``; strings compiled with ``from_string`` are not escaped; Jinja's i18n
+extension with Babel's translations for singular and plural forms), the ``money``
 filter (engine/money.py does the formatting) and the ``date`` filter, and ``located()``, which
 turns any failure of a template into a TemplateError naming the template file and line. What a
 campaign kind may use, and ``lint()``, live in contract.py; rendering whole emails in render.py.
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from babel.support import NullTranslations
 from jinja2.compiler import CodeGenerator
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -101,7 +103,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
             auto_reload=False,
+            extensions=["jinja2.ext.i18n"],
         )
+        # Singular and plural through {% trans count=n %}...{% pluralize %}...{% endtrans %}
+        # (and ngettext): Babel's translations, English rules until a shop installs its own.
+        self.install_gettext_translations(NullTranslations(), newstyle=True)
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) would build a huge text
         self.globals["range"] = _budgeted_range
         self.filters["money"] = money_filter(currency, locale)

@@ -92,10 +92,10 @@ def test_new_product_digest_shows_each_product_with_alt_text_and_reduced_price(r
     for product in context["products"]:
         assert product["url"] in email_.html and product["url"] in email_.text
     assert 'alt="Sencha Kyoto 日本 100 g"' in email_.html
-    assert "Was <s>€15.90</s>" in email_.html and "now €12.50" in email_.html
+    assert "(was <s>€15.90</s>)" in email_.html and "Now €12.50" in email_.html
     assert "Cups &amp; saucers" in email_.html  # escaped in HTML...
     assert "Cups & saucers" in email_.text  # ...and plain in text
-    assert "Was <s>€24.00</s>" not in email_.html  # compare-at equal to price: no reduction
+    assert "<s>€24.00</s>" not in email_.html  # compare-at equal to price: no reduction
 
 
 def test_winback_shows_code_value_minimum_and_expiry(renderer):
@@ -107,10 +107,12 @@ def test_winback_shows_code_value_minimum_and_expiry(renderer):
 
 def test_spend_threshold_gift_and_nudge(renderer):
     gift, _, nudge = sample_contexts("spend_threshold")
-    assert "a tin of Jasmine Pearls is yours" in renderer.render(
-        "spend_threshold.html", "A gift", gift).text
-    assert "Spend €35.50 more by 30 September 2026 to reach €200.00" in renderer.render(
-        "spend_threshold.html", "Almost there", nudge).text
+    text = renderer.render("spend_threshold.html", "A gift", gift).text
+    assert "Your gift\n\nTin of Jasmine Pearls\n\nGIFT-5TQ8" in text
+    text = renderer.render("spend_threshold.html", "Almost there", nudge).text
+    assert ("Spend €35.50 more by 30 September 2026 and we will thank you with a gift: Tin of "
+            "Jasmine Pearls.") in text
+    assert "€164.50 spent of €200.00" in text
 
 
 def test_bundle_shows_bundle_price_against_separate_price(renderer):
@@ -478,10 +480,58 @@ def test_a_renderer_cache_reuses_its_renderer_until_a_template_changes(tmp_path)
     assert cache.get(folder, store) is first
     assert render.RendererCache().get(folder, store) is not first  # nothing shared behind it
     page = folder / "winback.html"
-    page.write_text(page.read_text().replace("Visit the shop", "Come back soon"))
+    page.write_text(page.read_text().replace("Here is something", "Come back soon"))
     stat = page.stat()
     os.utime(page, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     second = cache.get(folder, store)
     assert second is not first
     email = second.render("winback.html", "Hi", render.sample_context("winback"))
     assert "Come back soon" in email.html
+
+
+# --- the copy a marketer copies (issue 10, item 4) ---------------------------------------------
+
+def text_of(renderer, kind: str, context: dict) -> str:
+    return renderer.render(f"{kind}.html", "Hello", context).text
+
+
+def test_a_bundle_email_speaks_of_one_piece_or_several(renderer):
+    context = sample_context("bundle")
+    several = text_of(renderer, "bundle", context)
+    assert ("Your Tea ceremony set is not complete yet. Add the 3 missing pieces and they are "
+            "yours for less" in several)
+    assert "go together" not in several and "Get all" not in several
+    context["products"] = context["products"][:1]
+    one = text_of(renderer, "bundle", context)
+    assert "Add the missing piece and it is yours for less than its usual price." in one
+    assert "pieces" not in one.split("Unsubscribe")[0].replace("missing piece ", "")
+
+
+def test_a_new_product_email_tells_one_arrival_from_several_and_price_cuts_from_arrivals(
+        renderer):
+    context = sample_context("new_product")
+    one_new = {**context, "products": [context["products"][1]]}
+    text = text_of(renderer, "new_product", one_new)
+    assert "Just in, and picked for you" in text and "something new has arrived" in text
+    assert " them" not in text
+    cuts = {**context, "products": [p for p in context["products"] if p["reduced"]]}
+    text = text_of(renderer, "new_product", cuts)
+    assert "Price cuts, picked for you" in text and "new" not in text.split("\n\n")[1].lower()
+    text = text_of(renderer, "new_product", context)
+    assert "2 new products have arrived and 2 you may like now cost less" in text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_line_of_the_shipped_emails_starts_a_sentence_with_a_capital(renderer, kind):
+    for context in sample_contexts(kind):
+        for line in text_of(renderer, kind, context).splitlines():
+            if line and line[0].isalpha() and not line.startswith("http"):
+                assert line[0].isupper(), line
+
+
+def test_the_nudge_email_is_a_real_email_not_one_sentence(renderer):
+    nudge = sample_contexts("spend_threshold")[2]
+    text = text_of(renderer, "spend_threshold", nudge)
+    body = text.split("You get this because")[0]
+    assert len([p for p in body.split("\n\n") if p.strip()]) >= 5
+    assert "Find something you like: https://maison-verte.example" in text

@@ -72,6 +72,11 @@ def redact(url: str) -> str:
     return url
 
 
+# meta key set by `retain demo`: this database holds the synthetic demo shop, whose products
+# have no real pictures (its emails attach drawn ones; a real shop's never do).
+DEMO_SHOP = "demo_shop"
+
+
 def get_meta(conn: Connection, key: str) -> str | None:
     return conn.execute(text("SELECT value FROM meta WHERE key = :k"), {"k": key}).scalar()
 

@@ -18,11 +18,14 @@ anything is claimed.
 
 Every amount of money in the context is a ``money.Money`` in the store's currency and locale, so
 a template prints it formatted ("€12.50") without a filter; dates are ISO strings or ``date``
-objects (the ``date`` filter formats them).
+objects (the ``date`` filter formats them). The demo shop's products have no real pictures: mail
+from a database that holds it attaches drawn ones inline (``with_pictures``); a real shop's mail
+keeps its catalogue's image URLs.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -40,7 +43,7 @@ from engine.consent import unsubscribe
 from engine.controlchars import one_line
 from engine.delivery.triage import rendered_for
 from engine.errors import ConfigError, CustomerDataError
-from engine.mail import contract, render
+from engine.mail import contract, pictures, render
 from engine.money import Money
 from engine.tables import Coupon, Customer, CustomerMetrics, Delivery, Product
 from engine.transport import OutgoingMessage
@@ -193,6 +196,27 @@ def rendered(renderer: render.Renderer, campaign: cm.Campaign, payload: dict,
                         samples_render)
 
 
+def with_pictures(email: render.RenderedEmail, products: list[dict]
+                  ) -> tuple[render.RenderedEmail, list[pictures.Picture]]:
+    """The email showing each product's drawn picture inline (by Content-ID), and those
+    pictures: for the demo shop, whose image URLs lead nowhere."""
+    markup, attached = email.html, []
+    for product in products:
+        if not product["image_url"]:
+            continue
+        drawn = pictures.picture(product["sku"], product["name"], product["category"])
+        source = f'src="{html.escape(product["image_url"])}"'
+        if source in markup:
+            markup = markup.replace(source, f'src="cid:{drawn.cid}"')
+            attached.append(drawn)
+    return render.RenderedEmail(email.subject, markup, email.text), attached
+
+
+def demo_shop(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return db.get_meta(conn, db.DEMO_SHOP) is not None
+
+
 def subject_for(campaign: cm.Campaign, payload: dict) -> str:
     """A nudge may have its own subject line; everything else uses the campaign's."""
     if payload.get("nudge") and isinstance(campaign, cm.SpendThreshold) and campaign.nudge \
@@ -231,8 +255,9 @@ def return_path(settings: Settings) -> str:
 
 
 def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaign_id: str,
-         now: datetime) -> bytes:
-    """The complete message: both parts, From/Reply-To, and the RFC 8058 headers."""
+         now: datetime, inline: list[pictures.Picture] | None = None) -> bytes:
+    """The complete message: both parts, From/Reply-To, the RFC 8058 headers, and the
+    pictures shown inline."""
     from engine.mail import mime as mime_module
 
     if settings.sender is None:
@@ -241,7 +266,7 @@ def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaig
     return mime_module.build_message(
         rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
         to_addr=customer["email"], reply_to=settings.sender.reply_to,
-        message_id=msg_id, headers=headers, date=now)
+        message_id=msg_id, headers=headers, date=now, pictures=inline or ())
 
 
 # --- a page of deliveries → messages ready for the transport ----------------------------------
@@ -296,6 +321,7 @@ class Composer:
         self.renderer = renderer(settings, renderers)
         self.mail_from = return_path(settings)
         self.samples_render: dict[tuple, bool] = {}
+        self.pictures = demo_shop(self.engine)
 
     def compose(self, ids: list[int], now: datetime) -> list[Ready | Unsendable]:
         """The messages of deliveries ``ids``, in id order; TemplateError (with file and line)
@@ -308,15 +334,17 @@ class Composer:
              ) -> Ready | Unsendable:
         delivery_id, campaign_id, customer_id, payload = row
         campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
+        shown = context(self.settings, campaign, customer, payload, page.codes.get(delivery_id),
+                        now, page.products)
         try:
-            email = rendered(self.renderer, campaign, payload,
-                             context(self.settings, campaign, customer, payload,
-                                     page.codes.get(delivery_id), now, page.products),
-                             self.samples_render)
+            email = rendered(self.renderer, campaign, payload, shown, self.samples_render)
         except CustomerDataError as error:
             return Unsendable(delivery_id, campaign_id, str(error))
+        inline: list[pictures.Picture] = []
+        if self.pictures:
+            email, inline = with_pictures(email, shown["products"])
         msg_id = message_id(self.settings, delivery_id, campaign_id)
-        data = mime(self.settings, email, customer, msg_id, campaign_id, now)
+        data = mime(self.settings, email, customer, msg_id, campaign_id, now, inline)
         return Ready(delivery_id, campaign_id, OutgoingMessage(
             mail_from=self.mail_from, rcpt_to=customer["email"], data=data, message_id=msg_id))
 

@@ -27,7 +27,7 @@ from engine.shop.counted import counted
 
 CHUNK = 1000  # customers generated and written per round: memory stays flat at any size
 SHOP_TABLES = ("customers", "products", "orders", "order_items", "customer_metrics")
-DEMO_MARK = "demo_shop"  # meta key: this database's shop was built by the demo
+DEMO_MARK = db.DEMO_SHOP  # meta key: this database's shop was built by the demo
 
 
 @dataclass(frozen=True)

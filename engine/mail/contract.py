@@ -175,6 +175,7 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
             continue
         references[name] = _references(tree)
         pending += [(ref, Path(filename), line) for ref, line in references[name]]
+        problems += _image_problems(source, filename)
     problems += _cycles(references, template_name, folder)
     if problems:
         return problems
@@ -320,6 +321,23 @@ _SIGNS = "".join(c for c in map(chr, range(0x10000))
 # A sign printed beside an amount that already carries one: "€€20.00", "$ €20.00", "€20,00 €".
 _DOUBLED_SIGN = re.compile(f"[{re.escape(_SIGNS)}]\\s?(?:[{re.escape(_SIGNS)}]|[\\d.,\u00a0\u202f]+"
                            f"\\s?[{re.escape(_SIGNS)}])")
+
+
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r'\balt="[^"]*\S[^"]*"', re.I)
+_WIDTH = re.compile(r'\bwidth="[^"]+"', re.I)
+
+
+def _image_problems(source: str, path: Any) -> list[TemplateError]:
+    """Every <img> of a template's source needs alt text and a width (images off, Outlook)."""
+    problems = []
+    for tag in _IMG.finditer(source):
+        if not _ALT.search(tag.group(0)) or not _WIDTH.search(tag.group(0)):
+            problems.append(TemplateError(
+                'an image without alt text or a width: give every <img> an alt="..." that '
+                'says what it shows and a width="..." in pixels, so the email reads well with '
+                "images off and keeps its layout", path, source.count("\n", 0, tag.start()) + 1))
+    return problems
 
 
 def output_problems(output: str) -> list[str]:

@@ -2,8 +2,9 @@
 
 Owns: the message format: headers (From, To, Reply-To, Subject, Date, Message-ID, MIME-Version,
 then the caller's List-Unsubscribe, List-Unsubscribe-Post, List-Id, X-Campaign-Id...), a
-text/plain part then a text/html part, both UTF-8, CRLF line endings throughout (what SMTP
-wants; aiosmtpd refuses bare LF lines as "too long"), no line over 998 bytes.
+text/plain part then a text/html part, both UTF-8 (the HTML inside a multipart/related part
+with its inline pictures when it has any, each named by its Content-ID), CRLF line endings
+throughout (what SMTP wants; aiosmtpd refuses bare LF lines as "too long"), no line over 998 bytes.
 Must not: render, send, read the clock (``date`` is a parameter) or put addresses in errors.
 
 Data in headers: the subject carries customer data, so it is made safe here whatever the caller
@@ -32,7 +33,7 @@ import binascii
 import hashlib
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email.charset import Charset
 from email.utils import format_datetime, formataddr
@@ -40,6 +41,7 @@ from typing import Protocol
 
 from engine.controlchars import has_controls, one_line
 from engine.errors import InputError
+from engine.mail.pictures import Picture
 
 MAX_LINE = 998  # RFC 5322: bytes a line, CRLF excluded
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ":"
@@ -65,11 +67,13 @@ class Rendered(Protocol):
 
 def build_message(rendered: Rendered, *, from_addr: str, from_name: str, to_addr: str,
                   reply_to: str | None, message_id: str, date: datetime,
-                  headers: Mapping[str, str] | None = None) -> bytes:
+                  headers: Mapping[str, str] | None = None,
+                  pictures: Sequence[Picture] = ()) -> bytes:
     """The message as bytes with CRLF line endings.
 
     ``headers`` adds List-Unsubscribe, List-Unsubscribe-Post, List-Id, X-Campaign-Id and the
-    like (not the headers this function writes itself). A recipient address that cannot be
+    like (not the headers this function writes itself). ``pictures`` are attached inline
+    beside the HTML, which shows them as ``src="cid:..."``. A recipient address that cannot be
     written in a header raises InputError; a bad header name or value is a ValueError (a bug).
     The subject is made one line, without control characters, whatever it holds.
     """
@@ -97,12 +101,34 @@ def build_message(rendered: Rendered, *, from_addr: str, from_name: str, to_addr
     boundary = "=_" + hashlib.blake2b(message_id.encode(), digest_size=12).hexdigest()
     lines.append(_header("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
     head = "\r\n".join(lines).encode("ascii")
+    html_part = _part(boundary, "text/html", rendered.html)
+    if pictures:
+        inner = boundary + "r"
+        html_part = b"".join([
+            b"--", boundary.encode(), b"\r\n",
+            f'Content-Type: multipart/related; boundary="{inner}"; type="text/html"\r\n\r\n'
+            .encode("ascii"),
+            _part(inner, "text/html", rendered.html),
+            *(_inline(inner, picture) for picture in pictures),
+            b"--", inner.encode(), b"--\r\n\r\n",
+        ])
     return b"".join([
         head, b"\r\n\r\n",
         b"This is a multipart message in MIME format.\r\n",
         _part(boundary, "text/plain", rendered.text),
-        _part(boundary, "text/html", rendered.html),
+        html_part,
         b"--", boundary.encode(), b"--\r\n",
+    ])
+
+
+def _inline(boundary: str, picture: Picture) -> bytes:
+    name = picture.cid.split("@", 1)[0] + "." + picture.content_type.rsplit("/", 1)[-1]
+    return b"".join([
+        b"--", boundary.encode(), b"\r\n",
+        f"Content-Type: {picture.content_type}\r\nContent-Transfer-Encoding: base64\r\n"
+        f"Content-ID: <{picture.cid}>\r\n"
+        f'Content-Disposition: inline; filename="{name}"\r\n\r\n'.encode("ascii"),
+        _base64(picture.data), b"\r\n",
     ])
 
 

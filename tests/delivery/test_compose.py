@@ -231,3 +231,17 @@ def test_a_cart_url_without_the_skus_placeholder_is_refused_at_its_line(tmp_path
     with pytest.raises(ConfigError, match=r"\{skus\}") as caught:
         config.load(path, environ={})
     assert caught.value.line == at + 1
+
+
+def test_a_real_shops_mail_keeps_its_catalogues_image_urls(settings, project, engine):
+    """Drawn pictures are for the demo shop only (whose database says so)."""
+    settings = settings.model_copy(update={"source": str(project / "config.yaml")})
+    campaign = models.load_file(ROOT / "campaigns" / "new_arrivals.yaml")
+    payload = EVERY_OFFER["new_arrivals.yaml"][0]
+    products = {"TEA": {**PRODUCTS["TEA"], "image_url": "https://cdn.shop.example/tea.jpg"}}
+    context = compose.context(settings, campaign, CUSTOMER, payload, None, NOW, products)
+    email = compose.rendered(compose.renderer(settings), campaign, payload, context)
+    assert not compose.demo_shop(engine)
+    shown, inline = compose.with_pictures(email, context["products"])
+    assert 'src="https://cdn.shop.example/tea.jpg"' in email.html
+    assert 'src="cid:tea@pictures.retain"' in shown.html and len(inline) == 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -230,10 +233,32 @@ def test_demo_sends_every_campaign_once_and_prints_counts(engine, settings, proj
     outbox = settings.folder("outbox")
     assert len(list(outbox.glob("*.eml"))) == sent
     assert str(outbox) in shown
+    assert_demo_pictures_are_inline(outbox)
     # Running the demo again reuses the shop and the ledger: nothing new is sent.
     again = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
     assert sum(c.sent for c in again.campaigns.values()) == 0
     assert len(list(outbox.glob("*.eml"))) == sent
+
+
+def assert_demo_pictures_are_inline(outbox: Path) -> None:
+    """Issue 10, item 6: the demo's product images pointed to a host that does not exist. Each
+    picture is in the message itself, by Content-ID, with alt text and a width."""
+    from PIL import Image
+
+    pictured = 0
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        markup = message.get_body(("html",)).get_content()
+        parts = {f"cid:{part['Content-ID'].strip('<>')}": part for part in message.walk()
+                 if part["Content-ID"]}
+        for tag in re.findall(r"<img\b[^>]*>", markup):
+            source = re.search(r'src="([^"]+)"', tag).group(1)
+            assert source in parts, source
+            assert re.search(r'alt="[^"]+"', tag) and re.search(r'width="\d+"', tag), tag
+            picture = Image.open(io.BytesIO(parts[source].get_content()))
+            assert picture.width >= 260
+            pictured += 1
+    assert pictured > 0
 
 
 def test_cli_builds_the_shop_and_prints_counts(config_path, tmp_path):

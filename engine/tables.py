@@ -90,6 +90,7 @@ class Skip(StrEnum):
     nothing_to_offer = "nothing_to_offer"  # e.g. no new product in their categories
     over_budget = "over_budget"            # the run's offer budget is spent
     small_saving = "small_saving"          # the bundle's offer would save them too little
+    paused = "paused"                      # asked to pause all mail for a while (mail_pauses)
 
 class OfferKind(StrEnum):
     coupon = "coupon"          # a unique code: percent or amount off
@@ -265,6 +266,17 @@ class Suppression(SQLModel, table=True):
     __tablename__ = "suppressions"
     email_key: str = Field(primary_key=True)  # lower(email); survives re-imports of customers
     reason: SuppressionReason
+    source: str = ""
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class MailPause(SQLModel, table=True):
+    """A customer's "not now": no marketing email to the address until ``until``, chosen on the
+    unsubscribe page instead of leaving. Keyed by address, like suppressions."""
+
+    __tablename__ = "mail_pauses"
+    email_key: str = Field(primary_key=True)  # lower(email)
+    until: datetime = Field(sa_column=utc_column())
     source: str = ""
     created_at: datetime = Field(sa_column=utc_column())
 

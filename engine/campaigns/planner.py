@@ -2,7 +2,8 @@
 
 Owns the algorithm every kind shares, in the order it is applied: the audience (the segment
 compiled to SQL plus the kind's own conditions, streamed in batches), the kind's proposal
-(kinds.py: occasion, offer, products), consent, already-received and cooldown exclusions,
+(kinds.py: occasion, offer, products), consent, a pause the customer asked for, an offer the
+kind declines, already-received and cooldown exclusions,
 suppression, the deterministic holdout split, the frequency cap (limits.py), the budget, and
 quiet hours. Per-batch lookups are one query each, so memory stays flat as the audience grows.
 What it decides is counted in ``counts.Counts``. Three entry points: ``plan`` (the audience),
@@ -27,6 +28,7 @@ from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
 from engine.config import Settings
+from engine.consent import preferences
 from engine.shop import metrics
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip, Suppression
 
@@ -157,6 +159,9 @@ def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dic
     shown = dict(occasion=occasion, products=proposal.products, nudge=proposal.nudge)
     if not row.accepts_marketing:
         return Candidate(**base, **shown, offer=offer, skip=Skip.no_consent)
+    if row.paused_until is not None:
+        return Candidate(**base, **shown, offer=offer, skip=Skip.paused,
+                         reason=f"paused all mail until {row.paused_until:%Y-%m-%d %H:%M} UTC")
     if proposal.skip is not None:
         return Candidate(**base, **shown, offer=offer, skip=proposal.skip, reason=proposal.note)
     past = history.get(row.id, {})
@@ -208,11 +213,13 @@ def audience(engine: Engine, segment: Any, now: datetime, extra_columns: Sequenc
     columns = [CUSTOMERS.c.id, CUSTOMERS.c.accepts_marketing, CUSTOMERS.c.timezone,
                METRICS.c.dormancy,
                METRICS.c.last_order_at, METRICS.c.avg_order_value_cents,
-               SUPPRESSIONS.c.email_key.is_not(None).label("suppressed"), *extra_columns]
+               SUPPRESSIONS.c.email_key.is_not(None).label("suppressed"),
+               preferences.PAUSES.c.until.label("paused_until"), *extra_columns]
     query = (select(*columns)
              .select_from(CUSTOMERS.join(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id)
                           .outerjoin(SUPPRESSIONS,
-                                     SUPPRESSIONS.c.email_key == CUSTOMERS.c.email_key)))
+                                     SUPPRESSIONS.c.email_key == CUSTOMERS.c.email_key)
+                          .outerjoin(preferences.PAUSES, preferences.active(now))))
     if segment is not None:
         query = query.where(segment.where(now))
     for condition in extra_where:

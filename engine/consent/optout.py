@@ -2,8 +2,10 @@
 
 Owns the HTTP side of unsubscribing: a POST with ``List-Unsubscribe=One-Click`` and a valid
 token (what Gmail or Apple Mail send when the reader presses "unsubscribe") suppresses the
-address at once; a GET (the link in the footer) only shows a page with a button, because mail
-scanners follow links and must not unsubscribe anyone. A forged or altered token changes
+address at once; a GET (the link in the footer) only shows a page (pages.py) — with a button to
+leave and the choice to pause all mail for 30 or 90 days instead, or saying that they are
+unsubscribed or paused already — because mail scanners follow links and must not unsubscribe
+anyone; a POST with ``pause=30`` pauses (preferences.py). A forged or altered token changes
 nothing. Mount ``app(settings, engine)`` under ``unsubscribe.url`` in any WSGI server, or run
 ``retain unsubscribe-server`` for a simple setup. Reads the clock for the suppression's time
 through the ``clock`` it is given. Must not send.
@@ -11,7 +13,6 @@ through the ``clock`` it is given. Must not send.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -20,27 +21,16 @@ from urllib.parse import parse_qs
 from sqlalchemy import Engine
 
 from engine.config import Settings
-from engine.consent import suppressions, unsubscribe
+from engine.consent import pages, preferences, suppressions, unsubscribe
 from engine.errors import NotFound
-
-PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
-<body style="font-family: Georgia, serif; max-width: 32em; margin: 3em auto; padding: 0 1em">
-<h1>{title}</h1><p>{text}</p>{form}<p><a href="{store_url}">{store}</a></p></body></html>"""
 
 
 def app(settings: Settings, engine: Engine, clock: Callable[[], datetime]):
     """The WSGI application; ``clock`` stamps the suppression (the command line's wall clock)."""
+    store = settings.store
 
-    def respond(start_response, status: str, title: str, text: str, token: str = "",
-                form: bool = False) -> Iterable[bytes]:
-        button = (f'<form method="post"><input type="hidden" name="token" '
-                  f'value="{html.escape(token)}"><input type="hidden" name="List-Unsubscribe" '
-                  f'value="One-Click"><button type="submit">Unsubscribe</button></form>'
-                  if form else "")
-        body = PAGE.format(title=html.escape(title), text=html.escape(text), form=button,
-                           store_url=html.escape(settings.store.url),
-                           store=html.escape(settings.store.name)).encode()
+    def respond(start_response, status: str, page: str) -> Iterable[bytes]:
+        body = page.encode()
         start_response(status, [("Content-Type", "text/html; charset=utf-8"),
                                 ("Content-Length", str(len(body))),
                                 ("Cache-Control", "no-store")])
@@ -57,24 +47,38 @@ def app(settings: Settings, engine: Engine, clock: Callable[[], datetime]):
         token = (form.get("token") or query.get("token") or [""])[0]
         verified = unsubscribe.verify(settings, token) if token else None
         if verified is None:
-            return respond(start_response, "400 Bad Request", "This link is not valid",
-                           "The unsubscribe link is incomplete or was changed. Use the link "
-                           "from the email itself, or reply to it and we will remove you.")
+            return respond(start_response, "400 Bad Request", pages.invalid(store))
+        customer_id = verified[0]
         if method == "GET":
-            return respond(start_response, "200 OK", "Unsubscribe",
-                           f"Stop receiving marketing emails from {settings.store.name}?",
-                           token=token, form=True)
+            try:
+                chosen = preferences.state(engine, customer_id, clock())
+            except NotFound:  # a genuine token for a customer deleted since: nothing to do
+                return respond(start_response, "200 OK", pages.unsubscribed(store))
+            page = pages.unsubscribed(store) if chosen.unsubscribed else \
+                pages.paused(store, chosen.paused_until, token) if chosen.paused_until else \
+                pages.ask(store, token)
+            return respond(start_response, "200 OK", page)
         if method != "POST":
-            return respond(start_response, "405 Method Not Allowed", "Not allowed",
-                           "Use the link in the email.")
+            return respond(start_response, "405 Method Not Allowed",
+                           pages.message(store, "Not allowed", "Use the link in the email."))
+        pause = (form.get("pause") or [""])[0]
+        if pause:
+            if pause not in {str(days) for days in preferences.PAUSE_DAYS}:
+                return respond(start_response, "400 Bad Request", pages.message(
+                    store, "Not a pause we offer", "Choose one of the pauses on the page."))
+            try:
+                until = preferences.pause(engine, customer_id, int(pause), clock())
+            except NotFound:
+                return respond(start_response, "200 OK", pages.unsubscribed(store))
+            return respond(start_response, "200 OK", pages.paused(store, until, token))
         if (form.get("List-Unsubscribe") or [""])[0] != "One-Click":
-            return respond(start_response, "400 Bad Request", "Not a one-click request",
-                           "The request must carry List-Unsubscribe=One-Click (RFC 8058).")
+            return respond(start_response, "400 Bad Request", pages.message(
+                store, "Not a one-click request",
+                "The request must carry List-Unsubscribe=One-Click (RFC 8058)."))
         try:
-            suppressions.unsubscribe(engine, verified[0], clock(), source="one-click")
+            suppressions.unsubscribe(engine, customer_id, clock(), source="one-click")
         except NotFound:  # a genuine token for a customer deleted since: nothing to do
             pass
-        return respond(start_response, "200 OK", "You are unsubscribed",
-                       f"{settings.store.name} will not send you marketing emails any more.")
+        return respond(start_response, "200 OK", pages.unsubscribed(store))
 
     return application

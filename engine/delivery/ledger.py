@@ -241,11 +241,12 @@ _CLAIM = text(
     "UPDATE deliveries SET status = 'sending', claimed_at = :now, claimed_by = :run, "
     "message_id = :message_id, attempts = attempts + 1 "
     "WHERE id = :id AND status IN ('planned', 'failed') "
-    # Checked in the claim itself, right before the send: an unsubscribe, a bounce or withdrawn
-    # consent since the plan counts at once.
+    # Checked in the claim itself, right before the send: an unsubscribe, a pause, a bounce or
+    # withdrawn consent since the plan counts at once.
     "AND EXISTS (SELECT 1 FROM customers c WHERE c.id = deliveries.customer_id "
     "AND c.accepts_marketing AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key)) "
+    "(SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key) AND NOT EXISTS "
+    "(SELECT 1 FROM mail_pauses p WHERE p.email_key = c.email_key AND p.until > :now)) "
     "RETURNING attempts"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _SUPPRESS = text(
@@ -258,7 +259,8 @@ _MARK = text(
     "WHERE id = :id AND status = 'sending'"
 ).bindparams(bindparam("sent_at", type_=UTCDateTime()),
              bindparam("retry_at", type_=UTCDateTime()))
-SUPPRESSED_AT_SEND = "unsubscribed, bounced or withdrew consent after the plan; not sent"
+SUPPRESSED_AT_SEND = ("unsubscribed, paused their mail, bounced or withdrew consent after the "
+                      "plan; not sent")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,12 @@
 
 Owns the closed vocabulary of answers (``Why``) and the order they are checked in, which is the
 order the planner applies them: paused, outside the segment (naming the conditions that fail),
-not eligible for the kind (not dormant, under the spend floor...), no consent, an offer that
-would save too little, already received this occasion, cooldown, nothing to offer, suppressed,
-held out, capped or deferred by a higher-priority campaign, over budget, waiting for quiet hours
-to end; and, over all of them, stale shop data (the stale-data guard holds every campaign back).
-Runs the planner for that one customer with the segment ignored, so the answer is the planner's
-own. Must not write.
+not eligible for the kind (not dormant, under the spend floor...), no consent, all mail paused by
+the customer, an offer that would save too little, already received this occasion, cooldown,
+nothing to offer, suppressed, held out, capped or deferred by a higher-priority campaign, over
+budget, waiting for quiet hours to end; and, over all of them, stale shop data (the stale-data
+guard holds every campaign back). Runs the planner for that one customer with the segment
+ignored, so the answer is the planner's own. Must not write.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from sqlalchemy import Engine, func, select
 from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
 from engine.config import Settings
+from engine.consent import preferences
+from engine.mail.templating import format_date
 from engine.service import schedule
 from engine.shop import freshness, metrics, segments
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip
@@ -45,6 +47,7 @@ class Why(StrEnum):
     deferred = "deferred"                    # frequency cap, tried next run
     over_budget = "over_budget"
     small_saving = "small_saving"            # the bundle's offer would save them too little
+    mail_paused = "mail_paused"              # the customer paused all mail for a while
     quiet_hours = "quiet_hours"              # would get it, once quiet hours end
     stale_data = "stale_data"                # the shop's data is too old: campaigns wait
 
@@ -98,7 +101,7 @@ def _answer(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_
     if candidate is None:
         return answer(Why.not_eligible, _not_eligible(engine, campaign, customer_id))
     if candidate.skip is not None:
-        return _skipped(engine, campaign, candidate, answer)
+        return _skipped(engine, settings, campaign, candidate, answer, now)
     status = candidate.status
     if status == S.suppressed:
         return answer(Why.suppressed, "the address is on the suppression list (unsubscribed, "
@@ -117,8 +120,8 @@ def _answer(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_
     return answer(Why.would_receive, f"would get {what}")
 
 
-def _skipped(engine: Engine, campaign: cm.Campaign, candidate: planner.Candidate,
-             answer) -> Answer:
+def _skipped(engine: Engine, settings: Settings, campaign: cm.Campaign,
+             candidate: planner.Candidate, answer, now: datetime) -> Answer:
     skip = candidate.skip
     if skip == Skip.no_consent:
         return answer(Why.no_consent, "has not agreed to receive marketing email")
@@ -136,6 +139,12 @@ def _skipped(engine: Engine, campaign: cm.Campaign, candidate: planner.Candidate
     if skip == Skip.cooldown:
         return answer(Why.cooldown, f"got this campaign within its {campaign.cooldown_days}-day "
                       "cooldown")
+    if skip == Skip.paused:
+        chosen = preferences.state(engine, candidate.customer_id, now)
+        until = chosen.paused_until
+        return answer(Why.mail_paused, "asked to pause all mail" + (
+            f" until {format_date(until.astimezone(settings.store.zone).date())}"
+            if until else ""))
     if skip == Skip.small_saving:
         return answer(Why.small_saving, candidate.reason or "the offer would save too little")
     if skip == Skip.over_budget:

@@ -78,3 +78,34 @@ def test_a_bad_request_changes_nothing(engine, settings, endpoint, change):
     assert status == 400
     with engine.connect() as conn:
         assert conn.execute(select(tables.Suppression.__table__)).first() is None
+
+
+def test_the_page_is_branded_and_says_you_are_unsubscribed_once_you_are(engine, settings,
+                                                                         endpoint):
+    """Issue 10, item 10: the page was unstyled and offered the button again afterwards."""
+    who = Shop(engine).customer(email="reader@example.com")
+    link = f"{endpoint}?{urlencode({'token': unsubscribe.token(settings, who)})}"
+    status, page = call(link)
+    assert status == 200
+    assert settings.store.name in page and settings.store.postal_address in page
+    assert "<style>" in page and 'name="viewport"' in page
+    assert 'value="30"' in page and 'value="90"' in page  # pause instead of leaving
+
+    call(link, {"List-Unsubscribe": "One-Click"})
+    status, page = call(link)  # the footer link, opened again
+    assert status == 200 and "You are unsubscribed" in page
+    assert "<form" not in page and "<button" not in page
+    assert settings.store.postal_address in page
+
+
+def test_pausing_from_the_page_keeps_the_address_and_says_until_when(engine, settings,
+                                                                     endpoint):
+    who = Shop(engine).customer(email="reader@example.com")
+    link = f"{endpoint}?{urlencode({'token': unsubscribe.token(settings, who)})}"
+    status, page = call(link, {"pause": "30"})
+    assert status == 200 and "paused until 15 July 2026" in page
+    with engine.connect() as conn:
+        assert not suppressions.is_suppressed(conn, "reader@example.com")
+    status, page = call(link)
+    assert "paused until 15 July 2026" in page and 'name="pause"' not in page
+    assert call(link, {"pause": "7"})[0] == 400  # only the choices the page offers

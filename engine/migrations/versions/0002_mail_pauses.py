@@ -1,0 +1,31 @@
+"""mail pauses: a customer's "pause all mail for 30 or 90 days", chosen on the unsubscribe page
+
+Revision: 0002
+Revises: 0001
+Created: 2026-11-30 06:28:51.422583
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "mail_pauses",
+        sa.Column("email_key", sa.String(), nullable=False),
+        sa.Column("until", sa.DateTime(), nullable=False),
+        sa.Column("source", sa.String(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("email_key"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("mail_pauses")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +15,19 @@ ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
+def without_caps(text: str) -> str:
+    """config.yaml without its frequency cap and quiet hours: a test of anything else must not
+    depend on the hour it runs at (tests of caps and quiet hours set their own)."""
+    text = re.sub(r"^limits:\n(?:[ #].*\n|\n(?=[ #]))*", "", text, flags=re.M)
+    return re.sub(r"^quiet_hours:.*\n", "", text, flags=re.M)
+
+
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
-    """A copy of the repository's config.yaml whose database is a file in tmp_path."""
+    """A copy of the repository's config.yaml whose database is a file in tmp_path, without
+    the frequency cap and quiet hours (``without_caps``)."""
     path = tmp_path / "config.yaml"
-    text = (ROOT / "config.yaml").read_text()
+    text = without_caps((ROOT / "config.yaml").read_text())
     path.write_text(text.replace("sqlite:///retain.db", "sqlite:///test.db"))
     return path
 

@@ -91,7 +91,30 @@ def send_campaigns(engine: Engine, settings: Settings, now: datetime, console: C
         received = len(server.messages)
     console.print(f"The server received {received} new messages; every email is a .eml file in "
                   f"{outbox}/ (open one in a mail client).", markup=False)
+    print_limits(console, engine, settings, report, now)
     return report
+
+
+def print_limits(console: Console, engine: Engine, settings: Settings, report: Any,
+                 now: datetime) -> None:
+    """What the frequency cap and quiet hours held back in this run, in a sentence each."""
+    cap = settings.limits.max_emails_per_customer
+    if cap is not None:
+        deferred = sum(c.deferred for c in report.campaigns.values())
+        capped = sum(c.capped for c in report.campaigns.values())
+        console.print(f"Frequency cap (at most {cap.count} emails in {cap.days} days, higher "
+                      f"priority first): {deferred} emails deferred to a later run, {capped} "
+                      "dropped.", markup=False)
+    quiet = settings.quiet_hours
+    if quiet is not None:
+        with engine.connect() as conn:
+            waiting = conn.execute(select(func.count()).select_from(tables.Delivery).where(
+                tables.Delivery.status == tables.DeliveryStatus.planned,
+                tables.Delivery.campaign_id.in_(list(report.campaigns)),
+                tables.Delivery.next_attempt_at > now)).scalar_one()
+        console.print(f"Quiet hours ({quiet.start} to {quiet.end} in each customer's time "
+                      f"zone): {waiting} emails wait for the morning where it is night now; "
+                      "`retain run` (or the scheduler) sends them then.", markup=False)
 
 
 def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int = 3000,

@@ -216,7 +216,11 @@ def test_demo_will_not_replace_a_shop_it_did_not_build(engine, settings):
 
 
 @pytest.mark.slow
-def test_demo_sends_every_campaign_once_and_prints_counts(engine, settings, project):
+def test_demo_sends_every_campaign_once_and_prints_counts(engine, project):
+    # The shipped config.yaml as it is: frequency cap and quiet hours included.
+    (project / "config.yaml").write_text(
+        (ROOT / "config.yaml").read_text().replace("sqlite:///retain.db", "sqlite:///test.db"))
+    settings = config.load(project / "config.yaml", environ={})
     screen = Console(file=io.StringIO(), width=160)
     report = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
 
@@ -234,10 +238,26 @@ def test_demo_sends_every_campaign_once_and_prints_counts(engine, settings, proj
     assert len(list(outbox.glob("*.eml"))) == sent
     assert str(outbox) in shown
     assert_demo_pictures_are_inline(outbox)
+    # Issue 10, item 8: three emails in one minute, and a nudge at 04:34. The cap defers, quiet
+    # hours hold mail for customers whose night it is (14:00 in Paris is 05:00 in Los Angeles),
+    # and the summary says so.
+    assert sum(c.deferred + c.capped for c in report.campaigns.values()) > 0
+    waiting = re.search(r"(\d+) emails wait for the morning", shown)
+    assert waiting and int(waiting.group(1)) > 0
+    assert "at most 2 emails in 7 days" in shown and "21:00" in shown and "08:00" in shown
+    assert_no_one_got_more_than_the_cap(engine)
     # Running the demo again reuses the shop and the ledger: nothing new is sent.
     again = run(engine, settings, NOW, customers=CUSTOMERS, console=screen)
     assert sum(c.sent for c in again.campaigns.values()) == 0
     assert len(list(outbox.glob("*.eml"))) == sent
+
+
+def assert_no_one_got_more_than_the_cap(engine) -> None:
+    with engine.connect() as conn:
+        most = conn.execute(text(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM deliveries WHERE status IN "
+            "('sent', 'planned') GROUP BY customer_id) AS per_customer")).scalar()
+    assert most <= 2
 
 
 def assert_demo_pictures_are_inline(outbox: Path) -> None:

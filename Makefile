@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/retain --config config.yaml --db sqlite:///demo.db demo --as-of "$$(date +%F)T10:00"
 
+# The browser tests (tests/browser) drive Debian's chromium: installed here when missing.
 test: $(STAMP)
+	scripts/install-browser.sh
 	scripts/with-postgres.sh $(BIN)/python -m pytest -q
 
 # The suite without the tests marked slow (subprocesses, kills, thousands of emails): for the edit loop.
@@ -48,4 +50,4 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) demo.db outbox .pytest_cache bench/*.db
+	rm -rf $(VENV) demo.db outbox .pytest_cache bench/*.db artifacts

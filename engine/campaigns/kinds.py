@@ -212,7 +212,8 @@ class _Bundle(KindRules):
                 return Proposal(f"{deal.id}:{today}", offer, offer.bundle_skus)
             if offer is not None and declined is None:
                 declined = Proposal(f"{deal.id}:{today}", offer, offer.bundle_skus,
-                                    skip=Skip.small_saving, note=deal.too_small(offer))
+                                    skip=Skip.small_saving,
+                                    note=deal.too_small(offer, self.settings.store))
         return declined
 
     def cooling_down(self, past, occasion, now):

@@ -212,11 +212,13 @@ class Bundle(Frozen):
 
 class Mine(Frozen):
     """Frequently-bought-together pairs mined from orders, offered at a discount; an offer that
-    saves the customer less than ``min_saving_percent`` of its price is not made."""
+    saves the customer less than ``min_saving_percent`` of its price, or less than
+    ``min_saving`` (an amount: 15 % off a 5.90 item is not worth an email), is not made."""
     min_support: float = Field(default=0.01, gt=0, lt=1)
     top: int = Field(default=3, ge=1, le=50)
     discount_percent: int = Field(default=10, gt=0, lt=100)
     min_saving_percent: int = Field(default=10, ge=0, lt=100)
+    min_saving: Money = Decimal(2)
 
 
 class BundleCampaign(CampaignBase):

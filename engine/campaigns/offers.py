@@ -112,13 +112,15 @@ def gift_offer(gift: Gift, period: str, catalogue: dict[str, dict], avg_cents: i
 @dataclass(frozen=True)
 class BundleDeal:
     """A bundle with its prices resolved from the catalogue. An offer must save the customer
-    at least ``min_saving_percent`` of the offered items' price (at least a cent when 0)."""
+    at least ``min_saving_percent`` of the offered items' price and ``min_saving_cents`` (at
+    least a cent)."""
     id: str
     name: str
     skus: tuple[str, ...]
     prices: dict[str, int] = field(hash=False)
     bundle_price_cents: int = 0
     min_saving_percent: int = 0
+    min_saving_cents: int = 0
 
     def offer_for(self, owned: set[str], valid_days: int = 30) -> OfferSpec | None:
         """The rest of the bundle, priced at the bundle's discount; None when the customer owns
@@ -129,21 +131,28 @@ class BundleDeal:
         full = sum(self.prices[s] for s in self.skus)
         regular = sum(self.prices[s] for s in rest)
         price = regular * self.bundle_price_cents // full if full else regular
+        if price >= 1000 and price < regular:  # a price a shop would write: €52, not €52.86
+            price -= price % 100
         return OfferSpec(kind="bundle", face_value_cents=regular - price, bundle_id=self.id,
                          bundle_name=self.name, bundle_skus=rest, bundle_price_cents=price,
                          regular_price_cents=regular, valid_days=valid_days, prefix="SET")
 
     def saves_enough(self, offer: OfferSpec) -> bool:
         saving, regular = offer.face_value_cents, offer.regular_price_cents or 0
-        return saving > 0 and saving * 100 >= self.min_saving_percent * regular
+        return saving > 0 and saving >= self.min_saving_cents and \
+            saving * 100 >= self.min_saving_percent * regular
 
-    def too_small(self, offer: OfferSpec) -> str:
+    def too_small(self, offer: OfferSpec, store: Store) -> str:
         """Why ``offer`` is not made, in the marketer's words."""
         regular = offer.regular_price_cents or 0
         share = 100 * offer.face_value_cents / regular if regular else 0
-        need = f"at least {self.min_saving_percent}%" if self.min_saving_percent else "a saving"
-        return (f'the rest of "{self.name}" would save them {share:.0f}% of its price; an '
-                f"offer needs {need} (mine.min_saving_percent, or a lower bundle price)")
+        if not self.min_saving_percent and not self.min_saving_cents:
+            return (f'the rest of "{self.name}" would cost them no less than its usual price; '
+                    "give the bundle a lower price")
+        return (f'the rest of "{self.name}" would save them {store.money(offer.face_value_cents)}'
+                f" ({share:.0f}% of its price); a mined pair's offer needs at least "
+                f"{self.min_saving_percent}% and {store.money(self.min_saving_cents)} "
+                "(mine.min_saving_percent, mine.min_saving)")
 
 
 def bundle_name(names: list[str]) -> str:
@@ -179,7 +188,7 @@ def resolve_bundles(engine: Engine, configured: tuple[Bundle, ...], mine: Mine |
             deals.append(BundleDeal(f"pair-{a}-{b}".lower(), named((a, b)), (a, b),
                                     {a: prices[a], b: prices[b]},
                                     full * (100 - mine.discount_percent) // 100,
-                                    mine.min_saving_percent))
+                                    mine.min_saving_percent, cents(mine.min_saving)))
     return deals
 
 

@@ -86,8 +86,8 @@ def unsubscribed(store: Store) -> str:
 def paused(store: Store, until: datetime, token: str) -> str:
     day = _day(store, until)
     return _page(store, f"Your emails are paused until {day}", (
-        f"<p>We will not send you marketing emails until {day}; you are paused until "
-        f"{day}. After that you will hear from {escape(store.name)} again.</p>"
+        f"<p>We will not send you marketing emails until {day}. After that you will hear "
+        f"from {escape(store.name)} again.</p>"
         '<div class="choices"><p>Would you rather leave for good?</p>'
         f"{_leave_form(token, 'Unsubscribe instead')}</div>"))
 

@@ -54,13 +54,13 @@ def draw(name: str, category: str) -> bytes:
     background, shape, ink = _colours(category)
     image = Image.new("RGB", (SIZE, SIZE), background)
     pen = ImageDraw.Draw(image)
-    pen.ellipse((SIZE * 0.18, SIZE * 0.1, SIZE * 0.82, SIZE * 0.74), fill=shape)
-    font = ImageFont.load_default(size=40)
+    pen.ellipse((SIZE * 0.12, SIZE * 0.06, SIZE * 0.88, SIZE * 0.82), fill=shape)
+    font = ImageFont.load_default(size=36)
     small = ImageFont.load_default(size=24)
-    lines = textwrap.wrap(name, width=18)[:3]
-    top = SIZE * 0.42 - 24 * len(lines)
+    lines = textwrap.wrap(name, width=15)[:3]
+    top = SIZE * 0.44 - 22 * (len(lines) - 1)
     for number, line in enumerate(lines):
-        pen.text((SIZE / 2, top + number * 48), line, fill=ink, font=font, anchor="mm")
+        pen.text((SIZE / 2, top + number * 44), line, fill=ink, font=font, anchor="mm")
     pen.text((SIZE / 2, SIZE * 0.88), category.upper(), fill=ink, font=small, anchor="mm")
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)

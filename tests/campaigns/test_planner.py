@@ -221,8 +221,9 @@ def test_bundle_offers_the_rest_at_the_bundle_price_with_a_cooldown(engine, sett
     offer = found[part].offer
     assert offer.bundle_skus == ("STRAP", "BLOCK")
     assert offer.regular_price_cents == 3000
-    # The bundle costs 60 instead of 70: the rest is offered at the same 6/7 of its price.
-    assert offer.bundle_price_cents == 3000 * 6000 // 7000
+    # The bundle costs 60 instead of 70: the rest is offered at the same 6/7 of its price,
+    # rounded down to a whole amount (25.71 → 25.00).
+    assert offer.bundle_price_cents == 2500
     assert found[whole].skip == found[none].skip == tables.Skip.nothing_to_offer
 
     record(engine, settings, camp)
@@ -351,15 +352,19 @@ def test_mined_bundles_are_named_from_products_and_need_a_real_saving(engine, se
         shop.order(who, days_ago=20, items={"BATH-001": 690, "BATH-002": 1290})
     shop.order(buyers[4], days_ago=20, items={"BATH-001": 690})
 
-    generous = plan(engine, settings, campaign(tmp_path, MINED.replace("PERCENT", "15")))
+    generous = plan(engine, settings, campaign(tmp_path, MINED.replace("PERCENT", "20")))
     offer = generous[buyers[4]].offer
     assert offer.bundle_name == "Olive oil soap bar & Ceramic soap dish"
     assert offer.bundle_skus == ("BATH-002",)
     stingy = plan(engine, settings, campaign(tmp_path, MINED.replace("PERCENT", "5")))
     assert stingy[buyers[4]].skip == tables.Skip.small_saving  # below min_saving_percent: 10
+    assert "would save them €0.90 (7% of its price)" in stingy[buyers[4]].reason
     assert stingy[buyers[0]].skip == tables.Skip.nothing_to_offer  # owns both already
-    lowered = MINED.replace("PERCENT", "5}").replace("5}}", "5, min_saving_percent: 5}")
+    lowered = MINED.replace("PERCENT}", "5, min_saving_percent: 5, min_saving: 0.5}")
     assert plan(engine, settings, campaign(tmp_path, lowered))[buyers[4]].offer is not None
+    small = MINED.replace("PERCENT}", "15, min_saving: 3}")  # €10.00 instead of €12.90
+    assert plan(engine, settings, campaign(tmp_path, small))[buyers[4]].skip == \
+        tables.Skip.small_saving
 
 
 def test_a_configured_bundle_without_a_saving_is_skipped_and_one_without_a_name_is_named(

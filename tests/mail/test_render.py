@@ -68,7 +68,7 @@ def test_each_template_renders_with_footer_inlined_styles_and_mobile_rule(render
     assert context["unsubscribe_url"].replace("&", "&amp;") in email_.html
     assert context["why"] in email_.html
     assert '<td class="footer" style="padding: 24px 32px;' in email_.html  # inlined
-    assert "@media only screen and (max-width: 620px)" in email_.html
+    assert "@media only screen and (max-width: 480px)" in email_.html
     assert "width: 100% !important" in email_.html  # the mobile rule keeps !important
     assert "<title>Élodie, news from Maison Verte</title>" in email_.html
     assert renderer.uses_fast_path(f"{kind}.html") == (True, True)
@@ -498,8 +498,8 @@ def text_of(renderer, kind: str, context: dict) -> str:
 def test_a_bundle_email_speaks_of_one_piece_or_several(renderer):
     context = sample_context("bundle")
     several = text_of(renderer, "bundle", context)
-    assert ("Your Tea ceremony set is not complete yet. Add the 3 missing pieces and they are "
-            "yours for less" in several)
+    assert ("You already have part of this set: Tea ceremony set. Add the 3 missing pieces and "
+            "they are yours for less" in several)
     assert "go together" not in several and "Get all" not in several
     context["products"] = context["products"][:1]
     one = text_of(renderer, "bundle", context)

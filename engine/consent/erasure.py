@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection
 from engine import db
 from engine.consent import suppressions
 from engine.errors import NotFound
-from engine.tables import Checkout, Customer, Review
+from engine.tables import Checkout, Customer, MailPause, Review
 
 CUSTOMERS, CHECKOUTS, REVIEWS = Customer.__table__, Checkout.__table__, Review.__table__
+PAUSES = MailPause.__table__
 FORGOTTEN = "forgotten:"  # the email_key prefix of an erased customer
 
 
@@ -50,6 +51,7 @@ def forget(conn: Connection, now: datetime, source: str, *, customer_id: int | N
     suppressions.add(conn, row.email_key, "manual", origin, now)
     conn.execute(update(CHECKOUTS).where(CHECKOUTS.c.email_key == row.email_key)
                  .values(email_key=None, url=""))
+    conn.execute(PAUSES.delete().where(PAUSES.c.email_key == row.email_key))  # moot now
     suppressions.add(conn, placeholder, "manual", origin, now)
     conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == row.id).values(
         email="", email_key=placeholder, first_name="", last_name="", accepts_marketing=False,

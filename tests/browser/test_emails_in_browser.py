@@ -30,6 +30,7 @@ NOW = datetime(2026, 6, 16, 8, 0, tzinfo=UTC)  # 10:00 in Paris, a Tuesday (bund
 WIDTHS = (375, 600)
 PHONE = 320  # the narrowest phone: the coupon code must still fit on one line
 PER_KIND = 3  # customers per kind of email
+pytestmark = pytest.mark.slow  # a demo shop and a browser: tens of seconds
 
 
 @pytest.fixture(scope="module")

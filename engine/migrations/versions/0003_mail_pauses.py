@@ -1,8 +1,8 @@
 """mail pauses: a customer's "pause all mail for 30 or 90 days", chosen on the unsubscribe page
 
-Revision: 0002
-Revises: 0001
-Created: 2026-11-30 06:28:51.422583
+Revision: 0003
+Revises: 0002
+Created: 2026-11-30 07:00:47.297667
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

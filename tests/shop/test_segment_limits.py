@@ -96,11 +96,11 @@ def test_a_segment_at_every_limit_validates_plans_and_runs(tmp_path, engine, bac
     project = make_project(tmp_path, segment)
 
     assert invoke(project, url, "validate").exit_code == 0
-    plan = invoke(project, url, "plan", "--as-of", "2026-06-15", "--json")
+    plan = invoke(project, url, "plan", "--as-of", "2026-06-15T12:00", "--json")
     assert plan.exit_code == 0, plan.output
     (deep,) = json.loads(plan.output)["campaigns"]
     assert deep["recipients"] + deep["held_out"] == 3
-    run = invoke(project, url, "run", "--as-of", "2026-06-15")
+    run = invoke(project, url, "run", "--as-of", "2026-06-15T12:00")
     assert run.exit_code == 0, run.output
     assert len(list((project / "outbox").glob("*.eml"))) == deep["recipients"]
     if target is not engine:

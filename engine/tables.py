@@ -78,7 +78,7 @@ class DeliveryStatus(StrEnum):
     unknown = "unknown"        # connection died after DATA: the server may have it; never resent
     deferred = "deferred"      # not sent yet: frequency cap or quiet hours; tried next run
     capped = "capped"          # dropped: a higher-priority campaign used the frequency cap
-
+    cancelled = "cancelled"    # not sent: its occasion ended before the send (reason: a Skip)
 
 
 class Skip(StrEnum):
@@ -91,6 +91,8 @@ class Skip(StrEnum):
     over_budget = "over_budget"            # the run's offer budget is spent
     small_saving = "small_saving"          # the bundle's offer would save them too little
     paused = "paused"                      # asked to pause all mail for a while (mail_pauses)
+    too_late = "too_late"                  # a flow step's moment passed more than max_late ago
+    checkout_completed = "checkout_completed"  # the checkout became an order before the send
 
 class OfferKind(StrEnum):
     coupon = "coupon"          # a unique code: percent or amount off
@@ -242,6 +244,10 @@ class Delivery(SQLModel, table=True):
     reason: str | None = None  # why it was skipped, deferred or failed (no addresses)
     priority: int = 0
     payload: str = "{}"  # JSON: the products, offer and nudge the email shows
+    # Transactional mail (purpose: transactional) needs no marketing consent; see the claim.
+    transactional: bool = False
+    # An abandoned-checkout step: the checkout rechecked when the delivery is claimed.
+    checkout_id: int | None = None
     message_id: str | None = Field(default=None, index=True)
     attempts: int = 0
     planned_at: datetime = Field(sa_column=utc_column())

@@ -20,7 +20,7 @@ from engine.tables import DeliveryStatus, Skip
 S = DeliveryStatus
 # The statuses a run counts: everything a delivery can end a run as (``sending`` is a moment).
 COUNTED = (S.planned, S.held_out, S.suppressed, S.deferred, S.capped,
-           S.sent, S.failed, S.bounced, S.unknown)
+           S.sent, S.failed, S.bounced, S.unknown, S.cancelled)
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Counts:
     failed: int = 0
     bounced: int = 0
     unknown: int = 0
+    cancelled: int = 0           # its occasion ended before the send (a checkout completed)
     skipped: Counter[str] = field(default_factory=Counter)  # Skip value → customers
     offers: int = 0              # offers on planned deliveries, and their face value
     offer_value_cents: int = 0
@@ -65,4 +66,5 @@ class Counts:
         return {"id": self.campaign_id, "planned": self.planned, "held_out": self.held_out,
                 "suppressed": self.suppressed, "deferred": self.deferred,
                 "capped": self.capped, "skipped": self.skipped_sorted(), "sent": self.sent,
-                "failed": self.failed, "bounced": self.bounced, "unknown": self.unknown}
+                "failed": self.failed, "bounced": self.bounced, "unknown": self.unknown,
+                "cancelled": self.cancelled}

@@ -11,6 +11,8 @@ write, render or send.
     winback          occasion "<tier>:<last order date>"  each step once per dormancy episode
     spend_threshold  occasion "gift:<period>" / "nudge:<period>"   once per period
     bundle           occasion "<bundle id>:<date>"        each bundle once per cooldown
+
+The flow kinds (post_purchase, review_followup, abandoned_checkout, vip) live in flows.py.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class Proposal:
     offer: offers.OfferSpec | None = None    # None: the email carries no offer
     products: tuple[str, ...] = ()           # skus shown in the email
     nudge: dict | None = None                # spend threshold: how far the customer is from it
-    skip: Skip | None = None                 # an offer that would not make sense: not made
+    flow: dict | None = None                 # a flow's event: order, shipment, review, checkout
+    checkout_id: int | None = None           # abandoned checkout: rechecked at send time
+    skip: Skip | None = None                 # not made: a flow step too late, a senseless offer
     note: str | None = None                  # why it is skipped, in the marketer's words
 
 
@@ -71,6 +75,11 @@ class KindRules:
 
     def propose(self, row: Any) -> Proposal | None:
         raise NotImplementedError
+
+    def propose_for(self, row: Any, past: dict[str, datetime]) -> Proposal | None:
+        """The proposal given the occasions this customer already has (flows pick the next
+        step not yet in the ledger; the other kinds propose one occasion)."""
+        return self.propose(row)
 
     def cooling_down(self, past: dict[str, datetime], occasion: str, now: datetime) -> bool:
         days = self.campaign.cooldown_days
@@ -95,8 +104,14 @@ class _NewProduct(KindRules):
     def __init__(self, *args):
         super().__init__(*args)
         c = self.campaign
-        self.products = offers.new_products(self.engine, self.now, c.lookback_days,
+        self.products = offers.new_products(self.engine, self.now,
+                                            c.lookback_days + c.held_back_days,
                                             c.include_price_drops, c.categories)
+        # A vip campaign's early access: this campaign shows a product held_back_days after
+        # it became new; the vip campaign announced it to its segment at once (and a product
+        # is announced to a customer once).
+        held = self.now - timedelta(days=c.held_back_days)
+        self.products = [p for p in self.products if _new_since(p) <= held]
 
     def prepare(self, ids):
         self.bought: dict[int, set[str]] = {}
@@ -223,6 +238,11 @@ class _Bundle(KindRules):
         return any(o.split(":", 1)[0] == bundle_id and at > window for o, at in past.items())
 
 
+def _new_since(product: dict) -> datetime:
+    """When a product became new: created, or later reduced in price."""
+    return max(product["created_at"], product["price_reduced_at"] or product["created_at"])
+
+
 _RULES: dict[str, type[KindRules]] = {
     "winback": _Winback,
     "new_product": _NewProduct,
@@ -233,4 +253,7 @@ _RULES: dict[str, type[KindRules]] = {
 
 def for_campaign(engine: Engine, settings: Settings, campaign: cm.Campaign,
                  now: datetime) -> KindRules:
-    return _RULES[campaign.kind](engine, settings, campaign, now)
+    from engine.campaigns import flows
+
+    rules = _RULES.get(campaign.kind) or flows.RULES[campaign.kind]
+    return rules(engine, settings, campaign, now)

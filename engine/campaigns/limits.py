@@ -58,7 +58,8 @@ class Caps:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(d.customer_id, func.count())
-                .where(d.customer_id.in_(ids), counted)
+                # Transactional mail (a shipping notice) is not counted against the cap.
+                .where(d.customer_id.in_(ids), counted, d.transactional.is_(False))
                 .group_by(d.customer_id))
             self.recent = dict(rows.all())
 

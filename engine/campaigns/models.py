@@ -10,6 +10,13 @@ Kinds and what "at most once" means for each (the *occasion* of a delivery):
 - ``winback``: one step per dormancy tier, once per tier per dormancy episode.
 - ``spend_threshold``: the gift once per period (month, week, or rolling days).
 - ``bundle``: each bundle once per cooldown.
+- ``post_purchase``: each step once per order (``order:<id>:<step>``).
+- ``review_followup``: once per review (``review:<id>``).
+- ``abandoned_checkout``: each step once per checkout (``checkout:<id>:<step>``).
+- ``vip``: early access once per set of products, the anniversary note once a year.
+
+Every campaign has a ``purpose``: ``marketing`` (the default: consent, caps, every rule) or
+``transactional`` (no consent needed, no frequency cap, never an offer).
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine import yamlfile
 from engine.campaigns import cron
@@ -34,6 +49,29 @@ Money = Annotated[Decimal, Field(ge=0, le=MAX_CENTS // 100, max_digits=12,
                                  decimal_places=2)]
 CAMPAIGN_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_DAYS = 3650  # cooldowns: ten years is "never again"; more would overflow date arithmetic
+
+
+def _duration(value: Any) -> Any:
+    """"90m", "1h", "24h", "5d" (or a number of seconds) → a timedelta."""
+    if isinstance(value, timedelta | int) and not isinstance(value, bool):
+        return value if isinstance(value, timedelta) else timedelta(seconds=value)
+    text = str(value).strip()
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if len(text) >= 2 and text[:-1].isdigit() and text[-1] in units:
+        return timedelta(**{units[text[-1]]: int(text[:-1])})
+    raise ValueError(f'"{value}" is not a duration; write a number and a unit: 30m, 1h, 5d')
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def duration_text(value: timedelta) -> str:
+    """The shortest of "5d", "24h" would be "1d": days when whole, else hours, else minutes."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 60}m"
 
 
 class Frozen(BaseModel):
@@ -93,6 +131,9 @@ class CampaignBase(Frozen):
     budget: Budget = Budget()
     # What happens when the frequency cap stops this campaign: try again next run, or drop.
     on_cap: Literal["defer", "drop"] = "defer"
+    # Transactional mail (a shipping notice) needs no marketing consent and skips the cap, but
+    # never carries an offer; marketing mail keeps every rule.
+    purpose: Literal["transactional", "marketing"] = "marketing"
     source: str = Field(default="", exclude=True)
     source_line: int = Field(default=1, exclude=True)
     # Line of each top-level key in the file, so later checks (templates) can point at it.
@@ -127,6 +168,17 @@ class CampaignBase(Frozen):
     def offer_kind(self) -> str:
         return "none"
 
+    @property
+    def transactional(self) -> bool:
+        return self.purpose == "transactional"
+
+    @model_validator(mode="after")
+    def _transactional_without_offer(self) -> CampaignBase:
+        if self.transactional and self.offer_kind != "none":
+            raise ValueError("transactional mail never carries an offer; remove the coupon "
+                             "(or gift, bundle) or set purpose: marketing")
+        return self
+
 
 class NewProduct(CampaignBase):
     kind: Literal["new_product"]
@@ -138,6 +190,9 @@ class NewProduct(CampaignBase):
     # One digest a week at most, unless the marketer says otherwise: products left out of a
     # full digest wait for the next one instead of arriving the same day.
     cooldown_days: int = Field(default=6, ge=0, le=MAX_DAYS)
+    # Set by a vip campaign's early_access (load_folder): this campaign shows a product this
+    # many days after it became new; the vip campaign announces it to its segment at once.
+    held_back_days: int = Field(default=0, ge=0, exclude=True)
 
 
 class WinbackStep(Frozen):
@@ -241,12 +296,176 @@ class BundleCampaign(CampaignBase):
         return "bundle"
 
 
-Campaign = NewProduct | Winback | SpendThreshold | BundleCampaign
+class Step(Frozen):
+    """One message of a flow: when it goes, and optionally its own template and subject."""
+    after: Duration = timedelta(0)
+    template: str | None = None
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class PostPurchaseStep(Step):
+    on: Literal["ordered", "shipped", "delivered"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads the key `on` as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @property
+    def name(self) -> str:
+        return self.on + (f"+{duration_text(self.after)}" if self.after else "")
+
+
+class Flow(CampaignBase):
+    """A kind triggered by the shop's events: a step whose moment passed more than ``max_late``
+    ago (the shop's data arrived late) is skipped, never sent out of time."""
+    max_late: Duration = timedelta(days=2)
+    template: str = ""
+
+    @property
+    def steps_with_templates(self) -> tuple[Step, ...]:
+        return tuple(getattr(self, "steps", ()))
+
+    @model_validator(mode="after")
+    def _every_step_has_a_template(self) -> Flow:
+        if not self.template and any(not s.template for s in self.steps_with_templates):
+            raise ValueError("give the campaign a template: or each step its own template:")
+        if not self.template and not self.steps_with_templates:
+            raise ValueError('"template" is required')
+        return self
+
+    def variant(self, step: str | None) -> Flow:
+        """The campaign as one step's message: its template and subject if it has its own."""
+        found = next((s for s in self.steps_with_templates if _step_name(s) == step), None)
+        if found is None:
+            return self
+        return self.model_copy(update={"template": found.template or self.template,
+                                       "subject": found.subject or self.subject})
+
+
+def _step_name(step: Step) -> str:
+    return getattr(step, "name", None) or duration_text(step.after)
+
+
+class PostPurchase(Flow):
+    kind: Literal["post_purchase"]
+    steps: tuple[PostPurchaseStep, ...] = Field(min_length=1)
+    purpose: Literal["transactional", "marketing"] = "transactional"
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, steps: tuple[PostPurchaseStep, ...]) -> tuple[PostPurchaseStep, ...]:
+        names = [s.name for s in steps]
+        if len(set(names)) != len(names):
+            raise ValueError("two steps on the same event after the same delay; merge them")
+        return steps
+
+
+class RatingCondition(Frozen):
+    lte: int | None = Field(default=None, ge=1, le=5)
+    gte: int | None = Field(default=None, ge=1, le=5)
+    eq: int | None = Field(default=None, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _one(self) -> RatingCondition:
+        if sum(x is not None for x in (self.lte, self.gte, self.eq)) != 1:
+            raise ValueError("rating takes one of lte, gte or eq, e.g. {lte: 2}")
+        return self
+
+    def matches(self, rating: int) -> bool:
+        return ((self.lte is None or rating <= self.lte) and
+                (self.gte is None or rating >= self.gte) and
+                (self.eq is None or rating == self.eq))
+
+
+class ReviewWhen(Frozen):
+    rating: RatingCondition
+
+
+class Person(Frozen):
+    """A named person the email comes from; replies go to their inbox."""
+    name: str = Field(min_length=1, max_length=100)
+    reply_to: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ReviewFollowup(Flow):
+    kind: Literal["review_followup"]
+    when: ReviewWhen
+    sender: Person | None = None
+    coupon: Coupon | None = None
+    lookback_days: int = Field(default=14, gt=0, le=365)
+
+    @property
+    def offer_kind(self) -> str:
+        return "coupon" if self.coupon else "none"
+
+
+class CheckoutStep(Step):
+    coupon: Coupon | None = None
+
+
+class AbandonedCheckout(Flow):
+    kind: Literal["abandoned_checkout"]
+    steps: tuple[CheckoutStep, ...] = Field(min_length=1)
+    max_late: Duration = timedelta(hours=12)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[CheckoutStep, ...]) -> tuple[CheckoutStep, ...]:
+        afters = [s.after for s in steps]
+        if afters != sorted(set(afters)) or not afters[0]:
+            raise ValueError("steps go later and later, each after a delay (after: 1h, "
+                             "after: 24h)")
+        return steps
+
+    @property
+    def offer_kind(self) -> str:
+        return "coupon" if any(s.coupon for s in self.steps) else "none"
+
+
+class EarlyAccess(Frozen):
+    campaign: str = Field(pattern=CAMPAIGN_ID)
+    days: int = Field(gt=0, le=60)
+
+
+class Vip(Flow):
+    kind: Literal["vip"]
+    early_access: EarlyAccess | None = None
+    anniversary: bool = True
+    anniversary_subject: str | None = Field(default=None, min_length=1, max_length=200)
+    max_late: Duration = timedelta(days=7)
+    # The new_product campaign early_access names (load_folder); None: early access is off.
+    early_target: Any = Field(default=None, exclude=True)
+
+    def variant(self, step: str | None) -> Vip:
+        if step == "anniversary" and self.anniversary_subject:
+            return self.model_copy(update={"subject": self.anniversary_subject})
+        return self
+
+    @model_validator(mode="after")
+    def _something(self) -> Vip:
+        if self.early_access is None and not self.anniversary:
+            raise ValueError("a vip campaign needs early_access: or anniversary: true")
+        if self.segment is None:
+            raise ValueError("a vip campaign needs a segment: (e.g. value_tier: A)")
+        return self
+
+
+FLOW_KINDS = ("post_purchase", "review_followup", "abandoned_checkout", "vip")
+Campaign = (NewProduct | Winback | SpendThreshold | BundleCampaign | PostPurchase
+            | ReviewFollowup | AbandonedCheckout | Vip)
 KINDS: dict[str, type[CampaignBase]] = {
     "new_product": NewProduct,
     "winback": Winback,
     "spend_threshold": SpendThreshold,
     "bundle": BundleCampaign,
+    "post_purchase": PostPurchase,
+    "review_followup": ReviewFollowup,
+    "abandoned_checkout": AbandonedCheckout,
+    "vip": Vip,
 }
 
 
@@ -334,7 +553,21 @@ def read_folder(folder: str | Path, templates_dir: str | Path | None = None
     blamed = {(p.path, p.line) for p in across}
     good = [c for c in found if (c.source, c.line_of("template")) not in blamed
             and (c.source, c.source_line) not in blamed]
-    return good, problems
+    return with_early_access(good), problems
+
+
+def with_early_access(found: list[Campaign]) -> list[Campaign]:
+    """A vip campaign's ``early_access`` is the one declaration: the new_product campaign it
+    names holds its products back ``days``, while the vip campaign announces them to its segment
+at once (each product is announced to a customer once, so nobody gets it twice)."""
+    held = {c.early_access.campaign: c for c in found
+            if isinstance(c, Vip) and c.enabled and c.early_access is not None}
+    found = [c.model_copy(update={"held_back_days": held[c.id].early_access.days})
+             if isinstance(c, NewProduct) and c.id in held else c for c in found]
+    targets = {c.id: c.model_copy(update={"held_back_days": 0})
+               for c in found if isinstance(c, NewProduct) and c.id in held}
+    return [c.model_copy(update={"early_target": targets.get(c.early_access.campaign)})
+            if isinstance(c, Vip) and c.early_access is not None else c for c in found]
 
 
 def cross_file_problems(found: Iterable[Campaign],
@@ -347,11 +580,32 @@ def cross_file_problems(found: Iterable[Campaign],
                 f'campaign id "{campaign.id}" is already used by {seen[campaign.id].source}; '
                 "give each campaign its own id", campaign.source, campaign.source_line))
         seen.setdefault(campaign.id, campaign)
-        if templates_dir is not None and not (Path(templates_dir) / campaign.template).is_file():
-            problems.append(CampaignError(
-                f'template "{campaign.template}" not found in {templates_dir}/; create it or '
-                'fix the name', campaign.source, campaign.line_of("template")))
+        for template, key in templates_of(campaign):
+            if templates_dir is not None and not (Path(templates_dir) / template).is_file():
+                problems.append(CampaignError(
+                    f'template "{template}" not found in {templates_dir}/; create it or '
+                    'fix the name', campaign.source, campaign.line_of(key)))
+    by_id = {c.id: c for c in found}
+    for campaign in found:
+        if isinstance(campaign, Vip) and campaign.early_access is not None:
+            target = by_id.get(campaign.early_access.campaign)
+            if not isinstance(target, NewProduct):
+                problems.append(CampaignError(
+                    f'early_access names "{campaign.early_access.campaign}", which is not a '
+                    "new_product campaign of this folder" + did_you_mean(
+                        campaign.early_access.campaign,
+                        [c.id for c in found if isinstance(c, NewProduct)]),
+                    campaign.source, campaign.line_of("early_access")))
     return problems
+
+
+def templates_of(campaign: Campaign) -> list[tuple[str, str]]:
+    """(template, YAML key it is named under) for the campaign and each of its steps."""
+    found = [(campaign.template, "template")] if campaign.template else []
+    for step in getattr(campaign, "steps_with_templates", ()):
+        if step.template and (step.template, "steps") not in found:
+            found.append((step.template, "steps"))
+    return found
 
 
 def select(found: list[Campaign], ids: Iterable[str]) -> list[Campaign]:

@@ -28,7 +28,7 @@ from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
 from engine.config import Settings
-from engine.consent import preferences
+from engine.consent import preferences, suppressions
 from engine.shop import metrics
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip, Suppression
 
@@ -51,11 +51,15 @@ class Candidate:
     priority: int = 0
     reason: str | None = None              # why deferred, capped or skipped
     not_before: datetime | None = None     # quiet hours: the first moment it may be sent
+    flow: dict | None = None               # a flow's event (flows.py): what the email shows
+    checkout_id: int | None = None         # abandoned checkout: rechecked at send time
+    transactional: bool = False            # no consent needed, no cap, never an offer
 
     @property
     def payload(self) -> dict[str, Any]:
-        return {"products": list(self.products), "offer": self.offer.as_dict() if self.offer
-                else None, "nudge": self.nudge}
+        payload = {"products": list(self.products), "offer": self.offer.as_dict() if self.offer
+                   else None, "nudge": self.nudge}
+        return payload | {"flow": self.flow} if self.flow is not None else payload
 
     def count_in(self, counts: Counts) -> None:
         counts.in_segment += 1
@@ -149,15 +153,20 @@ class _Quiet:
 
 def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dict,
             now: datetime, budget: _Budget, caps: limits.Caps, quiet: _Quiet) -> Candidate:
+    transactional = campaign.transactional
     base = dict(campaign_id=campaign.id, customer_id=row.id, priority=campaign.priority)
-    proposal = kind.propose(row)
+    consent = row.accepts_marketing or transactional  # transactional mail needs no consent
+    past = history.get(row.id, {})
+    proposal = kind.propose_for(row, past)
     if proposal is None:
-        skip = Skip.no_consent if not row.accepts_marketing else Skip.nothing_to_offer
+        skip = Skip.no_consent if not consent else Skip.nothing_to_offer
         return Candidate(**base, skip=skip)
     occasion, offer = proposal.occasion, proposal.offer
     # Skipped candidates keep what they would have got: previews and `retain why` show it.
-    shown = dict(occasion=occasion, products=proposal.products, nudge=proposal.nudge)
-    if not row.accepts_marketing:
+    shown = dict(occasion=occasion, products=proposal.products, nudge=proposal.nudge,
+                 flow=proposal.flow, checkout_id=proposal.checkout_id,
+                 transactional=transactional)
+    if not consent:
         return Candidate(**base, **shown, offer=offer, skip=Skip.no_consent)
     if row.paused_until is not None:
         return Candidate(**base, **shown, offer=offer, skip=Skip.paused,
@@ -170,10 +179,13 @@ def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dic
     if kind.cooling_down(past, occasion, now):
         return Candidate(**base, **shown, offer=offer, skip=Skip.cooldown)
     base.update(shown)
-    if row.suppressed:
+    if suppressions.blocks(row.suppressed_for, transactional):
         return Candidate(**base, status=DeliveryStatus.suppressed)
     if in_holdout(campaign.id, row.id, campaign.holdout):
         return Candidate(**base, status=DeliveryStatus.held_out)
+    if transactional:  # no frequency cap: a shipping notice is not a newsletter
+        return Candidate(**base, status=DeliveryStatus.planned,
+                         not_before=quiet.not_before(row.timezone))
     if caps.full(row.id):
         status = DeliveryStatus.deferred if campaign.on_cap == "defer" else DeliveryStatus.capped
         return Candidate(**base, status=status, reason=caps.reason(row.id))
@@ -214,7 +226,8 @@ def audience(engine: Engine, segment: Any, now: datetime, extra_columns: Sequenc
                METRICS.c.dormancy,
                METRICS.c.last_order_at, METRICS.c.avg_order_value_cents,
                SUPPRESSIONS.c.email_key.is_not(None).label("suppressed"),
-               preferences.PAUSES.c.until.label("paused_until"), *extra_columns]
+               preferences.PAUSES.c.until.label("paused_until"),
+               SUPPRESSIONS.c.reason.label("suppressed_for"), *extra_columns]
     query = (select(*columns)
              .select_from(CUSTOMERS.join(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id)
                           .outerjoin(SUPPRESSIONS,

@@ -25,9 +25,16 @@ def check(settings: Settings) -> list[cm.Campaign]:
 
 
 def template_problems(campaign: cm.Campaign, settings: Settings) -> list[InputError]:
-    problems: list[InputError] = list(
-        render.lint(settings.folder("templates"), campaign.template, campaign.kind))
+    problems: list[InputError] = [
+        p for template, _key in cm.templates_of(campaign)
+        for p in render.lint(settings.folder("templates"), template, campaign.kind)]
     lines = [(campaign.subject, campaign.line_of("subject"), None, "subject")]
+    for step in getattr(campaign, "steps_with_templates", ()):
+        if step.subject:
+            lines.append((step.subject, campaign.line_of("steps"), None, "subject"))
+    if isinstance(campaign, cm.Vip) and campaign.anniversary_subject:
+        lines.append((campaign.anniversary_subject, campaign.line_of("anniversary_subject"),
+                      None, "subject"))
     if isinstance(campaign, cm.SpendThreshold) and campaign.nudge and campaign.nudge.subject:
         lines.append((campaign.nudge.subject, campaign.line_of("nudge"), "nudge", "subject"))
     if campaign.preheader:

@@ -21,6 +21,16 @@ from engine.tables import Customer, Suppression, SuppressionReason, UTCDateTime
 SUPPRESSIONS, CUSTOMERS = Suppression.__table__, Customer.__table__
 
 
+# What stops marketing mail only: an unsubscribed address still gets its shipping notice
+# (transactional mail); a bounced, complained-about, imported or manual one gets nothing.
+MARKETING_ONLY = (SuppressionReason.unsubscribed.value,)
+
+
+def blocks(reason: str | None, transactional: bool) -> bool:
+    """Whether a suppression for ``reason`` (None: not suppressed) stops this mail."""
+    return reason is not None and not (transactional and str(reason) in MARKETING_ONLY)
+
+
 def key(email: str) -> str:
     return email.strip().lower()
 

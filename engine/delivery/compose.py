@@ -41,6 +41,7 @@ from engine.campaigns import models as cm
 from engine.config import Links, Settings, Store
 from engine.consent import unsubscribe
 from engine.controlchars import one_line
+from engine.delivery import flowcontext
 from engine.delivery.triage import rendered_for
 from engine.errors import ConfigError, CustomerDataError
 from engine.mail import contract, pictures, render
@@ -60,6 +61,12 @@ WHY = {
                        "you agreed to hear from us.",
     "bundle": "You get this because you bought part of this set from {store} and agreed to "
               "hear from us.",
+    "post_purchase": "You get this because you ordered from {store}.",
+    "review_followup": "You get this because you reviewed a product you bought from {store}.",
+    "abandoned_checkout": "You get this because you started a checkout at {store} and agreed "
+                          "to hear from us.",
+    "vip": "You get this because you are one of {store}'s most valued customers and agreed to "
+           "hear from us.",
 }
 
 
@@ -159,7 +166,8 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
             code: str | None, now: datetime, products: dict[str, dict]) -> dict[str, Any]:
     """The template context for one delivery. ``products`` holds at least the payload's skus."""
     store = settings.store
-    shown = [_product(products[s], store) for s in payload.get("products", []) if s in products]
+    shown = [_product(products[s], store)
+             for s in payload.get("products") or flowcontext.skus(payload) if s in products]
     categories = sorted({p["category"] for p in shown if p["category"]})
     phrase = (" and ".join(categories[:2]) + " products") if categories else "products"
     why = WHY[campaign.kind].format(store=settings.store.name,
@@ -184,6 +192,8 @@ def context(settings: Settings, campaign: cm.Campaign, customer: dict, payload: 
         "unsubscribe_url": unsubscribe.url(settings, customer["id"]),
         "why": why,
         "preview_text": None,  # the campaign's preheader, else the first paragraph (Renderer)
+        **flowcontext.context(campaign.kind, payload, products, store,
+                              getattr(campaign, "sender", None)),
     }
 
 
@@ -229,6 +239,7 @@ def skus_of(payloads: list[dict]) -> set[str]:
     found: set[str] = set()
     for payload in payloads:
         found.update(payload.get("products", []))
+        found.update(flowcontext.skus(payload))
         offer = payload.get("offer") or {}
         found.update(offer.get("bundle_skus", ()))
         if offer.get("gift_sku"):
@@ -255,17 +266,21 @@ def return_path(settings: Settings) -> str:
 
 
 def mime(settings: Settings, rendered: Any, customer: dict, msg_id: str, campaign_id: str,
-         now: datetime, inline: list[pictures.Picture] | None = None) -> bytes:
+         now: datetime, inline: list[pictures.Picture] | None = None,
+         person: Any = None) -> bytes:
     """The complete message: both parts, From/Reply-To, the RFC 8058 headers, and the
-    pictures shown inline."""
+    pictures shown inline. ``person`` (a review follow-up's named sender) signs the From name
+    and takes the replies."""
     from engine.mail import mime as mime_module
 
     if settings.sender is None:
         return_path(settings)  # raises the ConfigError that says what to add
     headers = {**unsubscribe.headers(settings, customer["id"]), "X-Campaign-Id": campaign_id}
     return mime_module.build_message(
-        rendered, from_addr=settings.sender.from_address, from_name=settings.sender.from_name,
-        to_addr=customer["email"], reply_to=settings.sender.reply_to,
+        rendered, from_addr=settings.sender.from_address,
+        from_name=f"{person.name} ({settings.sender.from_name or settings.store.name})"
+        if person else settings.sender.from_name, to_addr=customer["email"],
+        reply_to=person.reply_to if person else settings.sender.reply_to,
         message_id=msg_id, headers=headers, date=now, pictures=inline or ())
 
 
@@ -322,6 +337,7 @@ class Composer:
         self.mail_from = return_path(settings)
         self.samples_render: dict[tuple, bool] = {}
         self.pictures = demo_shop(self.engine)
+        self.variants: dict[tuple[str, str], cm.Campaign] = {}
 
     def compose(self, ids: list[int], now: datetime) -> list[Ready | Unsendable]:
         """The messages of deliveries ``ids``, in id order; TemplateError (with file and line)
@@ -334,6 +350,7 @@ class Composer:
              ) -> Ready | Unsendable:
         delivery_id, campaign_id, customer_id, payload = row
         campaign, customer = self.campaigns[campaign_id], page.customers[customer_id]
+        campaign = self._variant(campaign, payload)
         shown = context(self.settings, campaign, customer, payload, page.codes.get(delivery_id),
                         now, page.products)
         try:
@@ -344,9 +361,20 @@ class Composer:
         if self.pictures:
             email, inline = with_pictures(email, shown["products"])
         msg_id = message_id(self.settings, delivery_id, campaign_id)
-        data = mime(self.settings, email, customer, msg_id, campaign_id, now, inline)
+        data = mime(self.settings, email, customer, msg_id, campaign_id, now, inline,
+                    getattr(campaign, "sender", None))
         return Ready(delivery_id, campaign_id, OutgoingMessage(
             mail_from=self.mail_from, rcpt_to=customer["email"], data=data, message_id=msg_id))
+
+    def _variant(self, campaign: cm.Campaign, payload: dict) -> cm.Campaign:
+        """A flow step's own template and subject, prepared once per step."""
+        step = (payload.get("flow") or {}).get("step")
+        if step is None or not isinstance(campaign, cm.Flow):
+            return campaign
+        key = (campaign.id, step)
+        if key not in self.variants:
+            self.variants[key] = campaign.variant(step)
+        return self.variants[key]
 
     def submit(self, ids: list[int], now: datetime) -> Composing:
         return Composing(self, None, ids, now)

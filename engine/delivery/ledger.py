@@ -5,6 +5,7 @@ Owns the life of a delivery row:
     planned ──claim──► sending ──reply──► sent | failed (retry later) | bounced | unknown
                           └──not tried (a back-off, a refused connection)──► planned | failed
     planned ──its customer's data cannot make a message──► failed (for good, with the reason)
+    planned ──its checkout became an order meanwhile──► cancelled (at the claim)
     held_out, suppressed, deferred, capped: written at plan time, never sent
 
 - ``record_plan`` inserts a plan's rows with INSERT … ON CONFLICT DO NOTHING on the unique key
@@ -13,7 +14,9 @@ Owns the life of a delivery row:
 - ``Outbox.step`` moves one row from planned/failed to ``sending`` in its own committed
   transaction *before* the message's DATA goes out, together with the previous message's
   outcome; a row whose address was suppressed since the plan becomes ``suppressed`` instead.
-  The claim writes the Message-ID: a ``sending`` row may have been handed to the server. A
+  The claim writes the Message-ID: a ``sending`` row may have been handed to the server.
+  An abandoned checkout's step whose checkout became an order since the plan becomes
+  ``cancelled`` (reason ``checkout_completed``) in the claim: nothing is sent. A
   bounce's suppression is written in the transaction that records the bounce.
 - ``attempts`` counts the times the server judged the message: the claim adds one, and a
   result the server never judged (``untried``) takes it back, so a delivery is given up only
@@ -37,7 +40,7 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from engine.campaigns import limits, offers
+from engine.campaigns import flows, limits, offers
 from engine.campaigns.planner import Candidate
 from engine.config import Settings
 from engine.consent import suppressions
@@ -51,6 +54,7 @@ from engine.tables import (
     Product,
     ProductAnnouncement,
     Run,
+    Skip,
     UTCDateTime,
 )
 
@@ -104,7 +108,8 @@ def _insert_deliveries(conn: Connection, rows: list[Candidate],
     values = [{"campaign_id": c.campaign_id, "customer_id": c.customer_id,
                "occasion": c.occasion, "status": c.status.value, "priority": c.priority,
                "payload": json.dumps(c.payload, sort_keys=True), "planned_at": now,
-               "next_attempt_at": c.not_before or now, "reason": c.reason} for c in rows]
+               "next_attempt_at": c.not_before or now, "reason": c.reason,
+               "transactional": c.transactional, "checkout_id": c.checkout_id} for c in rows]
     # executemany with RETURNING (SQLAlchemy batches it as multi-row INSERTs, compiled once);
     # the conflict clause is what makes a duplicate occasion impossible. The one exception: a
     # delivery deferred by the frequency cap is planned again, in place.
@@ -235,6 +240,7 @@ def due_count(engine: Engine, campaign_ids: list[str], now: datetime) -> int:
         return conn.execute(_due(campaign_ids, now, func.count())).scalar_one()
 
 
+_MARKETING_ONLY = ", ".join(f"'{reason}'" for reason in suppressions.MARKETING_ONLY)
 # The per-message statements are written once as text and compiled once per dialect: building
 # SQLAlchemy expressions for each of a million messages costs more than running them.
 _CLAIM = text(
@@ -242,13 +248,23 @@ _CLAIM = text(
     "message_id = :message_id, attempts = attempts + 1 "
     "WHERE id = :id AND status IN ('planned', 'failed') "
     # Checked in the claim itself, right before the send: an unsubscribe, a pause, a bounce or
-    # withdrawn consent since the plan counts at once.
+    # withdrawn consent since the plan counts at once. Transactional mail needs no consent, and
+    # neither an unsubscribe nor a pause of marketing mail stops it.
     "AND EXISTS (SELECT 1 FROM customers c WHERE c.id = deliveries.customer_id "
-    "AND c.accepts_marketing AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key) AND NOT EXISTS "
-    "(SELECT 1 FROM mail_pauses p WHERE p.email_key = c.email_key AND p.until > :now)) "
+    "AND (c.accepts_marketing OR deliveries.transactional) AND NOT EXISTS "
+    "(SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key "
+    f"AND NOT (deliveries.transactional AND s.reason IN ({_MARKETING_ONLY}))) "
+    "AND (deliveries.transactional OR NOT EXISTS "
+    "(SELECT 1 FROM mail_pauses p WHERE p.email_key = c.email_key AND p.until > :now))) "
+    # An abandoned checkout's step: the checkout must still be open.
+    f"AND NOT EXISTS (SELECT 1 FROM checkouts WHERE checkouts.id = deliveries.checkout_id "
+    f"AND {flows.COMPLETED}) "
     "RETURNING attempts"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
+_CANCEL = text(
+    "UPDATE deliveries SET status = 'cancelled', reason = :reason "
+    "WHERE id = :id AND status IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM checkouts "
+    f"WHERE checkouts.id = deliveries.checkout_id AND {flows.COMPLETED}) RETURNING id")
 _SUPPRESS = text(
     "UPDATE deliveries SET status = 'suppressed', reason = :reason "
     "WHERE id = :id AND status IN ('planned', 'failed') RETURNING id")
@@ -286,6 +302,7 @@ def untried(delivery_id: int, attempts: int, retry_at: datetime, reason: str) ->
 class Claim:
     attempts: int      # this one included
     suppressed: bool   # not claimed: the address may no longer be mailed (now ``suppressed``)
+    cancelled: bool = False  # not claimed: its occasion ended (a checkout became an order)
 
 
 class Outbox:
@@ -304,7 +321,7 @@ class Outbox:
         dialect = engine.dialect
         self._time = UTCDateTime().bind_processor(dialect) or (lambda value: value)
         self._sql = {name: _compiled(statement, dialect) for name, statement in (
-            ("claim", _CLAIM), ("suppressed", _SUPPRESS), ("mark", _MARK),
+            ("claim", _CLAIM), ("suppressed", _SUPPRESS), ("mark", _MARK), ("cancel", _CANCEL),
             ("suppress", suppressions.ADD))}
 
     def step(self, done: Result | None, claim_id: int | None, now: datetime,
@@ -344,6 +361,9 @@ class Outbox:
                         message_id=message_id).fetchone()
         if row is not None:
             return Claim(row[0], suppressed=False)
+        if self._run(cursor, "cancel", reason=Skip.checkout_completed.value,
+                     id=claim_id).fetchone() is not None:
+            return Claim(0, suppressed=False, cancelled=True)
         row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id).fetchone()
         return Claim(0, suppressed=True) if row is not None else None
 

@@ -176,6 +176,9 @@ class Sender:
             if claim.suppressed:
                 self._count(item.campaign_id, "suppressed")
                 return
+            if claim.cancelled:
+                self._count(item.campaign_id, "cancelled")
+                return
             self._beat()
             outcome = self.transport.send(item.message)
             now = self.clock()

@@ -29,6 +29,16 @@ currency and locale, ``.cents`` is the integer, and Money adds, subtracts and co
     preview_text     the inbox preview line: the campaign's ``preheader:`` rendered, else the
                      email's first paragraph (Renderer fills it in)
     subject    the rendered subject (added by Renderer.render; not available in subjects)
+The flow kinds add (products are the order's, the review's or the checkout's skus):
+    post_purchase       step ("shipped", "delivered+5d", ...), order {number, placed_on,
+                        total$}, shipment {carrier, tracking_number, tracking_url, shipped_on,
+                        delivered_on} or None
+    review_followup     review {rating, sku, product_name, excerpt, created_on},
+                        signed_by {name} or None, offer (an optional coupon)
+    abandoned_checkout  step ("1h", "24h"), checkout {url, total$, started_on,
+                        items [{sku, name, quantity, price$}]}, offer (an optional coupon)
+    vip                 vip {occasion: early_access | anniversary, early_access_days, years,
+                        first_order_on}
 Use ``empty_offer(kind, **fields)`` to build an offer with every key.
 """
 
@@ -58,6 +68,10 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     "winback": _COMMON | {"offer", "products"},
     "spend_threshold": _COMMON | {"offer", "nudge"},
     "bundle": _COMMON | {"offer", "products"},
+    "post_purchase": _COMMON | {"products", "step", "order", "shipment"},
+    "review_followup": _COMMON | {"products", "offer", "review", "signed_by"},
+    "abandoned_checkout": _COMMON | {"products", "offer", "step", "checkout"},
+    "vip": _COMMON | {"products", "vip"},
 }
 
 
@@ -97,6 +111,19 @@ _BASE = {
 }
 _COUPON = empty_offer("coupon", code="WB-7K2M-Q9XD", percent_off=15, min_spend=Money(3000),
                       expires_on="2026-07-15")
+_ORDER = {"number": "#1089", "placed_on": "2026-06-28", "total": Money(6390)}
+_SHIPMENT = {"carrier": "Colissimo", "tracking_number": "6A12345678901",
+             "tracking_url": "https://www.laposte.fr/outils/suivre-vos-envois?code=6A12345678901",
+             "shipped_on": "2026-06-29", "delivered_on": None}
+_REVIEW = {"rating": 2, "sku": "TEA-001", "product_name": _PRODUCTS[0]["name"],
+           "excerpt": "The tin arrived dented and the tea tasted stale.",
+           "created_on": "2026-07-04"}
+_CHECKOUT = {"url": "https://maison-verte.example/checkouts/c81f2",
+             "total": Money(5150), "started_on": "2026-07-01",
+             "items": [{"sku": "TEA-001", "name": _PRODUCTS[0]["name"], "quantity": 1,
+                        "price": Money(1250)},
+                       {"sku": "POT-002", "name": _PRODUCTS[1]["name"], "quantity": 1,
+                        "price": Money(3900)}]}
 _VARIANTS: dict[str, list[dict[str, Any]]] = {
     "new_product": [{"products": _PRODUCTS}, {"products": _PRODUCTS[1:2]}],
     "winback": [{"offer": _COUPON, "products": _PRODUCTS[:2]},
@@ -118,6 +145,28 @@ _VARIANTS: dict[str, list[dict[str, Any]]] = {
         expires_on="2026-07-31")},
         {"products": _PRODUCTS[1:3], "offer": empty_offer(
             "bundle", bundle_price=Money(5500), bundle_skus=["POT-002", "CUP-003"])}],
+    "post_purchase": [
+        {"step": "shipped", "products": _PRODUCTS[:2], "order": _ORDER, "shipment": _SHIPMENT},
+        {"step": "delivered+5d", "products": _PRODUCTS[:1], "order": _ORDER,
+         "shipment": {**_SHIPMENT, "delivered_on": "2026-07-03"}},
+        {"step": "shipped", "products": [], "order": _ORDER,
+         "shipment": {**_SHIPMENT, "tracking_url": None, "carrier": ""}},
+        {"step": "ordered", "products": [], "order": _ORDER, "shipment": None}],
+    "review_followup": [
+        {"products": _PRODUCTS[:1], "review": _REVIEW, "signed_by": {"name": "Claire Dubois"},
+         "offer": empty_offer("coupon", code="SORRY-4HQ2", percent_off=15,
+                              min_spend=Money(0), expires_on="2026-08-01")},
+        {"products": _PRODUCTS[:1], "review": {**_REVIEW, "rating": 5, "excerpt": "Lovely."},
+         "signed_by": None, "offer": None}],
+    "abandoned_checkout": [
+        {"step": "1h", "products": _PRODUCTS[:2], "checkout": _CHECKOUT, "offer": None},
+        {"step": "24h", "products": _PRODUCTS[:1], "checkout": {
+            **_CHECKOUT, "items": _CHECKOUT["items"][:1]}, "offer": _COUPON}],
+    "vip": [
+        {"products": _PRODUCTS[:3], "vip": {"occasion": "early_access", "early_access_days": 3,
+                                            "years": None, "first_order_on": None}},
+        {"products": [], "vip": {"occasion": "anniversary", "early_access_days": None,
+                                 "years": 2, "first_order_on": "2024-06-30"}}],
 }
 
 

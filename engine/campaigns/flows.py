@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, not_, select, text
+from sqlalchemy import and_, not_, or_, select
 
 from engine.campaigns import kinds, offers
 from engine.campaigns import models as cm
@@ -31,8 +31,10 @@ from engine.tables import Checkout, Fulfillment, Review, Skip
 
 FULFILLMENTS, REVIEWS, CHECKOUTS = Fulfillment.__table__, Review.__table__, Checkout.__table__
 ORDERS, ITEMS, METRICS = kinds.ORDERS, kinds.ITEMS, kinds.METRICS
-# A checkout that became an order: planning leaves it out, and the claim rechecks it.
-COMPLETED = "(checkouts.completed_at IS NOT NULL OR checkouts.order_id IS NOT NULL)"
+# A checkout that became an order: planning leaves it out, and the claim rechecks it (as SQL
+# text, the ledger's claim being a prebuilt statement).
+IS_COMPLETED = or_(CHECKOUTS.c.completed_at.is_not(None), CHECKOUTS.c.order_id.is_not(None))
+COMPLETED = f"({IS_COMPLETED.compile()})"
 # Products a flow's email shows (the order's, the review's) are in ``flow["skus"]``, not in
 # the proposal's products: those are announcements (new_product, vip early access).
 ORDER_WINDOW = timedelta(days=60)  # how long after an order its fulfillment may still come
@@ -177,7 +179,7 @@ class _AbandonedCheckout(FlowRules):
 
     def _open(self):
         return and_(CHECKOUTS.c.created_at >= self.since, CHECKOUTS.c.created_at <= self.now,
-                    not_(text(COMPLETED)))
+                    not_(IS_COMPLETED))
 
     def extra_where(self):
         return [kinds.CUSTOMERS.c.id.in_(select(CHECKOUTS.c.customer_id).where(self._open()))]

@@ -39,7 +39,8 @@ def test_plan_json_lists_each_campaign_and_writes_nothing(engine, project, confi
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     by_id = {c["id"]: c for c in plan["campaigns"]}
-    assert set(by_id) == {"winback", "new-arrivals", "spend-gift", "bundles"}
+    assert set(by_id) == {"winback", "new-arrivals", "spend-gift", "bundles", "post_purchase",
+                          "review_apology", "review_thanks", "abandoned_checkout", "vip"}
     winback = by_id["winback"]
     assert winback["kind"] == "winback"
     assert winback["recipients"] + winback["held_out"] == 1
@@ -64,7 +65,7 @@ def test_plan_and_dry_run_json_keep_the_keys_readme_documents(engine, project, c
                            "campaigns"}
     winback = next(c for c in report["campaigns"] if c["id"] == "winback")
     assert set(winback) == {"id", "planned", "held_out", "suppressed", "deferred", "capped",
-                            "skipped", "sent", "failed", "bounced", "unknown"}
+                            "skipped", "sent", "failed", "bounced", "unknown", "cancelled"}
     assert winback["planned"] + winback["held_out"] == 1 and winback["sent"] == 0
     assert deliveries(engine) == 0
 

@@ -90,3 +90,38 @@ class Shop:
                 ids.append(cid)
             db.bump_data_version(conn)
         return ids
+
+    # --- the shop's events: fulfillments, reviews, checkouts --------------------------------
+
+    def _insert(self, table, **values) -> int:
+        with self.engine.begin() as conn:
+            new_id = conn.execute(insert(table.__table__).values(**values)).inserted_primary_key[0]
+            db.bump_data_version(conn)
+        return new_id
+
+    def fulfillment(self, order_id: int, *, shipped_at: datetime,
+                    delivered_at: datetime | None = None, carrier: str = "Colissimo") -> int:
+        n = next(self._n)
+        return self._insert(tables.Fulfillment, external_id=f"f{n}", order_id=order_id,
+                            shipped_at=shipped_at, carrier=carrier, tracking_number=f"TRK{n}",
+                            tracking_url=f"https://track.example/TRK{n}",
+                            delivered_at=delivered_at)
+
+    def review(self, customer_id: int, sku: str, rating: int, *, at: datetime,
+               body: str = "It was fine.") -> int:
+        return self._insert(tables.Review, external_id=f"r{next(self._n)}",
+                            customer_id=customer_id, sku=sku, rating=rating, body=body,
+                            created_at=at)
+
+    def checkout(self, customer_id: int, *, at: datetime, items: str = '[["MAT", 1, 4500]]',
+                 total: int = 4500) -> int:
+        return self._insert(tables.Checkout, external_id=f"k{next(self._n)}",
+                            customer_id=customer_id, items=items, total_cents=total,
+                            url="https://shop.example/checkouts/k", created_at=at)
+
+    def complete_checkout(self, checkout_id: int, *, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(tables.Checkout.__table__.update()
+                         .where(tables.Checkout.__table__.c.id == checkout_id)
+                         .values(completed_at=at))
+            db.bump_data_version(conn)

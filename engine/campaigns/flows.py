@@ -66,13 +66,16 @@ class FlowRules(kinds.KindRules):
         raise NotImplementedError
 
     def propose_for(self, row: Any, past: dict[str, datetime]) -> kinds.Proposal | None:
-        late = None
+        late = received = None
         for event in sorted(self.found.get(row.id, ()), key=lambda e: (e.due, e.occasion)):
-            if event.occasion in past or event.due > self.now:
+            if event.due > self.now:
                 continue
             proposal = kinds.Proposal(
                 event.occasion, event.offer, event.products,
                 flow={"step": event.step, **event.flow}, checkout_id=event.checkout_id)
+            if event.occasion in past:
+                received = proposal  # the planner says "already received" if nothing else
+                continue
             if self.now - event.due > self.campaign.max_late:
                 late = late or proposal
                 continue
@@ -80,7 +83,7 @@ class FlowRules(kinds.KindRules):
         if late is not None:
             return kinds.Proposal(late.occasion, products=late.products, flow=late.flow,
                                   skip=Skip.too_late)
-        return None
+        return received
 
 
 class _PostPurchase(FlowRules):

@@ -66,10 +66,11 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 def duration_text(value: timedelta) -> str:
-    """The shortest of "5d", "24h" would be "1d": days when whole, else hours, else minutes."""
+    """A step's name in occasions: whole days from two days on ("5d"), else whole hours
+    ("1h", "24h"), else minutes ("90m" stays "90m")."""
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600)):
-        if seconds and seconds % size == 0:
+        if seconds >= 2 * size and seconds % size == 0 or (unit == "h" and seconds == size):
             return f"{seconds // size}{unit}"
     return f"{seconds // 60}m"
 

@@ -50,6 +50,7 @@ class Why(StrEnum):
     mail_paused = "mail_paused"              # the customer paused all mail for a while
     quiet_hours = "quiet_hours"              # would get it, once quiet hours end
     stale_data = "stale_data"                # the shop's data is too old: campaigns wait
+    too_late = "too_late"                    # a flow's step came more than max_late late
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,10 @@ def _skipped(engine: Engine, settings: Settings, campaign: cm.Campaign,
             if until else ""))
     if skip == Skip.small_saving:
         return answer(Why.small_saving, candidate.reason or "the offer would save too little")
+    if skip == Skip.too_late:
+        return answer(Why.too_late, f"the step {candidate.occasion} was due more than "
+                      f"{cm.duration_text(campaign.max_late)} ago (max_late): the shop's data "
+                      "came too late, so it is skipped rather than sent out of time")
     if skip == Skip.over_budget:
         return answer(Why.over_budget, "the run's offer budget would be spent before them")
     return answer(Why.nothing_to_offer, {

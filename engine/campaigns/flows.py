@@ -4,8 +4,8 @@ Owns, per flow kind, the events of a batch of customers (one query each), the oc
 makes "at most once" precise, each step's due moment, and the ``max_late`` rule: a step whose
 moment passed more than ``max_late`` ago (the shop's data arrived late) is skipped with
 ``Skip.too_late`` instead of being sent out of time. A customer gets one message of a campaign
-per run: the earliest due step not yet in the ledger; the next run (one scheduler tick later)
-takes the next. Also owns ``COMPLETED``, the one definition of a checkout that became an order,
+per run (the earliest due step not yet in the ledger; the next run, one scheduler tick later,
+takes the next), except transactional mail, which sends every step due at once. Also owns ``COMPLETED``, the one definition of a checkout that became an order,
 which the ledger's claim checks again at send time. Reads only; must not write, render or send.
 
     post_purchase       occasion "order:<order id>:<step>"       each step once per order
@@ -39,6 +39,7 @@ COMPLETED = f"({IS_COMPLETED.compile()})"
 # the proposal's products: those are announcements (new_product, vip early access).
 ORDER_WINDOW = timedelta(days=60)  # how long after an order its fulfillment may still come
 REVIEW_EXCERPT = 280
+LATE_SHOWN = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,18 @@ class FlowRules(kinds.KindRules):
 
     def events(self, ids: list[int]):
         raise NotImplementedError
+
+    def proposals(self, row, past):
+        # Transactional mail (two orders shipped in one tick) goes out at once; marketing mail
+        # is one message of a campaign per customer a run, under the frequency cap.
+        if not self.campaign.transactional:
+            return [self.propose_for(row, past)]
+        found, seen = [], dict(past)
+        while (proposal := self.propose_for(row, seen)) is not None and \
+                proposal.skip is None and proposal.occasion not in seen:
+            found.append(proposal)
+            seen[proposal.occasion] = self.now
+        return found or [proposal]
 
     def propose_for(self, row: Any, past: dict[str, datetime]) -> kinds.Proposal | None:
         late = received = None
@@ -142,7 +155,8 @@ def _shipment(first: Any, delivered_at: datetime | None, zone) -> dict | None:
 class _ReviewFollowup(FlowRules):
     def __init__(self, *args):
         super().__init__(*args)
-        self.since = self.now - timedelta(days=self.campaign.lookback_days)
+        # A week past max_late, a review is still found: `retain why` can say it came too late.
+        self.since = self.now - self.campaign.max_late - LATE_SHOWN
 
     def extra_where(self):
         return [kinds.CUSTOMERS.c.id.in_(select(REVIEWS.c.customer_id).where(

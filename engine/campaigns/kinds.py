@@ -81,6 +81,11 @@ class KindRules:
         step not yet in the ledger; the other kinds propose one occasion)."""
         return self.propose(row)
 
+    def proposals(self, row: Any, past: dict[str, datetime]) -> list[Proposal | None]:
+        """What the planner decides on for this customer in one plan: one proposal (None:
+        nothing to offer), or for transactional flows every step due (flows.py)."""
+        return [self.propose_for(row, past)]
+
     def cooling_down(self, past: dict[str, datetime], occasion: str, now: datetime) -> bool:
         days = self.campaign.cooldown_days
         return bool(days) and any(at > now - timedelta(days=days) for at in past.values())

@@ -397,7 +397,7 @@ class ReviewFollowup(Flow):
     when: ReviewWhen
     sender: Person | None = None
     coupon: Coupon | None = None
-    lookback_days: int = Field(default=14, gt=0, le=365)
+    max_late: Duration = timedelta(days=3)
 
     @property
     def offer_kind(self) -> str:

@@ -61,8 +61,8 @@ class Candidate:
                    else None, "nudge": self.nudge}
         return payload | {"flow": self.flow} if self.flow is not None else payload
 
-    def count_in(self, counts: Counts) -> None:
-        counts.in_segment += 1
+    def count_in(self, counts: Counts, first: bool = True) -> None:
+        counts.in_segment += first  # a customer's second occasion in one plan: same customer
         if self.skip is not None:
             counts.skip(self.skip)
             return
@@ -131,9 +131,12 @@ def _plan(engine: Engine, settings: Settings, campaign: cm.Campaign, now: dateti
         caps.prepare(ids)
         batch = []
         for row in rows:
-            candidate = _decide(campaign, row, kind, history, now, budget, caps, quiet)
-            candidate.count_in(counts)
-            batch.append(candidate)
+            past = history.get(row.id, {})
+            for n, proposal in enumerate(kind.proposals(row, past)):
+                candidate = _decide(campaign, row, proposal, past, kind, now, budget, caps,
+                                    quiet)
+                candidate.count_in(counts, first=n == 0)
+                batch.append(candidate)
         yield batch
 
 
@@ -151,13 +154,12 @@ class _Quiet:
         return allowed if allowed > self.now else None
 
 
-def _decide(campaign: cm.Campaign, row: Any, kind: kinds.KindRules, history: dict,
-            now: datetime, budget: _Budget, caps: limits.Caps, quiet: _Quiet) -> Candidate:
+def _decide(campaign: cm.Campaign, row: Any, proposal: kinds.Proposal | None,
+            past: dict[str, datetime], kind: kinds.KindRules, now: datetime, budget: _Budget,
+            caps: limits.Caps, quiet: _Quiet) -> Candidate:
     transactional = campaign.transactional
     base = dict(campaign_id=campaign.id, customer_id=row.id, priority=campaign.priority)
     consent = row.accepts_marketing or transactional  # transactional mail needs no consent
-    past = history.get(row.id, {})
-    proposal = kind.propose_for(row, past)
     if proposal is None:
         skip = Skip.no_consent if not consent else Skip.nothing_to_offer
         return Candidate(**base, skip=skip)

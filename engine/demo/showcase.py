@@ -21,6 +21,7 @@ from sqlmodel import SQLModel
 
 from engine import db, tables
 from engine.config import Settings
+from engine.demo.synthevents import ShopEvents
 from engine.demo.synthshop import SyntheticShop
 from engine.errors import ConfigError
 from engine.shop.counted import counted
@@ -137,7 +138,9 @@ def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int
                 "e.g. --db sqlite:///demo.db")
         if replace:
             _wipe(conn)
-        conn.execute(insert(tables.Product), shop.product_rows())
+        products = shop.product_rows()
+        conn.execute(insert(tables.Product), products)
+        events = ShopEvents(now, seed, settings.store.url, products)
         for start in range(0, customers, CHUNK):
             people = [shop.customer(index) for index in range(start, min(start + CHUNK,
                                                                             customers))]
@@ -155,12 +158,28 @@ def build_shop(engine: Engine, settings: Settings, now: datetime, customers: int
                          for item in items]
             if item_rows:
                 conn.execute(insert(tables.OrderItem), item_rows)
+            _write_events(conn, events, customer_ids, people, order_ids, order_rows, baskets)
             counts["customers"] += len(people)
             counts["orders"] += len(order_rows)
             counts["order_items"] += len(item_rows)
         db.set_meta(conn, DEMO_MARK, f"seed={seed} customers={customers} now={now.isoformat()}")
         db.bump_data_version(conn)
     return ShopStats(products=len(shop.products), last_order_at=last_order_at, **counts)
+
+
+def _write_events(conn: Connection, events: ShopEvents, customer_ids: list[int],
+                  people: list, order_ids: list[int], order_rows: list[dict],
+                  baskets: list[list[dict]]) -> None:
+    """The chunk's fulfillments, reviews and abandoned checkouts (synthevents.py)."""
+    fulfillments, reviews = events.for_orders([
+        (order_id, row["customer_id"], row, items)
+        for order_id, row, items in zip(order_ids, order_rows, baskets, strict=True)])
+    checkouts = events.checkouts([(customer_id, person[0]) for customer_id, person
+                                  in zip(customer_ids, people, strict=True)])
+    for table, rows in ((tables.Fulfillment, fulfillments), (tables.Review, reviews),
+                        (tables.Checkout, checkouts)):
+        if rows:
+            conn.execute(insert(table), rows)
 
 
 @dataclass(frozen=True)

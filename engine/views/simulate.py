@@ -28,6 +28,7 @@ from engine.delivery import runner
 from engine.errors import ConfigError
 from engine.service import schedule
 from engine.tables import Delivery, DeliveryStatus
+from engine.transport import Transport
 
 DELIVERIES = Delivery.__table__
 
@@ -82,17 +83,21 @@ class Simulation:
 
 
 def replay(engine: Engine, settings: Settings, chosen: list[cm.Campaign], start: datetime,
-           end: datetime, sample: int = 10) -> Simulation:
-    """Every tick: how many would receive, who (a sample), held out, capped."""
+           end: datetime, sample: int = 10, transport: Transport | None = None) -> Simulation:
+    """Every tick: how many would receive, who (a sample), held out, capped.
+
+    ``transport`` (a test's loopback server): each tick's mail is really sent through it, as
+    the tick's run would, instead of only being counted as delivered."""
     if end <= start:
         raise ConfigError("simulate needs --to after --from")
     zone = settings.store.zone
     found = []
     with _private_copy(engine) as copy:
         for tick, campaign in ticks(chosen, zone, start, end):
-            report = runner.run(copy, settings, [campaign], tick, transport=None)
+            report = runner.run(copy, settings, [campaign], tick, transport=transport)
             planned = _planned_now(copy, report.run_id, campaign.id, tick, sample)
-            _count_as_delivered(copy, campaign.id, tick)
+            if transport is None:
+                _count_as_delivered(copy, campaign.id, tick)
             found.append(SimulatedTick(campaign.id, tick.astimezone(zone),
                                        report.campaigns[campaign.id], planned))
     return Simulation(start, end, found)
@@ -103,7 +108,7 @@ def _planned_now(engine: Engine, run_id: str, campaign_id: str, tick: datetime,
     with engine.connect() as conn:
         rows = conn.execute(select(DELIVERIES.c.customer_id, DELIVERIES.c.occasion).where(
             DELIVERIES.c.campaign_id == campaign_id, DELIVERIES.c.planned_at == tick,
-            DELIVERIES.c.status == DeliveryStatus.planned.value)
+            DELIVERIES.c.status.in_((DeliveryStatus.planned.value, DeliveryStatus.sent.value)))
             .order_by(DELIVERIES.c.customer_id).limit(limit)).all()
     return [{"customer": r.customer_id, "occasion": r.occasion} for r in rows]
 
@@ -113,7 +118,7 @@ def _count_as_delivered(engine: Engine, campaign_id: str, tick: datetime) -> Non
     with engine.begin() as conn:
         conn.execute(DELIVERIES.update().where(
             DELIVERIES.c.campaign_id == campaign_id,
-            DELIVERIES.c.status == DeliveryStatus.planned.value)
+            DELIVERIES.c.status.in_((DeliveryStatus.planned.value, DeliveryStatus.sent.value)))
             .values(status=DeliveryStatus.sent.value, sent_at=tick))
 
 

@@ -227,6 +227,12 @@ def demo_shop(engine: Engine) -> bool:
         return db.get_meta(conn, db.DEMO_SHOP) is not None
 
 
+def for_message(campaign: cm.Campaign, payload: dict) -> cm.Campaign:
+    """The campaign as this delivery's message: a flow step's own template and subject."""
+    step = (payload.get("flow") or {}).get("step")
+    return campaign.variant(step) if step and isinstance(campaign, cm.Flow) else campaign
+
+
 def subject_for(campaign: cm.Campaign, payload: dict) -> str:
     """A nudge may have its own subject line; everything else uses the campaign's."""
     if payload.get("nudge") and isinstance(campaign, cm.SpendThreshold) and campaign.nudge \
@@ -367,13 +373,10 @@ class Composer:
             mail_from=self.mail_from, rcpt_to=customer["email"], data=data, message_id=msg_id))
 
     def _variant(self, campaign: cm.Campaign, payload: dict) -> cm.Campaign:
-        """A flow step's own template and subject, prepared once per step."""
-        step = (payload.get("flow") or {}).get("step")
-        if step is None or not isinstance(campaign, cm.Flow):
-            return campaign
-        key = (campaign.id, step)
+        """A flow step's own template and subject, made once per step."""
+        key = (campaign.id, (payload.get("flow") or {}).get("step"))
         if key not in self.variants:
-            self.variants[key] = campaign.variant(step)
+            self.variants[key] = for_message(campaign, payload)
         return self.variants[key]
 
     def submit(self, ids: list[int], now: datetime) -> Composing:

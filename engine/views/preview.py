@@ -50,6 +50,7 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
         raise RetainError(f"no email to preview for customer {customer_id} in campaign "
                           f'"{campaign.id}": {answer.detail}')
     payload = candidate.payload
+    campaign = compose.for_message(campaign, payload)  # a flow step's template and subject
     with engine.connect() as conn:
         customer = compose.customer_rows(conn, [customer_id])[customer_id]
         products = compose.product_rows(conn, compose.skus_of([payload]))
@@ -57,7 +58,8 @@ def build(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_re
                               PREVIEW_CODE if payload.get("offer") else None, now, products)
     rendered = compose.rendered(compose.renderer(settings), campaign, payload, context)
     msg_id = compose.message_id(settings, PREVIEW_DELIVERY_ID, campaign.id)
-    eml = compose.mime(settings, rendered, customer, msg_id, campaign.id, now)
+    eml = compose.mime(settings, rendered, customer, msg_id, campaign.id, now,
+                       person=getattr(campaign, "sender", None))
     return Preview(customer_id, rendered.subject, rendered.html, rendered.text, eml, warning)
 
 

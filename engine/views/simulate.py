@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,12 @@ class Simulation:
 
     def days(self) -> list[tuple[str, list[SimulatedTick]]]:
         """Per day (store time), each campaign's tick; of a campaign that ticks more than once
-        a day, its last."""
+        a day (a flow every 15 minutes), its last, with the mail of all that day's ticks."""
         by_day: dict[str, dict[str, SimulatedTick]] = defaultdict(dict)
         for tick in self.ticks:
-            by_day[tick.at.date().isoformat()][tick.campaign_id] = tick
+            day = by_day[tick.at.date().isoformat()]
+            earlier = day.get(tick.campaign_id)
+            day[tick.campaign_id] = tick if earlier is None else _with_earlier(tick, earlier)
         return [(day, list(found.values())) for day, found in sorted(by_day.items())]
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,6 +82,16 @@ class Simulation:
                 "ticks": len(self.ticks),
                 "days": [{"date": day, "campaigns": [t.as_dict() for t in found]}
                          for day, found in self.days()]}
+
+
+def _with_earlier(tick: SimulatedTick, earlier: SimulatedTick) -> SimulatedTick:
+    """``tick`` also counting the mail an earlier tick of the same day planned."""
+    counts = replace(tick.counts)
+    for status in ("planned", "held_out", "suppressed", "deferred", "capped"):
+        setattr(counts, status, getattr(tick.counts, status) + getattr(earlier.counts, status))
+    return SimulatedTick(tick.campaign_id, tick.at, counts,
+                         (earlier.sample + tick.sample)[:max(len(earlier.sample),
+                                                             len(tick.sample))])
 
 
 def replay(engine: Engine, settings: Settings, chosen: list[cm.Campaign], start: datetime,

@@ -1,7 +1,8 @@
-"""What the flow kinds add to the plan: messages triggered by the shop's events. Owns, per flow
-kind, the events of a batch of customers (one query each), the occasion that makes "at most
-once" precise, each step's due moment, and the ``max_late`` rule: a step whose moment passed
-more than ``max_late`` ago (the shop's data arrived late) is skipped with ``Skip.too_late``
+"""What the flow kinds add to the plan: messages triggered by the shop's events.
+
+Owns, per flow kind, the events of a batch of customers (one query each), the occasion that makes
+"at most once" precise, each step's due moment, and the ``max_late`` rule: a step whose moment
+passed more than ``max_late`` ago (the shop's data arrived late) is skipped with ``Skip.too_late``
 instead of being sent out of time. A customer gets one message of a campaign per run (the
 earliest due step not yet in the ledger; the next run, one scheduler tick later, takes the
 next), except transactional mail, which sends every step due at once. Also owns ``COMPLETED``,

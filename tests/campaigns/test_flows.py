@@ -18,20 +18,13 @@ from engine.delivery import ledger
 from engine.errors import Invalid
 from engine.tables import DeliveryStatus, Skip
 from engine.views import explain
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 
 S = DeliveryStatus
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("flow")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("flow")
 
 
 @pytest.fixture

@@ -16,10 +16,12 @@ from engine.campaigns import models as cm
 from engine.campaigns import planner
 from engine.delivery import ledger
 from engine.tables import Delivery
+from tests.conftest import on_each_backend
 from tests.crash_sender import send
 from tests.shopdata import NOW, Shop
 
 DELIVERIES = Delivery.__table__
+engine = on_each_backend("flow sending")  # the claim's recheck is SQL: both databases
 
 
 def load(tmp_path, text: str) -> cm.Campaign:

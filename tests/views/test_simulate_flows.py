@@ -10,6 +10,8 @@ import shutil
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from engine.campaigns import models as cm
 from engine.demo import showcase
 from engine.transport.mailserver import MailServer
@@ -36,6 +38,7 @@ def campaigns_every_six_hours(tmp_path) -> list[cm.Campaign]:
             if c.id in FLOWS | {"new-arrivals"}]
 
 
+@pytest.mark.slow
 def test_thirty_days_of_flows_fire_each_occasion_once_at_the_mail_server(
         engine, settings, project, tmp_path):
     showcase.build_shop(engine, settings, NOW, customers=CUSTOMERS)

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -245,7 +253,7 @@ class Delivery(SQLModel, table=True):
     priority: int = 0
     payload: str = "{}"  # JSON: the products, offer and nudge the email shows
     # Transactional mail (purpose: transactional) needs no marketing consent; see the claim.
-    transactional: bool = False
+    transactional: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # An abandoned-checkout step: the checkout rechecked when the delivery is claimed.
     checkout_id: int | None = None
     message_id: str | None = Field(default=None, index=True)

@@ -1,7 +1,7 @@
 """flows: transactional and checkout on deliveries, status cancelled
 
-Revision: 0003
-Revises: 0002
+Revision: 0004
+Revises: 0003
 Created: 2026-11-30 06:32:09.547222
 
 A delivery says whether it is transactional (the claim then needs no marketing consent) and,
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -170,12 +170,11 @@ def _decide(campaign: cm.Campaign, row: Any, proposal: kinds.Proposal | None,
                  transactional=transactional)
     if not consent:
         return Candidate(**base, **shown, offer=offer, skip=Skip.no_consent)
-    if row.paused_until is not None:
+    if row.paused_until is not None and not transactional:  # a pause is of marketing mail
         return Candidate(**base, **shown, offer=offer, skip=Skip.paused,
                          reason=f"paused all mail until {row.paused_until:%Y-%m-%d %H:%M} UTC")
     if proposal.skip is not None:
         return Candidate(**base, **shown, offer=offer, skip=proposal.skip, reason=proposal.note)
-    past = history.get(row.id, {})
     if occasion in past:
         return Candidate(**base, **shown, offer=offer, skip=Skip.already_received)
     if kind.cooling_down(past, occasion, now):

@@ -128,7 +128,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
             raise _Limit('a key must be a name, not a list or a mapping (a "?" or a bracket '
                          "starts one)", key_node.start_mark)
         key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):  # yes:, no:, 1:, null: or a date are not names
+        if isinstance(key, bool) and key_node.value.lower() not in ("true", "false"):
+            key = key_node.value  # YAML 1.1 reads on:, off:, yes:, no: as true/false: a name here
+        if not isinstance(key, str):  # true:, 1:, null: or a date are not names
             kind = _KINDS.get(type(key), "value")
             raise _Limit(f'the key "{key_node.value}" is read as a {kind}, not a name; write it '
                          f'in quotes ("{key_node.value}") if you meant it', key_node.start_mark)

@@ -114,3 +114,12 @@ def test_a_file_larger_than_the_limit_is_refused_where_it_passes_it(tmp_path):
     error = refused(text, tmp_path)
     assert error.line == yamlfile.MAX_BYTES // 100 + 1
     assert f"larger than {yamlfile.MAX_BYTES // 1024} KiB" in error.message
+
+
+def test_on_off_yes_no_as_keys_are_names_not_true_and_false(tmp_path):
+    """A flow step's ``on: shipped`` is a key named "on": YAML 1.1 would read it as true."""
+    path = tmp_path / "steps.yaml"
+    path.write_text("steps:\n  - {on: shipped, template: shipped.html}\n  - yes: 1\n    off: 2\n")
+    loaded = yamlfile.load(path)
+    assert loaded["steps"][0]["on"] == "shipped"
+    assert set(loaded["steps"][1]) == {"yes", "off"}

@@ -93,7 +93,8 @@ CHECKS = """() => {
 
 def test_every_kind_of_email_is_there(emails):
     assert set(emails) == {"winback", "new-arrivals", "spend-gift-gift", "spend-gift-nudge",
-                           "bundles"}
+                           "bundles", "post_purchase", "review_apology", "review_thanks",
+                           "abandoned_checkout", "vip"}
 
 
 def test_every_email_fits_loads_its_pictures_and_keeps_its_code_whole(browser, emails,

@@ -261,7 +261,10 @@ class Delivery(SQLModel, table=True):
     planned_at: datetime = Field(sa_column=utc_column())
     next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
-    claimed_by: str | None = None  # the run (runs.id) that moved it to `sending`
+    claimed_by: str | None = None  # the run (runs.id) that moved it to `sending`, or the worker
+    # (runs.id) leasing it: a worker's batch is its own until then (delivery/worker.py); a
+    # lease that lapses (the worker died) gives the row back to whoever sends next.
+    lease_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
@@ -312,6 +315,7 @@ class Run(SQLModel, table=True):
     campaigns: str = ""        # comma-separated campaign ids
     summary: str = "{}"        # JSON counts per status
     paused_reason: str | None = None
+    connections: int | None = None  # a `retain worker`: the SMTP connections it asks for
 
 
 class Lease(SQLModel, table=True):

@@ -24,6 +24,9 @@ Owns the life of a delivery row:
 - ``fail_for_good`` records deliveries whose message cannot be built from the customer's data
   as ``failed`` with no next attempt: a rerun would fail the same way, so none is made, and
   ``retain deliveries`` and ``retain why`` show the reason.
+- ``lease`` hands a worker a batch of due rows for a while (``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL); others do not take them until the lease lapses, so a worker that dies gives its
+  unclaimed rows back by itself. The claim is still what guards against a double send.
 - ``recover`` turns ``sending`` rows whose run died into ``unknown``: the server may have them,
   so they are reported, never resent silently (``retry_unknown`` resends on purpose).
 Must not render or send.
@@ -168,10 +171,12 @@ def _announce(conn: Connection, announced: list[tuple[Candidate, int]]) -> None:
 
 def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(minutes=10),
             current_run: str | None = None) -> int:
-    """Mark ``sending`` rows of dead runs ``unknown``; returns how many."""
+    """Mark ``sending`` rows of dead runs ``unknown``; returns how many. The rows a dead worker
+    leased and never claimed go back to the pool at once, not when their lease lapses."""
+    leased = and_(DELIVERIES.c.status.in_(SENDABLE), DELIVERIES.c.lease_until > now)
     with engine.begin() as conn:
-        claimants = conn.execute(select(DELIVERIES.c.claimed_by).distinct()
-                                 .where(DELIVERIES.c.status == S.sending.value)).scalars().all()
+        claimants = conn.execute(select(DELIVERIES.c.claimed_by).distinct().where(
+            or_(DELIVERIES.c.status == S.sending.value, leased))).scalars().all()
         dead = []
         for run_id in claimants:
             if run_id == current_run:
@@ -181,6 +186,8 @@ def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(mi
                 dead.append(run_id)
         if not dead:
             return 0
+        conn.execute(update(DELIVERIES).where(leased, DELIVERIES.c.claimed_by.in_(dead))
+                     .values(lease_until=None))
         result = conn.execute(update(DELIVERIES).where(
             DELIVERIES.c.status == S.sending.value,
             or_(DELIVERIES.c.claimed_by.in_([d for d in dead if d]),
@@ -194,9 +201,12 @@ def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(mi
 # --- sending -------------------------------------------------------------------------------
 
 def _due(campaign_ids: list[str], now: datetime, *columns):
-    # A failed row whose retries are used up has no next attempt (NULL) and is never due.
+    # A failed row whose retries are used up has no next attempt (NULL) and is never due; a
+    # row a live worker has leased is that worker's until its lease lapses.
     query = select(*columns).where(DELIVERIES.c.status.in_(SENDABLE),
-                                   DELIVERIES.c.next_attempt_at <= now)
+                                   DELIVERIES.c.next_attempt_at <= now,
+                                   or_(DELIVERIES.c.lease_until.is_(None),
+                                       DELIVERIES.c.lease_until <= now))
     if campaign_ids:
         query = query.where(DELIVERIES.c.campaign_id.in_(campaign_ids))
     return query
@@ -235,6 +245,39 @@ def due(engine: Engine, campaign_ids: list[str], now: datetime, after_id: int = 
         return list(conn.execute(query).scalars())
 
 
+def lease(engine: Engine, holder: str, campaign_ids: list[str], now: datetime,
+          until: datetime, limit: int) -> list[int]:
+    """Lease up to ``limit`` due deliveries to the worker ``holder`` until ``until``; their
+    ids, in id order. Nothing changes state: a leased row stays ``planned`` (or ``failed``) and
+    is claimed one at a time by ``Outbox.step``, as in a run.
+
+    On PostgreSQL, ``FOR UPDATE SKIP LOCKED``: workers leasing at once each take other rows and
+    none waits for another's transaction. SQLite has one writer at a time and ignores it.
+    """
+    chosen = (_due(campaign_ids, now, DELIVERIES.c.id).order_by(DELIVERIES.c.id).limit(limit)
+              .with_for_update(skip_locked=True))
+    with engine.begin() as conn:
+        return sorted(conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(chosen))
+                                   .values(claimed_by=holder, lease_until=until)
+                                   .returning(DELIVERIES.c.id)).scalars())
+
+
+def renew(engine: Engine, holder: str, until: datetime) -> int:
+    """Extend the leases ``holder`` still holds (rows it has not claimed yet) to ``until``."""
+    with engine.begin() as conn:
+        return conn.execute(update(DELIVERIES).where(
+            DELIVERIES.c.claimed_by == holder, DELIVERIES.c.status.in_(SENDABLE),
+            DELIVERIES.c.lease_until.is_not(None)).values(lease_until=until)).rowcount
+
+
+def unlease(engine: Engine, holder: str) -> int:
+    """Give back at once the rows ``holder`` leased and did not claim (a worker stopping)."""
+    with engine.begin() as conn:
+        return conn.execute(update(DELIVERIES).where(
+            DELIVERIES.c.claimed_by == holder, DELIVERIES.c.status.in_(SENDABLE),
+            DELIVERIES.c.lease_until.is_not(None)).values(lease_until=None)).rowcount
+
+
 def due_count(engine: Engine, campaign_ids: list[str], now: datetime) -> int:
     with engine.connect() as conn:
         return conn.execute(_due(campaign_ids, now, func.count())).scalar_one()
@@ -245,8 +288,10 @@ _MARKETING_ONLY = ", ".join(f"'{reason}'" for reason in suppressions.MARKETING_O
 # SQLAlchemy expressions for each of a million messages costs more than running them.
 _CLAIM = text(
     "UPDATE deliveries SET status = 'sending', claimed_at = :now, claimed_by = :run, "
-    "message_id = :message_id, attempts = attempts + 1 "
+    "message_id = :message_id, attempts = attempts + 1, lease_until = NULL "
     "WHERE id = :id AND status IN ('planned', 'failed') "
+    # Not a row another worker leased, unless its lease lapsed.
+    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) "
     # Checked in the claim itself, right before the send: an unsubscribe, a pause, a bounce or
     # withdrawn consent since the plan counts at once. Transactional mail needs no consent, and
     # neither an unsubscribe nor a pause of marketing mail stops it.
@@ -262,12 +307,17 @@ _CLAIM = text(
     "RETURNING attempts"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _CANCEL = text(
-    "UPDATE deliveries SET status = 'cancelled', reason = :reason "
-    "WHERE id = :id AND status IN ('planned', 'failed') AND EXISTS (SELECT 1 FROM checkouts "
-    f"WHERE checkouts.id = deliveries.checkout_id AND {flows.COMPLETED}) RETURNING id")
+    "UPDATE deliveries SET status = 'cancelled', reason = :reason, lease_until = NULL "
+    "WHERE id = :id AND status IN ('planned', 'failed') "
+    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) "
+    "AND EXISTS (SELECT 1 FROM checkouts "
+    f"WHERE checkouts.id = deliveries.checkout_id AND {flows.COMPLETED}) RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
 _SUPPRESS = text(
-    "UPDATE deliveries SET status = 'suppressed', reason = :reason "
-    "WHERE id = :id AND status IN ('planned', 'failed') RETURNING id")
+    "UPDATE deliveries SET status = 'suppressed', reason = :reason, lease_until = NULL "
+    "WHERE id = :id AND status IN ('planned', 'failed') "
+    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
 _MARK = text(
     "UPDATE deliveries SET status = :status, reason = :reason, "
     "message_id = COALESCE(:message_id, message_id), sent_at = COALESCE(:sent_at, sent_at), "
@@ -361,10 +411,11 @@ class Outbox:
                         message_id=message_id).fetchone()
         if row is not None:
             return Claim(row[0], suppressed=False)
-        if self._run(cursor, "cancel", reason=Skip.checkout_completed.value,
-                     id=claim_id).fetchone() is not None:
+        if self._run(cursor, "cancel", reason=Skip.checkout_completed.value, id=claim_id,
+                     now=at, run=self.run_id).fetchone() is not None:
             return Claim(0, suppressed=False, cancelled=True)
-        row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id).fetchone()
+        row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id, now=at,
+                        run=self.run_id).fetchone()
         return Claim(0, suppressed=True) if row is not None else None
 
     def _run(self, cursor, name: str, **params):

@@ -286,7 +286,8 @@ def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaig
         # Quiet hours are checked again at send time: a retry or a late run must wait too.
         started, sender.put_back = clock(), None
         ledger.hold_for_quiet_hours(engine, sender.settings, campaign_ids, started)
-        _one_pass(engine, sender, composer, campaign_ids, clock, progress)
+        one_pass(sender, composer, clock, progress,
+                  lambda after: ledger.due(engine, campaign_ids, clock(), after, PAGE))
         # Next: what this pass put back, or what falls due after it began (what was due
         # before, it was offered).
         now, retry_at = clock(), ledger.next_retry(engine, campaign_ids, started)
@@ -303,18 +304,20 @@ def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaig
         sender.brakes.finish(clock())
 
 
-def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
-              campaign_ids: list[str], clock: Clock,
-              progress: Callable[[int], None] | None) -> None:
-    """The due deliveries by id, a page at a time; composing runs ``composer.lookahead`` pages
-    ahead of sending. Returns when every message is recorded."""
+def one_pass(sender: Sender, composer: compose.Composer, clock: Clock,
+              progress: Callable[[int], None] | None,
+              fetch: Callable[[int], list[int]]) -> int:
+    """The deliveries ``fetch(after_id)`` gives, a page at a time (a run: the due ones by id; a
+    worker: the ones it leased); composing runs ``composer.lookahead`` pages ahead of sending.
+    Returns, when every message is recorded, how many deliveries were fetched."""
     window: deque[compose.Composing] = deque()
-    after = 0
+    after = fetched = 0
     try:
         # While the server's back-off holds, what is queued is held; feeding more would only
         # claim and give back each message (``_deliver`` waits for the back-off instead).
         while not sender.halted() and not sender.brakes.holding(clock()):
-            ids = ledger.due(engine, campaign_ids, clock(), after_id=after, limit=PAGE)
+            ids = fetch(after)
+            fetched += len(ids)
             if ids:
                 window.append(composer.submit(ids, clock()))
                 after = ids[-1]
@@ -323,13 +326,14 @@ def _one_pass(engine: Engine, sender: Sender, composer: compose.Composer,
             if ids and len(window) <= composer.lookahead:
                 continue
             composed = window.popleft().result()
-            sender.put(_fail_unsendable(engine, sender, composed))
+            sender.put(_fail_unsendable(sender.engine, sender, composed))
             if progress:
                 progress(len(composed))
     finally:
         for composing in window:
             composing.cancel()
     sender.drain()
+    return fetched
 
 
 def _fail_unsendable(engine: Engine, sender: Sender,

@@ -30,12 +30,15 @@ def heartbeat(engine: Engine, run_id: str, now: datetime) -> None:
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(heartbeat_at=now))
 
 
-def start_run(engine: Engine, campaign_ids: Iterable[str], now: datetime) -> str:
+def start_run(engine: Engine, campaign_ids: Iterable[str], now: datetime,
+              connections: int | None = None) -> str:
+    """Register a run (or, with the ``connections`` it asks for, a `retain worker`)."""
     run_id = uuid.uuid4().hex
     with engine.begin() as conn:
         conn.execute(RUNS.insert().values(id=run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now, heartbeat_at=now,
-                                          campaigns=",".join(campaign_ids)))
+                                          campaigns=",".join(campaign_ids),
+                                          connections=connections))
     return run_id
 
 

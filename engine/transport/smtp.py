@@ -79,6 +79,7 @@ class SmtpTransport:
                         "unencrypted; set security: starttls or ssl")
         self._local_hostname = local_hostname
         self.limiter = RateLimiter(settings.rate_per_second, burst, clock, sleep)
+        self.connections = settings.max_connections  # a worker's share may be smaller
         self.server = Backoff(pacing.connection_backoff_seconds,
                               pacing.connection_backoff_cap_seconds, 1, clock)
         self.domains = Backoff(pacing.domain_backoff_seconds, pacing.domain_backoff_cap_seconds,
@@ -109,6 +110,14 @@ class SmtpTransport:
         log.log(logging.DEBUG if quiet else logging.INFO, "%s to %s: %s %s", outcome.status,
                 domain, outcome.code or "-", outcome.enhanced or "")
         return outcome
+
+    def share(self, rate_per_second: float, connections: int) -> None:
+        """Send at most ``rate_per_second`` through at most ``connections`` from now on (a
+        worker's share of the fleet's limits); connections over the new count close on return."""
+        with self._pool:
+            self.limiter.per_second = rate_per_second
+            self.connections = max(1, connections)
+            self._pool.notify_all()
 
     def deferred_for(self, domain: str) -> float:
         """Seconds this transport will still hold back mail to ``domain`` (0.0: none)."""
@@ -186,7 +195,7 @@ class SmtpTransport:
                     return self._idle.pop(), False
                 wait = self.server.remaining(SERVER)
                 probing = self._unproven and self.server.signals(SERVER)
-                if not wait and not probing and self._open < self.settings.max_connections:
+                if not wait and not probing and self._open < self.connections:
                     self._open += 1
                     self._unproven += 1
                     break
@@ -214,7 +223,7 @@ class SmtpTransport:
 
     def _checkin(self, connection: smtplib.SMTP, reusable: bool) -> None:
         with self._pool:
-            keep = reusable and not self._closed
+            keep = reusable and not self._closed and self._open <= self.connections
             if keep:
                 self._idle.append(connection)
             else:

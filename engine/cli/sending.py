@@ -38,7 +38,10 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
                 as_json: AsJson = False,
                 allow_stale: Annotated[bool, typer.Option(
                     "--allow-stale", help="Run even if the shop's data is older than "
-                    "data.max_age.")] = False) -> None:
+                    "data.max_age.")] = False,
+                plan_only: Annotated[bool, typer.Option(
+                    "--plan-only", help="Write the plan and send nothing: `retain worker`s "
+                    "send it.")] = False) -> None:
     """Plan and send now. Example: retain run winback"""
     import time as _time
 
@@ -61,7 +64,7 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
             raise RetainError(f'campaign "{campaign_id}" is paused ({why}); '
                               f"run `retain resume {campaign_id}` first")
         err.print(f"skipping {campaign_id}: paused ({why})", markup=False)
-    transport = None if dry_run else transport_for(cfg)
+    transport = None if dry_run or plan_only else transport_for(cfg)
     offset = now - datetime.now(UTC)  # --as-of shifts the whole run, sends included
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}: {task.completed} messages"),
                    TimeElapsedColumn(), console=err, transient=True,
@@ -99,6 +102,52 @@ def print_run_report(report) -> None:
         err.print(f"paused: {report.paused}", markup=False)
     if report.paused or report.interrupted:
         raise typer.Exit(2)
+
+
+@app.command("worker")
+@user_errors
+def worker_command(
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, help="SMTP connections of this worker (within its share of "
+        "smtp.max_connections).")] = 4,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Stop when nothing is due, instead of waiting for more.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Send the mail the ledger has due, with any number of other workers; until SIGTERM.
+    Example: retain worker --concurrency 8"""
+    import signal
+    import threading
+    import time as _time
+
+    from engine.campaigns import validate
+    from engine.delivery import worker
+    from engine.service import schedule
+
+    cfg = settings()
+    engine = engine_for(cfg)
+    if engine.dialect.name == "sqlite":
+        err.print("SQLite takes one writer at a time: this is the only worker (use PostgreSQL "
+                  "for several)", markup=False)
+        worker.refuse_a_second(engine, datetime.now(UTC))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    campaigns = validate.load(cfg, None)
+    transport = transport_for(cfg)
+    try:
+        report = worker.work(engine, cfg, lambda: schedule.runnable(engine, campaigns)[0],
+                             transport, connections=concurrency, stop=stop,
+                             clock=lambda: datetime.now(UTC), sleep=_time.sleep,
+                             until_idle=until_idle)
+    finally:
+        transport.close()
+    if report.paused:
+        for campaign in campaigns:
+            schedule.pause(engine, campaign.id, report.paused, datetime.now(UTC))
+    if as_json:
+        print_json(report.as_dict())
+        return
+    print_run_report(report)
 
 
 @app.command("deliveries")

@@ -35,6 +35,8 @@ def scheduler_command(
     standby: Annotated[bool, typer.Option(
         "--standby", help="If another scheduler leads, wait and take over when it stops.")
     ] = False,
+    plan_only: Annotated[bool, typer.Option(
+        "--plan-only", help="Plan on schedule and send nothing: `retain worker`s send.")] = False,
 ) -> None:
     """Run every enabled campaign on its schedule, until SIGTERM. Example: retain scheduler"""
     import logging
@@ -47,7 +49,8 @@ def scheduler_command(
                         "%(message)s")
     cfg = settings()
     engine = engine_for(cfg)
-    service = Scheduler(engine, cfg, lambda: transport_for(cfg), reload_every=reload_every,
+    service = Scheduler(engine, cfg, None if plan_only else lambda: transport_for(cfg),
+                        reload_every=reload_every,
                         grace=timedelta(hours=grace_hours))
     service.start()
     if not service.leading and not standby:

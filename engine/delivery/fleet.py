@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from engine.config import Settings
 from engine.delivery import ledger, runs
@@ -37,6 +37,14 @@ GONE = 3 * BEAT                   # a worker silent this long no longer counts i
 LEASE = timedelta(seconds=60)     # a batch is a worker's this long past its last beat
 
 Clock = Callable[[], datetime]
+
+
+def live(engine: Engine, now: datetime) -> list[tuple[str, int]]:
+    """(host, pid) of the workers alive at ``now``: unfinished, and beating within GONE."""
+    r = runs.RUNS.c
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(r.host, r.pid).where(
+            r.connections.is_not(None), r.finished_at.is_(None), r.heartbeat_at > now - GONE))]
 
 
 class Fleet:
@@ -53,12 +61,8 @@ class Fleet:
         self._thread = threading.Thread(target=self._beating, name="fleet-beat", daemon=True)
 
     def others(self, now: datetime) -> int:
-        """Other workers alive at ``now`` (they beat within GONE)."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(runs.RUNS).where(
-                runs.RUNS.c.connections.is_not(None), runs.RUNS.c.finished_at.is_(None),
-                runs.RUNS.c.heartbeat_at > now - GONE,
-                runs.RUNS.c.id != self.worker_id)).scalar_one()
+        """Other workers alive at ``now``."""
+        return len(live(self.engine, now)) - 1
 
     def join(self, sleep: Callable[[float], None]) -> None:
         """Take this worker's share, start beating, and, when others are sending, wait until

@@ -264,18 +264,25 @@ def lease(engine: Engine, holder: str, campaign_ids: list[str], now: datetime,
 
 def renew(engine: Engine, holder: str, until: datetime) -> int:
     """Extend the leases ``holder`` still holds (rows it has not claimed yet) to ``until``."""
-    with engine.begin() as conn:
-        return conn.execute(update(DELIVERIES).where(
-            DELIVERIES.c.claimed_by == holder, DELIVERIES.c.status.in_(SENDABLE),
-            DELIVERIES.c.lease_until.is_not(None)).values(lease_until=until)).rowcount
+    return _leased_by(engine, holder, until)
 
 
 def unlease(engine: Engine, holder: str) -> int:
     """Give back at once the rows ``holder`` leased and did not claim (a worker stopping)."""
+    return _leased_by(engine, holder, None)
+
+
+def _leased_by(engine: Engine, holder: str, until: datetime | None) -> int:
+    # The rows are locked in a subquery that skips those being claimed at this moment: an
+    # UPDATE of many rows otherwise locks them in scan order and can deadlock with a claim
+    # (which records one row and claims another in one transaction). A row being claimed
+    # needs no lease any more.
+    held = (select(DELIVERIES.c.id).where(
+        DELIVERIES.c.claimed_by == holder, DELIVERIES.c.status.in_(SENDABLE),
+        DELIVERIES.c.lease_until.is_not(None)).with_for_update(skip_locked=True))
     with engine.begin() as conn:
-        return conn.execute(update(DELIVERIES).where(
-            DELIVERIES.c.claimed_by == holder, DELIVERIES.c.status.in_(SENDABLE),
-            DELIVERIES.c.lease_until.is_not(None)).values(lease_until=None)).rowcount
+        return conn.execute(update(DELIVERIES).where(DELIVERIES.c.id.in_(held))
+                            .values(lease_until=until)).rowcount
 
 
 def due_count(engine: Engine, campaign_ids: list[str], now: datetime) -> int:

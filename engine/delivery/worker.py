@@ -38,6 +38,7 @@ from sqlalchemy import Engine, and_, func, select
 from engine.campaigns import models as cm
 from engine.config import Settings
 from engine.delivery import compose, fleet, ledger, runner, runs, verdicts
+from engine.errors import RetainError
 
 POLL = 1.0  # seconds between looks at the ledger while nothing is due
 
@@ -90,6 +91,16 @@ def work(engine: Engine, settings: Settings, campaigns: Callable[[], list[cm.Cam
         report.paused, report.interrupted = sender.paused, sender.interrupted
         runs.finish_run(engine, member.worker_id, clock(), report.as_dict(), sender.paused)
     return report
+
+
+def refuse_a_second(engine: Engine, now: datetime) -> None:
+    """On a database that takes one writer at a time (SQLite), refuse to start a second worker."""
+    running = fleet.live(engine, now)
+    if running:
+        host, pid = running[0]
+        raise RetainError(f"a worker already sends from this database (host {host}, pid {pid}); "
+                          "SQLite takes one worker: stop it first, or move to PostgreSQL "
+                          "(README \"Sending workers\")")
 
 
 def _current(settings: Settings, engine: Engine, campaigns: Callable[[], list[cm.Campaign]],

@@ -51,7 +51,7 @@ class Scheduler:
     """The service. ``start()`` returns at once; ``wait()`` blocks until ``stop()``."""
 
     def __init__(self, engine: Engine, settings: Settings,
-                 transport_factory: Callable[[], Transport], *, clock: Clock = wall_clock,
+                 transport_factory: Callable[[], Transport] | None, *, clock: Clock = wall_clock,
                  grace: timedelta = timedelta(hours=6), reload_every: float | None = None,
                  lease_ttl: timedelta = timedelta(seconds=60), send_due_every: float = 300):
         self.engine, self.settings, self.transport_factory = engine, settings, transport_factory
@@ -186,8 +186,8 @@ class Scheduler:
     def send_due(self) -> runner.RunReport | None:
         """Send what is due (quiet hours over, retries due) without planning anything new."""
         now, ids = self.clock(), sorted(self.campaigns)
-        if not self.leading or not ids:
-            return None
+        if not self.leading or not ids or self.transport_factory is None:
+            return None  # (no transport: it plans only, `retain worker`s send)
         ledger.hold_for_quiet_hours(self.engine, self.settings, ids, now)
         if ledger.due_count(self.engine, ids, now) == 0:
             return None  # no run row every few minutes for nothing
@@ -226,13 +226,14 @@ class Scheduler:
                 log.error("campaigns %s not run: %s", ", ".join(c.id for c in chosen),
                           stale.sentence(self.settings.store.zone))
                 return None
-        transport = self.transport_factory()
+        transport = self.transport_factory() if self.transport_factory else None
         try:
             report = runner.run(self.engine, self.settings, chosen, now, transport,
                                 clock=self.clock, stop=self.stopping, plan=plan,
                                 renderers=self.renderers)
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
         for campaign in chosen:
             if plan:
                 schedule.mark_fired(self.engine, campaign.id, now, report.run_id)

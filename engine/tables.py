@@ -17,7 +17,9 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    event,
     false,
+    inspect,
 )
 from sqlmodel import Field, SQLModel
 
@@ -196,6 +198,57 @@ class CustomerMetrics(SQLModel, table=True):
     dormancy: Dormancy = Dormancy.none
     value_tier: ValueTier | None = None
     lifecycle: Lifecycle = Lifecycle.prospect
+
+
+class MetricsDirty(SQLModel, table=True):
+    """Customers whose counted orders may have changed since ``customer_metrics`` was built.
+
+    Written by database triggers on ``orders`` and ``customers`` (``METRICS_TRIGGERS``), so that
+    no writer — import, sync, webhook, erasure — can forget it; read and emptied by
+    ``metrics.refresh``, which then rebuilds only these customers' rows.
+    """
+
+    __tablename__ = "metrics_dirty"
+    customer_id: int = Field(primary_key=True)
+
+
+# Statement-level triggers with transition tables on PostgreSQL (a bulk import of 10 M orders
+# marks each customer once, not once per order); row triggers on SQLite (no transition tables).
+_PG_MARK = """
+CREATE OR REPLACE FUNCTION metrics_mark_{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO metrics_dirty (customer_id) SELECT DISTINCT {column} FROM changed
+  WHERE {column} IS NOT NULL ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS metrics_mark_{name} ON {table};
+CREATE TRIGGER metrics_mark_{name} AFTER {event} ON {table}
+REFERENCING {side} TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION metrics_mark_{name}();
+"""
+_SQLITE_MARK = """
+CREATE TRIGGER IF NOT EXISTS metrics_mark_{name} AFTER {event} ON {table} FOR EACH ROW BEGIN
+  INSERT OR IGNORE INTO metrics_dirty (customer_id) VALUES ({row}.{column});
+END;
+"""
+METRICS_MARKS = [  # (name, table, column, event, transition table / row)
+    ("order_new", "orders", "customer_id", "INSERT", "NEW"),
+    ("order_old", "orders", "customer_id", "UPDATE", "OLD"),
+    ("order_changed", "orders", "customer_id", "UPDATE", "NEW"),
+    ("order_gone", "orders", "customer_id", "DELETE", "OLD"),
+    ("customer_new", "customers", "id", "INSERT", "NEW"),
+    ("customer_gone", "customers", "id", "DELETE", "OLD"),
+]
+
+
+def create_metrics_triggers(connection) -> None:
+    """The triggers that fill ``metrics_dirty`` (create_all and revision 0003 call this)."""
+    for name, table, column, on, side in METRICS_MARKS:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(_PG_MARK.format(name=name, table=table, column=column,
+                                                       event=on, side=side))
+        else:
+            connection.exec_driver_sql(_SQLITE_MARK.format(name=name, table=table, column=column,
+                                                           event=on, row=side))
 
 
 class Meta(SQLModel, table=True):
@@ -429,3 +482,10 @@ class SyncState(SQLModel, table=True):
     watermark: str = "{}"               # JSON, per source kind (SQL: newest updated_at per query)
     rows_applied: int = 0               # rows inserted or updated by the last successful sync
     rows_total: int = 0                 # since the source was first synced
+
+
+@event.listens_for(SQLModel.metadata, "after_create")
+def _after_create(_metadata, connection, **_kw) -> None:
+    if connection.dialect.name in ("postgresql", "sqlite") and \
+            "metrics_dirty" in inspect(connection).get_table_names():
+        create_metrics_triggers(connection)

@@ -85,11 +85,14 @@ def _days_between_default(element, compiler, **kw):
 
 
 def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
-    """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that."""
+    """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that: only the
+    customers whose orders changed when that is all that did (``metricsdelta``)."""
+    from engine.shop import metricsdelta  # it builds on this module's expressions
+
     _require_aware(now)
     with engine.begin() as conn:
         state = _cache_state(conn, settings, now)
-        if state == "stale" and conn.dialect.name == "postgresql":
+        if state in ("stale", "changed") and conn.dialect.name == "postgresql":
             # Two rebuilds at once would both delete, then collide on the primary key; this
             # lock queues the second one (readers are not blocked), which then finds the
             # rows the first one wrote.
@@ -97,11 +100,15 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
             state = _cache_state(conn, settings, now)
         if state == "same":
             return  # nothing written: a cached read takes no write lock
+        cached = db.get_meta(conn, "metrics_as_of")
         db.set_meta(conn, "metrics_as_of", now.astimezone(UTC).isoformat())
         if state == "equivalent":
             return
-        conn.execute(delete(metrics_table))
-        conn.execute(_rebuild_statement(), _parameters(settings, now))
+        if not (state == "changed" and metricsdelta.refresh_changed(
+                conn, _parameters(settings, now), datetime.fromisoformat(cached), now)):
+            conn.execute(delete(metricsdelta.DIRTY))
+            conn.execute(delete(metrics_table))
+            conn.execute(_rebuild_statement(), _parameters(settings, now))
         db.set_meta(conn, "metrics_local_date", _local_date(settings, now).isoformat())
         db.set_meta(conn, "metrics_data_version", db.get_meta(conn, "data_version") or "0")
         db.set_meta(conn, "metrics_settings", _settings_key(settings))
@@ -109,7 +116,8 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
 
 def _cache_state(conn: Connection, settings: Settings, now: datetime) -> str:
     """Whether the table is as of ``now`` ("same"), would come out identical if rebuilt at
-    ``now`` ("equivalent"), or must be rebuilt ("stale").
+    ``now`` ("equivalent"), needs only the customers whose orders changed rebuilt ("changed":
+    same local date and settings; ``metricsdelta``), or must be rebuilt whole ("stale").
 
     The metrics depend on ``now`` only through the store-local date (recency) and the set of
     orders created before it. So besides the data version and the thresholds, the rows stay
@@ -119,11 +127,12 @@ def _cache_state(conn: Connection, settings: Settings, now: datetime) -> str:
     as_of = db.get_meta(conn, "metrics_as_of")
     if as_of is None:
         return "stale"
-    if (db.get_meta(conn, "metrics_data_version") != (db.get_meta(conn, "data_version") or "0")
-            or db.get_meta(conn, "metrics_settings") != _settings_key(settings)
+    if (db.get_meta(conn, "metrics_settings") != _settings_key(settings)
             or db.get_meta(conn, "metrics_local_date")
             != _local_date(settings, now).isoformat()):
         return "stale"
+    if db.get_meta(conn, "metrics_data_version") != (db.get_meta(conn, "data_version") or "0"):
+        return "changed"
     cached = datetime.fromisoformat(as_of)
     if cached == now:
         return "same"
@@ -132,21 +141,19 @@ def _cache_state(conn: Connection, settings: Settings, now: datetime) -> str:
         orders.c.created_at >= bindparam("low", low, type_=tables.UTCDateTime()),
         orders.c.created_at < bindparam("high", high, type_=tables.UTCDateTime()),
     ).limit(1)
-    return "stale" if conn.execute(between).first() is not None else "equivalent"
+    return "changed" if conn.execute(between).first() is not None else "equivalent"
 
 
-def _rebuild_statement():
-    """``INSERT INTO customer_metrics SELECT ...``: every customer's row in one statement."""
-    now = bindparam("now", type_=tables.UTCDateTime())
-    today = bindparam("today", type_=Date())
-
-    # per_customer: every customer, with the aggregates of their counted orders (none for a
-    # prospect). Driving from customers in id order and seeking each one's orders in
+def _per_customer(only: bool = False):
+    """Every customer (or, ``only``, those in the expanding parameter ``ids``) with the
+    aggregates of their counted orders (none for a prospect)."""
+    # Driving from customers in id order and seeking each one's orders in
     # ix_orders_customer_metrics gives SQLite a nested loop with no sort and no join of two
     # large intermediate results (a CTE of buyers LEFT JOINed back to customers got no index
     # and went quadratic).
+    now = bindparam("now", type_=tables.UTCDateTime())
     counted_order = and_(orders.c.customer_id == customers.c.id, counted(now))
-    per_customer = (
+    query = (
         select(
             customers.c.id.label("customer_id"),
             func.count(orders.c.customer_id).label("orders"),
@@ -157,50 +164,28 @@ def _rebuild_statement():
         )
         .select_from(customers.outerjoin(orders, counted_order))
         .group_by(customers.c.id)
-        .cte("per_customer")
     )
-    p = per_customer.c
+    if only:
+        query = query.where(customers.c.id.in_(bindparam("ids", expanding=True)))
+    return query.cte("per_customer")
 
-    # ranked: RANK() rather than NTILE() or ROW_NUMBER() so equal values share a rank; the
-    # rank minus one is "how many buyers are strictly below". PARTITION BY "is a buyer" keeps
-    # prospects out of the buyers' quintiles and tiers. Each distinct PARTITION/ORDER pair
-    # costs a sort of every customer, so the spend window serves three functions: the whole
-    # partition's COUNT(*) is the number of buyers, and COUNT(*) with the default frame (up
-    # to the current row's last tie) those who spent at most as much; the difference is the
-    # number who spent strictly more, which decides the value tier.
-    # A literal 0, not a bound parameter: SQLite shares a sort only between windows whose
-    # definitions are identical, and each "?" would count as a different expression.
-    is_buyer = p.orders > literal_column("0")
-    by_spend = {"partition_by": is_buyer, "order_by": p.spent_cents}
-    ranked = select(
-        per_customer,
-        days_between(today, p.last_local_date).label("recency_days"),
-        func.count().over(**by_spend, rows=(None, None)).label("buyers"),
-        func.rank().over(**by_spend).label("m_rank"),
-        func.count().over(**by_spend).label("spent_at_most"),
-        func.rank().over(partition_by=is_buyer, order_by=p.last_local_date).label("r_rank"),
-        func.rank().over(partition_by=is_buyer, order_by=p.orders).label("f_rank"),
-    ).cte("ranked")
-    r = ranked.c
+
+COLUMNS = ["customer_id", "orders", "spent_cents", "avg_order_value_cents", "first_order_at",
+           "last_order_at", "recency_days", "r_score", "f_score", "m_score", "dormancy",
+           "value_tier", "lifecycle"]
+
+
+def _own(r) -> dict[str, Any]:
+    """What a customer's row says from their own orders alone (``r``: orders, spent_cents,
+    recency_days columns): average order, dormancy, lifecycle."""
     is_prospect = r.orders == 0
-
-    def quintile(rank):
-        # Integer division on both databases: 1 + floor(5 * below / buyers).
-        return case((is_prospect, None), else_=1 + (rank - 1) * 5 // r.buyers)
-
+    m = metrics_table.c
     dormancy = case(
         (is_prospect, "none"),
         (r.recency_days < bindparam("drowsy_days"), "active"),
         (r.recency_days < bindparam("half_asleep_days"), "drowsy"),
         (r.recency_days < bindparam("sleeping_days"), "half_asleep"),
         else_="sleeping",
-    )
-    richer = (r.buyers - r.spent_at_most) * _BASIS  # buyers who spent more, in basis points
-    value_tier = case(
-        (is_prospect, None),
-        (richer < bindparam("tier_a_bp") * r.buyers, "A"),
-        (richer < bindparam("tier_ab_bp") * r.buyers, "B"),
-        else_="C",
     )
     lifecycle = case(
         (is_prospect, "prospect"),
@@ -211,28 +196,73 @@ def _rebuild_statement():
         (r.orders < bindparam("stable_orders"), "formation"),
         else_="stable",
     )
-    m = metrics_table.c
     # The enum columns are native ENUM types on PostgreSQL; a CASE yields text, hence the casts.
-    body = select(
-        r.customer_id,
-        r.orders,
-        r.spent_cents,
+    return {
         # Average rounded half up to the cent, in integers: (2s + n) / 2n.
-        case((is_prospect, 0), else_=(2 * r.spent_cents + r.orders) // (2 * r.orders)),
-        r.first_order_at,
-        r.last_order_at,
-        r.recency_days,
-        quintile(r.r_rank),
-        quintile(r.f_rank),
-        quintile(r.m_rank),
-        cast(dormancy, m.dormancy.type),
-        cast(value_tier, m.value_tier.type),
-        cast(lifecycle, m.lifecycle.type),
+        "avg_order_value_cents": case((is_prospect, 0),
+                                      else_=(2 * r.spent_cents + r.orders) // (2 * r.orders)),
+        "dormancy": cast(dormancy, m.dormancy.type),
+        "lifecycle": cast(lifecycle, m.lifecycle.type),
+    }
+
+
+def _ranks(source, recency_order) -> list:
+    """The window columns the population-relative scores need, over ``source`` (orders,
+    spent_cents columns); ``recency_order`` ranks the least recent buyer first."""
+    # RANK() rather than NTILE() or ROW_NUMBER() so equal values share a rank; the rank minus
+    # one is "how many buyers are strictly below". PARTITION BY "is a buyer" keeps prospects
+    # out of the buyers' quintiles and tiers. Each distinct PARTITION/ORDER pair costs a sort
+    # of every customer, so the spend window serves three functions: the whole partition's
+    # COUNT(*) is the number of buyers, and COUNT(*) with the default frame (up to the current
+    # row's last tie) those who spent at most as much; the difference is the number who spent
+    # strictly more, which decides the value tier.
+    # A literal 0, not a bound parameter: SQLite shares a sort only between windows whose
+    # definitions are identical, and each "?" would count as a different expression.
+    is_buyer = source.orders > literal_column("0")
+    by_spend = {"partition_by": is_buyer, "order_by": source.spent_cents}
+    return [
+        func.count().over(**by_spend, rows=(None, None)).label("buyers"),
+        func.rank().over(**by_spend).label("m_rank"),
+        func.count().over(**by_spend).label("spent_at_most"),
+        func.rank().over(partition_by=is_buyer, order_by=recency_order).label("r_rank"),
+        func.rank().over(partition_by=is_buyer, order_by=source.orders).label("f_rank"),
+    ]
+
+
+def _scores(r) -> dict[str, Any]:
+    """RFM quintiles and the value tier from ``_ranks``' columns: they depend on every buyer."""
+    is_prospect = r.orders == 0
+
+    def quintile(rank):
+        # Integer division on both databases: 1 + floor(5 * below / buyers).
+        return case((is_prospect, None), else_=1 + (rank - 1) * 5 // r.buyers)
+
+    richer = (r.buyers - r.spent_at_most) * _BASIS  # buyers who spent more, in basis points
+    value_tier = case(
+        (is_prospect, None),
+        (richer < bindparam("tier_a_bp") * r.buyers, "A"),
+        (richer < bindparam("tier_ab_bp") * r.buyers, "B"),
+        else_="C",
     )
-    columns = ["customer_id", "orders", "spent_cents", "avg_order_value_cents",
-               "first_order_at", "last_order_at", "recency_days", "r_score", "f_score",
-               "m_score", "dormancy", "value_tier", "lifecycle"]
-    return insert(metrics_table).from_select(columns, body)
+    return {"r_score": quintile(r.r_rank), "f_score": quintile(r.f_rank),
+            "m_score": quintile(r.m_rank),
+            "value_tier": cast(value_tier, metrics_table.c.value_tier.type)}
+
+
+def _rebuild_statement():
+    """``INSERT INTO customer_metrics SELECT ...``: every customer's row in one statement."""
+    per_customer = _per_customer()
+    p = per_customer.c
+    ranked = select(
+        per_customer,
+        days_between(bindparam("today", type_=Date()), p.last_local_date).label("recency_days"),
+        *_ranks(p, p.last_local_date),
+    ).cte("ranked")
+    r = ranked.c
+    values = {"customer_id": r.customer_id, "orders": r.orders, "spent_cents": r.spent_cents,
+              "first_order_at": r.first_order_at, "last_order_at": r.last_order_at,
+              "recency_days": r.recency_days, **_own(r), **_scores(r)}
+    return insert(metrics_table).from_select(COLUMNS, select(*(values[c] for c in COLUMNS)))
 
 
 def _parameters(settings: Settings, now: datetime) -> dict[str, Any]:

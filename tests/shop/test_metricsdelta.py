@@ -1,0 +1,87 @@
+"""After new, changed and cancelled orders on the same day, a refresh rebuilds only the
+customers concerned (and rescores everyone) — and the table is exactly what a full rebuild
+writes: every customer's aggregates, RFM scores, dormancy, value tier and lifecycle."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text, update
+
+from engine import db, tables
+from engine.shop import metrics
+from tests.conftest import BACKENDS, fresh_postgres
+from tests.shopdata import NOW, Shop
+
+ORDERS = tables.Order.__table__
+
+
+@pytest.fixture(params=BACKENDS)
+def shop(request, engine):
+    if request.param == "sqlite":
+        yield engine
+        return
+    pg = fresh_postgres("incremental metrics")
+    yield pg
+    pg.dispose()
+
+
+def table(engine) -> dict[int, tuple]:
+    with engine.connect() as conn:
+        return {row[0]: tuple(row) for row in conn.execute(
+            select(metrics.metrics_table).order_by(metrics.metrics_table.c.customer_id))}
+
+
+def state(engine, settings, now) -> str:
+    with engine.connect() as conn:
+        return metrics._cache_state(conn, settings, now)
+
+
+def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(shop, settings):
+    rng = random.Random(7)
+    maker = Shop(shop)
+    people = [maker.customer() for _ in range(60)]
+    for person in people[:50]:
+        for _ in range(rng.randint(1, 4)):  # few distinct totals and days: many ties
+            maker.order(person, days_ago=rng.choice([3, 40, 90, 200, 400]),
+                        total=rng.choice([1000, 2500, 4000]))
+    metrics.refresh(shop, settings, NOW)
+
+    later = NOW + timedelta(hours=1)  # the same day in the store's zone
+    for person in rng.sample(people, 8):
+        maker.order(person, days_ago=0, total=rng.choice([1000, 9000]),
+                    at=NOW + timedelta(minutes=30))
+    newcomer = maker.customer()
+    maker.order(newcomer, days_ago=1, total=2500)
+    maker.customer()  # a prospect
+    with shop.begin() as conn:  # a cancellation and a refund on earlier orders
+        first, second = conn.execute(select(ORDERS.c.id).order_by(ORDERS.c.id).limit(2)
+                                     ).scalars()
+        conn.execute(update(ORDERS).where(ORDERS.c.id == first).values(status="cancelled"))
+        conn.execute(update(ORDERS).where(ORDERS.c.id == second).values(total_cents=1))
+        db.bump_data_version(conn)
+    assert state(shop, settings, later) == "changed"
+
+    metrics.refresh(shop, settings, later)
+    incremental = table(shop)
+    with shop.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM metrics_dirty")).scalar() == 0
+    with shop.begin() as conn:  # forget the cache: the next refresh rebuilds everything
+        conn.execute(text("DELETE FROM meta WHERE key = 'metrics_as_of'"))
+    metrics.refresh(shop, settings, later)
+    full = table(shop)
+
+    assert len(full) == 62
+    assert incremental == full
+    assert {row[8] for row in full.values()} > {None}  # r_score: scores were computed
+
+
+def test_a_new_day_or_new_thresholds_rebuild_everything(shop, settings):
+    maker = Shop(shop)
+    maker.order(maker.customer(), days_ago=3)
+    metrics.refresh(shop, settings, NOW)
+    maker.order(maker.customer(), days_ago=3)
+    assert state(shop, settings, NOW) == "changed"
+    assert state(shop, settings, NOW + timedelta(days=1)) == "stale"  # every recency moved

@@ -133,7 +133,7 @@ class Smtp(Frozen):
     security: Literal["none", "starttls", "ssl"] = "none"
     username: str | None = None
     password: SecretStr | None = None
-    max_connections: int = Field(default=4, ge=1, le=64)
+    max_connections: int = Field(default=4, ge=1, le=512)  # for the whole fleet of workers
     rate_per_second: float = Field(default=50, gt=0)
     timeout_seconds: float = Field(default=30, gt=0)
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast fuzz lint bench soak clean
+.PHONY: demo test test-fast fuzz lint bench bench-full soak clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1
 	$(BIN)/python bench/pipeline.py --customers 5000
 	$(BIN)/python bench/sources.py
+
+# README "Performance": the full-size figures (several hours on a 2-core machine; see README).
+bench-full: $(STAMP)
+	$(BIN)/python bench/segments.py --customers 1000000
+	$(BIN)/python bench/import.py --rows 10000000
+	$(BIN)/python bench/render.py --emails 20000 --repeat 1
+	$(BIN)/python bench/pipeline.py --customers 100000
+	scripts/with-postgres.sh $(BIN)/python bench/workers.py --messages 20000
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from _shopgen import NOW  # noqa: E402 - the generator's fixed "today"
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
 from engine import config, db, tables, yamlfile  # noqa: E402
 from engine.campaigns import planner  # noqa: E402
@@ -89,18 +89,28 @@ def main() -> None:
     settings = config.load(ROOT / "config.yaml", database_url=url, environ={})
     engine = db.connect(url)
     print(f"baseline after imports and connect{'':<14} peak {peak_mb():6.0f} MB")
-    with engine.begin() as conn:
-        db.bump_data_version(conn)  # force a full rebuild below, even on a reused file
+    with engine.begin() as conn:  # force a full rebuild below, even on a reused file
+        conn.execute(text("DELETE FROM meta WHERE key = 'metrics_as_of'"))
     with timed("metrics.refresh (full rebuild)"):
         metrics.refresh(engine, settings, NOW)
+    with engine.begin() as conn:  # 1,000 new orders of 1,000 customers, the same day
+        conn.execute(text(
+            "INSERT INTO orders (external_id, customer_id, created_at, local_date, status, "
+            "total_cents, currency) SELECT 'late-' || id, id, :at, :day, 'paid', 4200, 'EUR' "
+            "FROM customers WHERE id % (SELECT max(1, count(*) / 1000) FROM customers) = 0 "
+            "LIMIT 1000"), {"at": (NOW - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                            "day": NOW.date().isoformat()})
+        db.bump_data_version(conn)
+    with timed("metrics.refresh (after 1,000 new orders: incremental)"):
+        metrics.refresh(engine, settings, NOW + timedelta(minutes=1))
     with timed("metrics.refresh (same now: cached)"):
-        metrics.refresh(engine, settings, NOW)
+        metrics.refresh(engine, settings, NOW + timedelta(minutes=1))
     with timed("metrics.refresh (an hour later, no new orders)"):
         metrics.refresh(engine, settings, NOW + timedelta(hours=1))
 
-    for name, text in (("4-condition segment", FOUR_CONDITIONS),
+    for name, source in (("4-condition segment", FOUR_CONDITIONS),
                        ("segment with order subqueries", WITH_ORDER_SUBQUERIES)):
-        segment = segments.parse(yamlfile.parse(text, name), name)
+        segment = segments.parse(yamlfile.parse(source, name), name)
         print(f"-- {name}: {segment.explain()}")
         with timed("  evaluate (count + sample of 10)"):
             result = segments.evaluate(engine, settings, segment, NOW)

@@ -251,6 +251,15 @@ def create_metrics_triggers(connection) -> None:
                                                            event=on, row=side))
 
 
+class SendHold(SQLModel, table=True):
+    """A recipient domain (or ``""``, the server) that asked a sending worker to wait, and until
+    when: each worker shares its back-offs here and takes the others' (delivery/fleet.py)."""
+
+    __tablename__ = "send_holds"
+    key: str = Field(primary_key=True)
+    until: datetime = Field(sa_column=utc_column())
+
+
 class Meta(SQLModel, table=True):
     """Small key/value facts about the database: schema version, data version, metrics as-of."""
 

@@ -17,6 +17,9 @@ other worker has shrunk its share first; a worker that stops or dies leaves the 
 limit until they notice (one BEAT, or GONE after a death). The cost is idle shares: near the end
 of a run, a worker out of mail keeps its share unused.
 
+Per-domain back-off is shared the same way: at each beat a worker publishes the domains its
+transport holds back (``send_holds``) and holds back the ones the others published.
+
 Workers tell who is alive by their heartbeats, so their hosts' clocks must agree (NTP).
 Must not send or compose (worker.py does), or decide a delivery's outcome.
 """
@@ -27,10 +30,12 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.config import Settings
 from engine.delivery import ledger, runs
+from engine.tables import SendHold
 
 BEAT = timedelta(seconds=2)
 GONE = 3 * BEAT                   # a worker silent this long no longer counts in the shares
@@ -82,6 +87,29 @@ class Fleet:
         ledger.renew(self.engine, self.worker_id, now + LEASE)
         ledger.recover(self.engine, now, current_run=self.worker_id)
         self._share(self.others(now) + 1)
+        self._share_holds(now)
+
+    def _share_holds(self, now: datetime) -> None:
+        """Publish the domains (and the server) this worker's transport holds back, and hold
+        back those the other workers published: a domain that says "later" to one worker is
+        left alone by all of them."""
+        domains = getattr(self.transport, "domains", None)
+        if domains is None:
+            return
+        table = SendHold.__table__
+        mine = [{"key": k, "until": now + timedelta(seconds=s)} for k, s in domains.held().items()]
+        with self.engine.begin() as conn:
+            if mine:
+                insert = (postgresql.insert(table) if conn.dialect.name == "postgresql"
+                          else sqlite.insert(table))
+                conn.execute(insert.on_conflict_do_update(index_elements=["key"], set_={
+                    "until": case((insert.excluded.until > table.c.until, insert.excluded.until),
+                                  else_=table.c.until)}), mine)
+            conn.execute(delete(table).where(table.c.until < now - timedelta(hours=1)))
+            theirs = conn.execute(select(table.c.key, table.c.until)
+                                  .where(table.c.until > now)).all()
+        for key, until in theirs:
+            domains.hold(key, (until - now).total_seconds())
 
     def leave(self) -> None:
         """Stop beating and give back what this worker leased and did not claim."""

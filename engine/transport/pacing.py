@@ -92,6 +92,20 @@ class Backoff:
             self._entries[key] = (count, now + delay)
             return delay
 
+    def held(self) -> dict[str, float]:
+        """Every key held back now, with the seconds it still is."""
+        now = self._clock()
+        with self._lock:
+            return {k: until - now for k, (_, until) in self._entries.items() if until > now}
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Hold ``key`` back for ``seconds`` from now (another sender was asked to wait), without
+        counting a signal; a longer window already open stays."""
+        with self._lock:
+            now = self._clock()
+            count, until = self._entries.get(key, (0, 0.0))
+            self._entries[key] = (count, max(until, now + seconds))
+
     def clear(self, key: str) -> None:
         with self._lock:
             self._entries.pop(key, None)

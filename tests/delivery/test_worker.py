@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from engine import config, db
 from engine.campaigns import planner
-from engine.delivery import ledger, worker
+from engine.delivery import fleet, ledger, worker
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
 from tests.conftest import ROOT, fresh_postgres
@@ -189,3 +189,20 @@ def test_on_sqlite_the_worker_is_the_only_one_and_says_so(tmp_path):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def test_a_domain_that_asks_one_worker_to_wait_is_left_alone_by_all(engine, settings):
+    """Three 451s in a row from one domain hold it back in the worker that got them; at the
+    next beat the other worker holds it back too, for as long, and other domains not at all."""
+    members = []
+    for _ in range(2):
+        transport = SmtpTransport(settings.smtp, delivery=settings.delivery)
+        members.append((transport, fleet.Fleet(engine, settings, transport, 1, [], _now)))
+    (told, first), (other, second) = members
+    for _ in range(settings.delivery.domain_backoff_after):
+        told.domains.signal("slow.example")
+    assert told.deferred_for("slow.example") > 0 and other.deferred_for("slow.example") == 0
+    first.beat()
+    second.beat()
+    assert 0 < other.deferred_for("slow.example") <= told.deferred_for("slow.example") + 1
+    assert other.deferred_for("fast.example") == 0

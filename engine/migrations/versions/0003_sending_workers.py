@@ -2,7 +2,8 @@
 
 `retain worker` leases batches of due deliveries (deliveries.lease_until, with claimed_by naming
 the worker) and registers the SMTP connections it asks for (runs.connections), from which the
-fleet's shares of smtp.rate_per_second and smtp.max_connections are computed. Triggers on
+fleet's shares of smtp.rate_per_second and smtp.max_connections are computed; send_holds
+shares their back-offs. Triggers on
 orders and customers mark changed customers in metrics_dirty, so that a refresh after new orders
 rebuilds only their metrics rows (engine/shop/metrics.py).
 
@@ -50,6 +51,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table("send_holds", sa.Column("key", sa.String(), nullable=False),
+                    sa.Column("until", sa.DateTime(), nullable=False),
+                    sa.PrimaryKeyConstraint("key"))
     op.create_table("metrics_dirty", sa.Column("customer_id", sa.Integer(), nullable=False),
                     sa.PrimaryKeyConstraint("customer_id"))
     bind = op.get_bind()
@@ -72,6 +76,7 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS metrics_mark_{name}"
                    + (f" ON {table}" if op.get_bind().dialect.name == "postgresql" else ""))
     op.drop_table("metrics_dirty")
+    op.drop_table("send_holds")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("connections")
 

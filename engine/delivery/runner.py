@@ -78,11 +78,12 @@ class Sender:
     """
 
     def __init__(self, engine: Engine, settings: Settings, transport: Transport, run_id: str,
-                 clock: Clock, report: RunReport, stop: threading.Event | None = None):
+                 clock: Clock, report: RunReport, stop: threading.Event | None = None,
+                 queued: int = 2 * PAGE):
         self.engine, self.transport, self.run_id = engine, transport, run_id
         self.clock, self.report, self.stop = clock, report, stop
         self.settings, self.delivery = settings, settings.delivery
-        self.queue: queue.Queue[compose.Ready | None] = queue.Queue(maxsize=2 * PAGE)
+        self.queue: queue.Queue[compose.Ready | None] = queue.Queue(maxsize=queued)
         self.pending = 0  # messages put and not yet recorded or skipped
         self.idle = threading.Condition()
         self.lock = threading.Lock()

@@ -7,7 +7,7 @@ rule of a run: the claim before DATA rechecks suppression and consent, a lost re
 message is failed for good) fed by ``runner.one_pass`` with batches it leases:
 
     loop   quiet hours held back (ledger.hold_for_quiet_hours)
-           ledger.lease(PAGE rows, FOR UPDATE SKIP LOCKED) ──► compose ──► Sender ──► …
+           ledger.lease(a batch, FOR UPDATE SKIP LOCKED) ──► compose ──► Sender ──► …
            nothing due: wait POLL seconds (or, ``until_idle``, stop)
 
 Why the ledger and not a job library (procrastinate and the like): the ledger already is the
@@ -58,7 +58,12 @@ def work(engine: Engine, settings: Settings, campaigns: Callable[[], list[cm.Cam
     report = runner.RunReport(run_id=member.worker_id)
     own = settings.model_copy(update={"smtp": settings.smtp.model_copy(
         update={"max_connections": connections})})
-    sender = runner.Sender(engine, own, transport, member.worker_id, clock, report, stop)
+    # Small batches: a worker holds no more rows than its connections will send in a moment,
+    # so the others find mail to send too (a page of 200 leased by a 2-connection worker on a
+    # slow relay left the rest of the fleet idle).
+    batch = min(runner.PAGE, max(20, 8 * connections))
+    sender = runner.Sender(engine, own, transport, member.worker_id, clock, report, stop,
+                           queued=batch)
     composer = compose.Composer(settings, {c.id: c for c in chosen}, engine)
     try:
         member.join(sleep)
@@ -70,7 +75,7 @@ def work(engine: Engine, settings: Settings, campaigns: Callable[[], list[cm.Cam
                 ledger.hold_for_quiet_hours(engine, settings, ids, now)
             fetched = runner.one_pass(sender, composer, clock, progress, lambda _after, ids=ids: (
                 ledger.lease(engine, member.worker_id, ids, clock(), member.lease_until(),
-                             runner.PAGE) if ids else []))
+                             batch) if ids else []))
             if member.error is not None:
                 raise member.error
             if sender.paused:

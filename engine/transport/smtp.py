@@ -116,6 +116,9 @@ class SmtpTransport:
         worker's share of the fleet's limits); connections over the new count close on return."""
         with self._pool:
             self.limiter.per_second = rate_per_second
+            # A tenth of a second's worth may go at once: a worker woken late on a busy host
+            # catches up within that, instead of losing its share for good.
+            self.limiter.burst = max(1.0, rate_per_second / 10)
             self.connections = max(1, connections)
             self._pool.notify_all()
 

@@ -46,16 +46,10 @@ from sqlalchemy import func, insert, select, text  # noqa: E402
 from engine import config, db, tables  # noqa: E402
 from engine.campaigns import models, planner  # noqa: E402
 from engine.delivery import ledger  # noqa: E402
+from tests.campaignfiles import campaign_yaml  # noqa: E402 - the suite's winback campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-WINBACK = """id: winback
-kind: winback
-template: winback.html
-subject: "{{ customer.first_name }}, we miss you: {{ offer.percent_off }}% off"
-steps:
-  - {tier: drowsy, coupon: {percent_off: 10, prefix: BACK}}
-"""
 
 
 def folder_for(port: int, connections: int, rate: float) -> Path:
@@ -65,7 +59,7 @@ def folder_for(port: int, connections: int, rate: float) -> Path:
     text_ = text_.replace("rate_per_second: 200", f"rate_per_second: {rate}")
     (folder / "config.yaml").write_text(text_)
     (folder / "campaigns").mkdir()
-    (folder / "campaigns" / "winback.yaml").write_text(WINBACK)
+    (folder / "campaigns" / "winback.yaml").write_text(campaign_yaml())
     shutil.copytree(ROOT / "templates", folder / "templates")
     return folder
 

@@ -24,8 +24,8 @@ from engine.campaigns import planner
 from engine.delivery import fleet, ledger, worker
 from engine.transport.mailserver import MailServer
 from engine.transport.smtp import SmtpTransport
+from tests.campaignfiles import campaign_yaml, load_campaign
 from tests.conftest import ROOT, fresh_postgres
-from tests.crash_sender import WINBACK, load_campaign
 from tests.delivery.test_runner import drowsy_buyers, received_ids, statuses
 from tests.shopdata import NOW
 
@@ -40,7 +40,7 @@ def shop_folder(tmp_path: Path, url: str, port: int, *, connections: int = 8,
         "rate_per_second: 200", f"rate_per_second: {rate}")
     (tmp_path / "config.yaml").write_text(text)
     (tmp_path / "campaigns").mkdir()
-    (tmp_path / "campaigns" / "winback.yaml").write_text(WINBACK)
+    (tmp_path / "campaigns" / "winback.yaml").write_text(campaign_yaml())
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     return tmp_path
 
@@ -79,6 +79,7 @@ def pg():
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 4])
 def test_workers_on_postgresql_deliver_each_email_once(pg, tmp_path, workers):
     """A run of 3,000 emails planned once, sent by 2 and by 4 worker processes at once: every
@@ -99,6 +100,7 @@ def test_workers_on_postgresql_deliver_each_email_once(pg, tmp_path, workers):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(pg, tmp_path):
     """SIGKILL one of two workers mid-run: the other hands back the rows it had leased and
     sends them; what the dead one had in flight is `unknown` (the server may have it), never
@@ -127,10 +129,11 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(pg, tmp_path):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_the_fleet_keeps_to_the_rate_limit_as_a_whole(pg, tmp_path):
-    """Two workers with rate_per_second 40 between them: in no second does the server see more
-    than the limit (give or take a message per connection), and the fleet sends at most
-    40 per second on the whole run, though each worker alone would be allowed 40."""
+    """Two workers with rate_per_second 40 between them: in no two seconds does the server see
+    more than 10 % over the limit, nor over the whole run, though each worker alone would be
+    allowed 40 a second. (How close to the limit the fleet gets is bench/workers.py's figure.)"""
     engine, url = pg
     arrivals: list[float] = []
     lock = threading.Lock()
@@ -148,11 +151,12 @@ def test_the_fleet_keeps_to_the_rate_limit_as_a_whole(pg, tmp_path):
             finished(child)
     assert set(received_ids(server)) == planned
     arrivals.sort()
-    slack = 4  # a message per connection may leave at once after a scheduling hiccup
+    # Within 10 %: a worker may send a tenth of a second's worth of its share at once (to catch
+    # up after a late wake-up), so windows of two seconds hold at most 2 * 40 * 1.1 messages.
     for n, start in enumerate(arrivals):
-        in_window = sum(1 for t in arrivals[n:n + 60] if t < start + 1.0)
-        assert in_window <= 40 + slack, f"{in_window} messages within a second"
-    assert len(arrivals) <= 40 * (arrivals[-1] - arrivals[0]) + 1 + slack
+        in_window = sum(1 for t in arrivals[n:n + 120] if t < start + 2.0)
+        assert in_window <= 88, f"{in_window} messages within two seconds"
+    assert len(arrivals) <= 40 * 1.1 * (arrivals[-1] - arrivals[0]) + 1
 
 
 def test_on_sqlite_the_worker_is_the_only_one_and_says_so(tmp_path):

@@ -7,25 +7,17 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, text, update
 
 from engine import db, tables
 from engine.shop import metrics
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 
 ORDERS = tables.Order.__table__
 
 
-@pytest.fixture(params=BACKENDS)
-def shop(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("incremental metrics")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("incremental metrics")
 
 
 def table(engine) -> dict[int, tuple]:
@@ -39,15 +31,15 @@ def state(engine, settings, now) -> str:
         return metrics._cache_state(conn, settings, now)
 
 
-def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(shop, settings):
+def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(engine, settings):
     rng = random.Random(7)
-    maker = Shop(shop)
+    maker = Shop(engine)
     people = [maker.customer() for _ in range(60)]
     for person in people[:50]:
         for _ in range(rng.randint(1, 4)):  # few distinct totals and days: many ties
             maker.order(person, days_ago=rng.choice([3, 40, 90, 200, 400]),
                         total=rng.choice([1000, 2500, 4000]))
-    metrics.refresh(shop, settings, NOW)
+    metrics.refresh(engine, settings, NOW)
 
     later = NOW + timedelta(hours=1)  # the same day in the store's zone
     for person in rng.sample(people, 8):
@@ -56,32 +48,32 @@ def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(shop, set
     newcomer = maker.customer()
     maker.order(newcomer, days_ago=1, total=2500)
     maker.customer()  # a prospect
-    with shop.begin() as conn:  # a cancellation and a refund on earlier orders
+    with engine.begin() as conn:  # a cancellation and a refund on earlier orders
         first, second = conn.execute(select(ORDERS.c.id).order_by(ORDERS.c.id).limit(2)
                                      ).scalars()
         conn.execute(update(ORDERS).where(ORDERS.c.id == first).values(status="cancelled"))
         conn.execute(update(ORDERS).where(ORDERS.c.id == second).values(total_cents=1))
         db.bump_data_version(conn)
-    assert state(shop, settings, later) == "changed"
+    assert state(engine, settings, later) == "changed"
 
-    metrics.refresh(shop, settings, later)
-    incremental = table(shop)
-    with shop.connect() as conn:
+    metrics.refresh(engine, settings, later)
+    incremental = table(engine)
+    with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM metrics_dirty")).scalar() == 0
-    with shop.begin() as conn:  # forget the cache: the next refresh rebuilds everything
+    with engine.begin() as conn:  # forget the cache: the next refresh rebuilds everything
         conn.execute(text("DELETE FROM meta WHERE key = 'metrics_as_of'"))
-    metrics.refresh(shop, settings, later)
-    full = table(shop)
+    metrics.refresh(engine, settings, later)
+    full = table(engine)
 
     assert len(full) == 62
     assert incremental == full
     assert {row[8] for row in full.values()} > {None}  # r_score: scores were computed
 
 
-def test_a_new_day_or_new_thresholds_rebuild_everything(shop, settings):
-    maker = Shop(shop)
+def test_a_new_day_or_new_thresholds_rebuild_everything(engine, settings):
+    maker = Shop(engine)
     maker.order(maker.customer(), days_ago=3)
-    metrics.refresh(shop, settings, NOW)
+    metrics.refresh(engine, settings, NOW)
     maker.order(maker.customer(), days_ago=3)
-    assert state(shop, settings, NOW) == "changed"
-    assert state(shop, settings, NOW + timedelta(days=1)) == "stale"  # every recency moved
+    assert state(engine, settings, NOW) == "changed"
+    assert state(engine, settings, NOW + timedelta(days=1)) == "stale"  # every recency moved

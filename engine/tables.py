@@ -241,7 +241,7 @@ METRICS_MARKS = [  # (name, table, column, event, transition table / row)
 
 
 def create_metrics_triggers(connection) -> None:
-    """The triggers that fill ``metrics_dirty`` (create_all and revision 0003 call this)."""
+    """The triggers that fill ``metrics_dirty`` (create_all and revision 0005 call this)."""
     for name, table, column, on, side in METRICS_MARKS:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(_PG_MARK.format(name=name, table=table, column=column,

@@ -7,8 +7,8 @@ shares their back-offs. Triggers on
 orders and customers mark changed customers in metrics_dirty, so that a refresh after new orders
 rebuilds only their metrics rows (engine/shop/metrics.py).
 
-Revision: 0003
-Revises: 0002
+Revision: 0005
+Revises: 0004
 Created: 2026-11-30 06:29:58.320863
 """
 
@@ -44,8 +44,8 @@ MARKS = [  # (name, table, column, event, transition table / row)
 ]
 
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

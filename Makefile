@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,postgres,predict]'
 	touch $(STAMP)
 
 # At 10:00 today, store time: the shipped quiet hours (21:00-08:00) hold mail only for customers
@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1
 	$(BIN)/python bench/pipeline.py --customers 5000
 	$(BIN)/python bench/sources.py
+	$(BIN)/python bench/predict.py --customers 100000
+	$(BIN)/python bench/cdnow.py
 
 # README "Performance": the full-size figures (several hours on a 2-core machine; see README).
 bench-full: $(STAMP)

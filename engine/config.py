@@ -120,6 +120,26 @@ class Metrics(Frozen):
     lifecycle: Lifecycle = Lifecycle()
 
 
+class ChurnTiers(Frozen):
+    """Churn risk from which a buyer's churn tier is medium, and high (below medium: low)."""
+    medium: float = Field(default=0.5, gt=0, lt=1)
+    high: float = Field(default=0.7, gt=0, lt=1)
+
+    @field_validator("high")
+    @classmethod
+    def _above_medium(cls, value: float, info: Any) -> float:
+        medium = info.data.get("medium")
+        if medium is not None and not medium < value:
+            raise ValueError("needs medium < high")
+        return value
+
+
+class Predict(Frozen):
+    """Per-customer predictions (the ``predict`` extra): churn risk over the next horizon."""
+    horizon_days: int = Field(default=90, ge=7, le=730)
+    churn_tiers: ChurnTiers = ChurnTiers()
+
+
 class Sender(Frozen):
     from_address: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
     from_name: str = ""
@@ -323,6 +343,7 @@ class Settings(Frozen):
     store: Store
     database: Database = Database()
     metrics: Metrics = Metrics()
+    predict: Predict = Predict()
     sender: Sender | None = None
     smtp: Smtp = Smtp()
     unsubscribe: Unsubscribe = Unsubscribe()

@@ -14,6 +14,7 @@ The CLI prints ``str(error)`` as one line and exits 1; it never shows a tracebac
     ├── NotFound               a customer, campaign or file that does not exist
     ├── SchemaError            the database's schema revision is not the code's (upgrade one)
     ├── CustomerDataError      one customer's value their message cannot carry (that one fails)
+    ├── PredictionError        the shop's history cannot support a prediction (too thin, no fit)
     ├── DeliveryError          the mail server refused the run as a whole (auth, policy)
     └── StaleData              the shop's data is older than data.max_age: campaigns wait
 
@@ -173,3 +174,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if close:
         return f' (did you mean "{close[0]}"?)'
     return f" (valid: {', '.join(choices)})"
+
+
+class PredictionError(RetainError):
+    """Predictions cannot be made from this history: says why (no repeat buyers, no fit)."""

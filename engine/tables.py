@@ -77,6 +77,12 @@ class Lifecycle(StrEnum):
     decline = "decline"          # repeat buyer whose orders stopped
 
 
+class ChurnTier(StrEnum):
+    low = "low"                  # churn risk below predict.churn_tiers.medium
+    medium = "medium"
+    high = "high"                # at least predict.churn_tiers.high
+
+
 class DeliveryStatus(StrEnum):
     planned = "planned"        # in the ledger, not yet handed to the mail server
     sending = "sending"        # claimed by a sender; committed before DATA
@@ -258,6 +264,19 @@ class SendHold(SQLModel, table=True):
     __tablename__ = "send_holds"
     key: str = Field(primary_key=True)
     until: datetime = Field(sa_column=utc_column())
+
+
+class CustomerPrediction(SQLModel, table=True):
+    """Per-buyer predictions beside ``customer_metrics``, rebuilt with them by predict.py.
+    Prospects have no row: their prediction fields are missing, like their recency."""
+
+    __tablename__ = "customer_predictions"
+    customer_id: int = Field(primary_key=True, foreign_key="customers.id")
+    churn_risk: float            # P(no counted order in the next predict.horizon_days)
+    p_alive: float
+    expected_orders: float       # in the next predict.horizon_days
+    predicted_clv_cents: int     # expected spend in the next predict.horizon_days
+    churn_tier: ChurnTier
 
 
 class Meta(SQLModel, table=True):

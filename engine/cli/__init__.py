@@ -4,10 +4,10 @@ This module holds the app, the global options and what every command shares; the
 live beside it, a group a module: ``shop`` (import, segment, customers, demo), ``campaigns``
 (validate, plan, preview, why, simulate), ``sending`` (run, deliveries, retry, unsubscribe,
 suppress, bounces), ``service`` (scheduler, status, pause, resume), ``database`` (db current,
-upgrade, revision). Each command is a few lines over an engine function. Domain errors
-(``RetainError``) become one line on stderr and exit code 1; no traceback is shown for a user's
-mistake. The command line and the scheduler are the only places that read the wall clock:
-everything below takes ``now``.
+upgrade, revision), ``predict`` (evaluate). Each command is a few lines over an engine
+function. Domain errors (``RetainError``) become one line on stderr and exit code 1; no
+traceback is shown for a user's mistake. The command line and the scheduler are the only
+places that read the wall clock: everything below takes ``now``.
 """
 
 from __future__ import annotations
@@ -163,5 +163,5 @@ CustomerRef = Annotated[str, typer.Argument(help=CUSTOMER_HELP)]
 # The commands, one module a group; importing them registers them on ``app``, in this order
 # (the order --help lists them).
 # isort: off
-from . import shop, campaigns, sending, service, database  # noqa: E402,F401
+from . import shop, campaigns, sending, service, database, predict  # noqa: E402,F401
 # isort: on

@@ -85,7 +85,8 @@ def segment_command(
     file: Annotated[Path, typer.Argument(help="YAML with a segment: mapping, or a campaign.")],
     as_of: AsOf = None,
     as_json: AsJson = False,
-    limit: Annotated[int, typer.Option("--limit", help="How many customers to sample.")] = 10,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=0, help="How many customers to list; 0 lists every member.")] = 10,
 ) -> None:
     """Count a segment's audience and show a sample. Example: retain segment campaigns/winback.yaml
     """
@@ -94,7 +95,7 @@ def segment_command(
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     segment = segments.load_file(file)
-    result = segments.evaluate(engine_for(cfg), cfg, segment, now, limit=limit)
+    result = segments.evaluate(engine_for(cfg), cfg, segment, now, limit=limit or None)
     if as_json:
         print_json(result)
         return
@@ -116,12 +117,14 @@ def customers_show(
     as_of: AsOf = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show one customer's metrics. Example: retain customers show anna@example.com"""
-    from engine.shop import metrics
+    """Show one customer's metrics and predictions. Example: retain customers show
+    anna@example.com"""
+    from engine.shop import metrics, predict
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     data = metrics.for_customer(engine_for(cfg), cfg, customer, now)
+    data |= predict.for_customer(engine_for(cfg), data["customer_id"])
     if as_json:
         print_json(data)
         return

@@ -85,8 +85,18 @@ def _days_between_default(element, compiler, **kw):
 
 
 def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
-    """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that: only the
-    customers whose orders changed when that is all that did (``metricsdelta``)."""
+    """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that (only
+    the customers whose orders changed when that is all that did: ``metricsdelta``), then the
+    predictions beside it (predict.py: rebuilt when these rows were, or when the predict:
+    settings changed; a cached read writes nothing)."""
+    from engine.shop import predict  # predict reads this module's day arithmetic
+
+    _refresh_metrics(engine, settings, now)
+    with engine.begin() as conn:
+        predict.refresh(conn, settings, now)
+
+
+def _refresh_metrics(engine: Engine, settings: Settings, now: datetime) -> None:
     from engine.shop import metricsdelta  # it builds on this module's expressions
 
     _require_aware(now)
@@ -112,6 +122,7 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
         db.set_meta(conn, "metrics_local_date", _local_date(settings, now).isoformat())
         db.set_meta(conn, "metrics_data_version", db.get_meta(conn, "data_version") or "0")
         db.set_meta(conn, "metrics_settings", _settings_key(settings))
+        db.set_meta(conn, "metrics_built_at", now.astimezone(UTC).isoformat())
 
 
 def _cache_state(conn: Connection, settings: Settings, now: datetime) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from engine import money, tables
+from engine.shop import predict
 from engine.shop.counted import counted
 
 customers = tables.Customer.__table__
@@ -31,6 +32,7 @@ orders = tables.Order.__table__
 order_items = tables.OrderItem.__table__
 products = tables.Product.__table__
 metrics_table = tables.CustomerMetrics.__table__
+predictions = tables.CustomerPrediction.__table__
 # What ``Segment.where()`` expects in FROM; other modules build their queries over this too.
 SOURCE = customers.join(metrics_table, metrics_table.c.customer_id == customers.c.id)
 
@@ -80,12 +82,24 @@ def _column(column: Any) -> Callable[[datetime], ColumnElement]:
     return lambda now: column
 
 
+def _predicted(column: Any) -> Callable[[datetime], ColumnElement]:
+    """A customer_predictions column (predict.py; prospects have no row, so it is missing).
+    A correlated lookup by primary key rather than a join in SOURCE: segments that do not
+    use predictions pay nothing for them."""
+    def expr(now: datetime) -> ColumnElement:
+        predict.require()  # without the extra the table is empty: say so, do not match no one
+        return (select(column).where(_p.customer_id == customers.c.id)
+                .correlate(customers).scalar_subquery())
+    return expr
+
+
 @dataclass(frozen=True)
 class Field:
     """One row of the field catalogue. ``kind`` decides the values and operators it takes:
     number, money (currency units in YAML, cents in SQL), days, enum, bool, text (compared
     case-insensitively), set (has one of the values: tags, bought products); ``window``
-    fields take ``{days: N, <op>: value}`` and count counted orders in the last N*24 hours."""
+    fields take ``{days: N, <op>: value}`` and count counted orders in the last N*24 hours;
+    decimal (any number, like 1.5 expected orders) and probability (0 to 1) are predictions."""
 
     name: str
     kind: str
@@ -98,7 +112,7 @@ class Field:
     verbs: tuple[str, str] = ("", "")  # set and bool fields: "who <yes>" / "who <no>"
 
 
-_m, _c = metrics_table.c, customers.c
+_m, _c, _p = metrics_table.c, customers.c, predictions.c
 _FIELD_ROWS = [
     Field("orders", "number", "number of orders", "customer_metrics.orders", _column(_m.orders)),
     Field("spent", "money", "total spend", "customer_metrics.spent_cents",
@@ -122,6 +136,20 @@ _FIELD_ROWS = [
           _column(_m.value_tier), values=tuple(tables.ValueTier), nullable=True),
     Field("lifecycle", "enum", "lifecycle stage", "customer_metrics.lifecycle",
           _column(_m.lifecycle), values=tuple(tables.Lifecycle)),
+    Field("churn_risk", "probability", "churn risk",
+          "customer_predictions.churn_risk: P(no order in the next predict.horizon_days)",
+          _predicted(_p.churn_risk), nullable=True),
+    Field("churn_tier", "enum", "churn tier",
+          "customer_predictions.churn_tier (thresholds: predict.churn_tiers)",
+          _predicted(_p.churn_tier), values=tuple(tables.ChurnTier), nullable=True),
+    Field("p_alive", "probability", "chance of still being a customer",
+          "customer_predictions.p_alive", _predicted(_p.p_alive), nullable=True),
+    Field("expected_orders", "decimal", "expected number of orders",
+          "customer_predictions.expected_orders in the next predict.horizon_days",
+          _predicted(_p.expected_orders), nullable=True),
+    Field("predicted_clv", "money", "predicted spend",
+          "customer_predictions.predicted_clv_cents in the next predict.horizon_days",
+          _predicted(_p.predicted_clv_cents), nullable=True),
     Field("accepts_marketing", "bool", "marketing consent", "customers.accepts_marketing",
           _column(_c.accepts_marketing), verbs=("accept marketing", "do not accept marketing")),
     Field("country", "text", "country", "lower(customers.country)",
@@ -175,6 +203,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 _ORDERED = tuple(OPERATORS)
 OPERATORS_BY_KIND = {"number": _ORDERED, "money": _ORDERED, "days": _ORDERED,
+                     "decimal": _ORDERED, "probability": _ORDERED,
                      "enum": ("eq", "ne", "in", "not_in"), "text": ("eq", "ne", "in", "not_in"),
                      "set": ("eq", "ne", "in", "not_in"), "bool": ("eq", "ne")}
 

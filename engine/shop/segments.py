@@ -246,6 +246,15 @@ def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
         if abs(value) > MAX_NUMBER:
             raise SegmentError(f"{name}: {value} is out of range; write a number between "
                                f"-{MAX_NUMBER:,} and {MAX_NUMBER:,}", path, *at)
+    if kind in ("decimal", "probability"):
+        top = 1 if kind == "probability" else MAX_NUMBER
+        # "not 0 <= value <= top" also refuses YAML's .nan and .inf.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 <= value <= top):
+            what = "a probability from 0 to 1 like 0.7" if kind == "probability" \
+                else f"a number from 0 to {MAX_NUMBER:,} like 1.5"
+            raise SegmentError(f"{name} needs {what}, not {value!r}", path, *at)
+        return float(value)
     if kind == "money":
         try:
             amount = Decimal(str(value)) if isinstance(value, int | float) else None
@@ -285,17 +294,20 @@ def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
 # Running a segment.
 
 def evaluate(engine: Engine, settings: Settings, segment: Segment, now: datetime,
-             limit: int = 10) -> dict[str, Any]:
-    """Count the audience and show the first ``limit`` customers by id (no email addresses)."""
+             limit: int | None = 10) -> dict[str, Any]:
+    """Count the audience and show the first ``limit`` customers by id (every member when
+    ``limit`` is None), with their external ids but no email addresses."""
     metrics.refresh(engine, settings, now)
-    limit, m = max(limit, 0), metrics_table.c
+    m = metrics_table.c
     # One statement for the count and the sample: COUNT(*) OVER () is computed before the
     # LIMIT, so the order subqueries (a category's buyers, a window's spenders) run once. The
     # window buffers only ids; names and metrics are joined to the few rows kept.
     first = (select(customers.c.id, func.count().over().label("matched"))
              .select_from(SOURCE).where(segment.where(now))
-             .order_by(customers.c.id).limit(max(limit, 1)).subquery())
-    sample_query = (select(first.c.id, first.c.matched, customers.c.first_name,
+             .order_by(customers.c.id).limit(None if limit is None else max(limit, 1))
+             .subquery())
+    sample_query = (select(first.c.id, first.c.matched, customers.c.external_id,
+                           customers.c.first_name,
                            customers.c.last_name, m.orders, m.spent_cents, m.recency_days,
                            m.dormancy, m.value_tier, m.lifecycle)
                     .select_from(first.join(customers, customers.c.id == first.c.id)
@@ -304,8 +316,9 @@ def evaluate(engine: Engine, settings: Settings, segment: Segment, now: datetime
     with engine.connect() as conn:
         rows = conn.execute(sample_query).all()
     count = rows[0].matched if rows else 0
-    rows = rows[:limit]
-    sample = [{"customer_id": r.id, "name": f"{r.first_name} {r.last_name}".strip(),
+    rows = rows[:limit] if limit is not None else rows
+    sample = [{"customer_id": r.id, "external_id": r.external_id,
+               "name": f"{r.first_name} {r.last_name}".strip(),
                "orders": r.orders, "spent": money.decimal_text(r.spent_cents),
                "recency_days": r.recency_days, "dormancy": _plain(r.dormancy),
                "value_tier": _plain(r.value_tier), "lifecycle": _plain(r.lifecycle)}

@@ -190,14 +190,17 @@ def test_evaluate_counts_and_samples_without_email_addresses(shop, settings):
     assert result["count"] == 3
     assert result["explain"] == "customers whose dormancy is active"
     assert result["sample"] == [
-        {"customer_id": ids["Bob"], "name": "Bob", "orders": 1, "spent": "50.00",
-         "recency_days": 10, "dormancy": "active", "value_tier": "C",
+        {"customer_id": ids["Bob"], "external_id": "bob", "name": "Bob", "orders": 1,
+         "spent": "50.00", "recency_days": 10, "dormancy": "active", "value_tier": "C",
          "lifecycle": "exploration"},
-        {"customer_id": ids["Eve"], "name": "Eve", "orders": 2, "spent": "180.00",
-         "recency_days": 5, "dormancy": "active", "value_tier": "B", "lifecycle": "formation"},
+        {"customer_id": ids["Eve"], "external_id": "eve", "name": "Eve", "orders": 2,
+         "spent": "180.00", "recency_days": 5, "dormancy": "active", "value_tier": "B",
+         "lifecycle": "formation"},
     ]
     assert "@" not in repr(result)
     assert segments.evaluate(engine, settings, segment, NOW, limit=0)["count"] == 3
+    everyone = segments.evaluate(engine, settings, segment, NOW, limit=None)["sample"]
+    assert [row["name"] for row in everyone] == ["Bob", "Eve", "Fay"]
     assert segments.evaluate(engine, settings, segment_of("orders: 99\n"), NOW) == {
         "count": 0, "sample": [], "explain": "customers whose number of orders is 99"}
 

@@ -5,8 +5,8 @@ a=0.8, b=1.6; first orders over three years), written once by a child process so
 memory does not count here. Then, in this process, the figures a shop's operator cares about:
 the history query, the fit and scoring (two MBG/NBD fits, Gamma-Gamma, the calibration), and
 the whole refresh that writes the predictions beside the metrics, each with its wall and CPU
-time and the peak resident memory (ru_maxrss) so far; and how close the fit came to the truth. Printed,
-never asserted.
+time and the peak resident memory (ru_maxrss) so far; and how close the fit came to the
+truth. Printed, never asserted.
 
     python bench/predict.py --customers 100000
     python bench/predict.py --customers 1000000 --db /tmp/predict-1m.db

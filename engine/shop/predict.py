@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 orders = tables.Order.__table__
 predictions_table = tables.CustomerPrediction.__table__
 
-EXTRA_HINT = "install the predictions extra: pip install '.[predict]' (make install does)"
+EXTRA_HINT = "install the predictions extra: pip install '.[predict]' (make installs it)"
 _MIN_CALIBRATION = 200      # buyers as of today - h needed to calibrate
 _MIN_OUTCOME = 20           # ...with at least this many of each outcome
 _BATCH = 20_000             # rows per INSERT when writing predictions
@@ -307,8 +307,7 @@ def for_customer(engine: Engine, customer_id: int) -> dict[str, Any]:
         why = note(conn)
     keys = ("churn_risk", "churn_tier", "p_alive", "expected_orders", "predicted_clv")
     if row is None:
-        return {**dict.fromkeys(keys),
-                "prediction_note": why if why and not why.startswith("{") else None}
+        return {**dict.fromkeys(keys), "prediction_note": why}
     return {"churn_risk": round(row["churn_risk"], 4),
             "churn_tier": getattr(row["churn_tier"], "value", row["churn_tier"]),
             "p_alive": round(row["p_alive"], 4),
@@ -318,5 +317,12 @@ def for_customer(engine: Engine, customer_id: int) -> dict[str, Any]:
 
 
 def note(conn: Connection) -> str | None:
-    """How the current predictions were made, or why there are none."""
-    return db.get_meta(conn, "predictions_note")
+    """Why there are no predictions (a sentence), or None when there are."""
+    value = db.get_meta(conn, "predictions_note")
+    return None if value is None or value.startswith("{") else value
+
+
+def model(conn: Connection) -> dict[str, Any] | None:
+    """How the current predictions were made: parameters, calibration; None without them."""
+    value = db.get_meta(conn, "predictions_note")
+    return json.loads(value) if value and value.startswith("{") else None

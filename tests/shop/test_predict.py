@@ -93,7 +93,7 @@ def predicted(engine) -> dict[int, dict]:
 
 def fitted(engine) -> dict:
     with engine.connect() as conn:
-        return json.loads(predict.note(conn))
+        return predict.model(conn)
 
 
 def test_the_fit_recovers_the_process_that_made_the_shop(engine, settings):

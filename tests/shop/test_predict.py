@@ -22,20 +22,13 @@ from engine import db, money, tables
 from engine.cli import app
 from engine.errors import SegmentError
 from engine.shop import btyd, metrics, predict, segments
-from tests.conftest import BACKENDS, ROOT, fresh_postgres
+from tests.conftest import ROOT, on_each_backend
 from tests.shopdata import NOW, PARIS, TODAY
 
 TRUTH = btyd.MBGNBD(r=0.6, alpha=40.0, a=0.8, b=1.6)
 
 
-@pytest.fixture(params=BACKENDS)
-def shop(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("prediction")
-    yield pg
-    pg.dispose()
+shop = on_each_backend("prediction")  # for the tests that run on both databases
 
 
 def draw_shop(engine, customers: int, seed: int = 11, model: btyd.MBGNBD = TRUTH) -> None:
@@ -96,6 +89,7 @@ def fitted(engine) -> dict:
         return predict.model(conn)
 
 
+@pytest.mark.slow
 def test_the_fit_recovers_the_process_that_made_the_shop(engine, settings):
     draw_shop(engine, 8000)
     metrics.refresh(engine, settings, NOW)
@@ -225,6 +219,7 @@ def test_prediction_values_are_checked_when_the_segment_is_loaded(text, message)
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_model_against_what_happened(engine, settings, config_path):
     draw_shop(engine, 4000, seed=3)
     split = (TODAY - timedelta(days=120)).isoformat()

@@ -56,6 +56,8 @@ def segment_values(field: str) -> st.SearchStrategy:
         "number": st.integers(-3, 50), "days": st.integers(-3, 500),
         "money": st.one_of(st.integers(0, 500), st.sampled_from([9.99, 49.9, 0.5])),
         "bool": st.booleans(),
+        "decimal": st.one_of(st.integers(0, 5), st.sampled_from([0.5, 1.5, 2.25])),
+        "probability": st.sampled_from([0, 0.1, 0.5, 0.75, 1]),
         "enum": st.sampled_from([v.value for v in FIELDS[field].values] or ["x"]),
         "text": names, "set": names,
     }[kind]

@@ -210,7 +210,9 @@ def test_changed_tiers_rebuild_the_predictions_without_new_data(engine, settings
 
 @pytest.mark.parametrize("text,message", [
     ("churn_risk: {gte: 60}", "churn_risk needs a probability from 0 to 1 like 0.7, not 60"),
-    ("expected_orders: {gt: many}", "expected_orders needs a number like 1.5, not 'many'"),
+    ("churn_risk: {lt: .nan}", "churn_risk needs a probability from 0 to 1 like 0.7, not nan"),
+    ("expected_orders: {gt: many}",
+     "expected_orders needs a number from 0 to 1,000,000,000 like 1.5, not 'many'"),
     ("churn_tier: hihg", '"hihg" is not a churn tier (did you mean "high"?)'),
 ])
 def test_prediction_values_are_checked_when_the_segment_is_loaded(text, message):

@@ -3,8 +3,8 @@
 The table engine/shop/predict.py rebuilds with the metrics: one row per buyer with churn risk,
 P(alive), expected orders and spend in the horizon, and the churn tier.
 
-Revision: 0004
-Revises: 0003
+Revision: 0006
+Revises: 0005
 Created: 2026-11-30 06:42:29.032879
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -332,6 +332,11 @@ class Links(Frozen):
         return self.cart_url.replace("{skus}", quote(",".join(skus), safe=","))
 
 
+class Reporting(Frozen):
+    """How ``retain report`` attributes orders: within N days after a delivery."""
+    window_days: int = Field(default=5, ge=1, le=365)
+
+
 class Paths(Frozen):
     """Folders, relative to config.yaml's folder unless absolute."""
     campaigns: str = "campaigns"
@@ -354,6 +359,7 @@ class Settings(Frozen):
     paths: Paths = Paths()
     sources: list[Source] = []
     data: Data = Data()
+    reporting: Reporting = Reporting()
     # Where the file was read from; relative paths (SQLite files) resolve against its folder.
     source: str = Field(default=DEFAULT_CONFIG, exclude=True)
 

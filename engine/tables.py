@@ -310,6 +310,14 @@ class Coupon(SQLModel, table=True):
     period: str | None = None
     issued_at: datetime = Field(sa_column=utc_column())
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # Redemption, kept current by shop/redemptions.py from the imported orders: the code as a
+    # customer types it (upper case, no separators), the first counted order that used it, the
+    # order's total, the discount it gave (from the offer) and when.
+    code_key: str | None = Field(default=None, index=True)
+    redeemed_order_id: int | None = None  # orders.id; rewritten from the orders, so no FK
+    redeemed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    redeemed_cents: int | None = None
+    discount_cents: int | None = None
 
 
 class Delivery(SQLModel, table=True):

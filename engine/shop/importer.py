@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from engine import db
 from engine.config import Settings
 from engine.errors import CsvError, InputError
-from engine.shop import eventupserts, upserts
+from engine.shop import eventupserts, redemptions, upserts
 from engine.shop.csvfile import CsvFile
 from engine.shop.csvformats import Context, choose_format, records
 from engine.shop.importkeys import create_scratch, drop_scratch
@@ -137,6 +137,7 @@ def write_kinds(conn: Connection, batches: Iterable[tuple[str, Iterable[dict[str
             tick()
     drop_scratch(conn)
     if job.inserted or job.updated:  # an import that changed nothing keeps metrics
+        redemptions.refresh(conn)
         db.bump_data_version(conn)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from engine import db
 from engine.config import Settings, ShopifySource
 from engine.errors import InputError
-from engine.shop import importer
+from engine.shop import importer, redemptions
 from engine.shop.sources import shopifypayloads as payloads
 from engine.shop.sources import syncstate
 from engine.shop.sources.types import Forget, SyncResult
@@ -211,6 +211,7 @@ def _refund(conn: Connection, p: payloads.Payload, source: str, order_id: str,
     conn.execute(update(ORDERS).where(ORDERS.c.id == current.id).values(
         total_cents=total, **({"status": "refunded"} if total == 0 else {})))
     job.updated += 1
+    redemptions.refresh(conn)  # a refund in full un-redeems the order's coupon
     db.bump_data_version(conn)
 
 

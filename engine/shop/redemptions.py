@@ -1,0 +1,96 @@
+"""Coupon redemptions: which issued code an imported order used, kept current on every import.
+
+Owns ``code_key`` (a code as a customer types it: compared case-insensitively and without
+separators, so "back-7kq4 xt..." redeems "BACK-7KQ4XT-...") and ``refresh``, the SQL that marks
+each coupon redeemed by the first counted order (counted.py, the one definition) whose
+``discount_code`` matches it: the order, its total, the discount the offer gave and when. An
+order that stops counting (refunded in full, cancelled) un-redeems its coupon; the next counted
+order with the code, if any, redeems it instead.
+
+Choices, and why:
+- Recomputed from the orders each time, not updated incrementally: a refund, a re-import or a
+  webhook that arrives twice then cannot leave a stale mark, and importing the same file again
+  writes the same values. Only rows whose redemption differs are written.
+- The discount given is worked out from the offer, since an order carries its code but not its
+  discount: percent off of a total that is already net of it (``total * p / (100 - p)``), the
+  amount off, or the gift card's value. Bundles and gifts of a product cost what the report
+  says the offer's text says, nothing here.
+- Whoever uses a code redeems it: a unique code shared with a friend still earned an order.
+Must not read the clock (imported orders carry their times) nor know campaigns or deliveries.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.shop.counted import counted
+from engine.tables import Coupon, Order
+
+COUPONS = Coupon.__table__
+ORDERS = Order.__table__
+SEPARATORS = ("-", " ", "_", ".")
+_SEPARATOR_RE = re.compile(r"[-\s_.]")
+# Every order the shop knows counts for redemption; ``--as-of`` reads redeemed_at.
+_ALWAYS = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def code_key(code: str) -> str:
+    """"back-7kq4 xt" → "BACK7KQ4XT": what two spellings of one code have in common."""
+    return _SEPARATOR_RE.sub("", code).upper()
+
+
+def code_key_sql(column: ColumnElement) -> ColumnElement:
+    """``code_key`` in SQL, the same on SQLite and PostgreSQL."""
+    for separator in SEPARATORS:
+        column = func.replace(column, separator, "")
+    return func.upper(column)
+
+
+def refresh(conn: Connection) -> int:
+    """Bring every coupon's redemption up to date with the orders; the coupons changed.
+
+    Runs inside the caller's transaction (an import, a sync, a webhook), after its writes.
+    """
+    conn.execute(update(COUPONS).where(COUPONS.c.code_key.is_(None))
+                 .values(code_key=code_key_sql(COUPONS.c.code)))
+    key = code_key_sql(ORDERS.c.discount_code)
+    # The first counted order per code, by time then id: one pass over the orders that carry a
+    # code (ix on discount_code), matched to coupons through their indexed code_key.
+    ranked = (select(key.label("k"), ORDERS.c.id, ORDERS.c.created_at, ORDERS.c.total_cents,
+                     func.row_number().over(partition_by=key, order_by=(
+                         ORDERS.c.created_at, ORDERS.c.id)).label("rn"))
+              .where(ORDERS.c.discount_code.is_not(None), counted(_ALWAYS))
+              .subquery("ranked"))
+    first = select(ranked).where(ranked.c.rn == 1).subquery("first_use")
+    percent = COUPONS.c.percent_off
+    discount = case(
+        (and_(percent.is_not(None), percent < 100),
+         (first.c.total_cents * percent + (100 - percent) // 2) // (100 - percent)),
+        (COUPONS.c.amount_off_cents.is_not(None),
+         func.min(COUPONS.c.amount_off_cents, first.c.total_cents)
+         if conn.dialect.name == "sqlite" else
+         func.least(COUPONS.c.amount_off_cents, first.c.total_cents)),
+        (COUPONS.c.gift_card_cents.is_not(None), COUPONS.c.gift_card_cents),
+        else_=literal(0))
+    redeemed = conn.execute(
+        update(COUPONS)
+        .where(COUPONS.c.code_key == first.c.k,
+               or_(COUPONS.c.redeemed_order_id.is_(None),
+                   COUPONS.c.redeemed_order_id != first.c.id,
+                   COUPONS.c.redeemed_cents != first.c.total_cents))
+        .values(redeemed_order_id=first.c.id, redeemed_at=first.c.created_at,
+                redeemed_cents=first.c.total_cents, discount_cents=discount)).rowcount
+    # Coupons whose order stopped counting (or went) and that no other counted order redeems.
+    still = select(ORDERS.c.id).where(
+        ORDERS.c.id == COUPONS.c.redeemed_order_id, counted(_ALWAYS),
+        code_key_sql(ORDERS.c.discount_code) == COUPONS.c.code_key)
+    cleared = conn.execute(
+        update(COUPONS).where(COUPONS.c.redeemed_order_id.is_not(None), ~still.exists())
+        .values(redeemed_order_id=None, redeemed_at=None, redeemed_cents=None,
+                discount_cents=None)).rowcount
+    return redeemed + cleared

@@ -163,5 +163,5 @@ CustomerRef = Annotated[str, typer.Argument(help=CUSTOMER_HELP)]
 # The commands, one module a group; importing them registers them on ``app``, in this order
 # (the order --help lists them).
 # isort: off
-from . import shop, campaigns, sending, service, database, predict  # noqa: E402,F401
+from . import shop, campaigns, sending, report, service, database, predict  # noqa: E402,F401
 # isort: on

@@ -205,3 +205,10 @@ def sends(conn: Connection, as_of: datetime, campaigns=None, since=None,
              .where(*where).group_by(DELIVERIES.c.campaign_id, DELIVERIES.c.status, day))
     return [{**row._mapping, "status": str(getattr(row.status, "value", row.status)),
              "day": str(row.day)[:10]} for row in conn.execute(query)]
+
+
+def campaign_ids(engine) -> list[str]:
+    """Every campaign the ledger has a delivery of, for "did you mean"."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(DELIVERIES.c.campaign_id).distinct()
+                                 .order_by(DELIVERIES.c.campaign_id)).scalars())

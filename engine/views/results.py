@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from engine.config import Settings
+from engine.errors import NotFound, did_you_mean
 from engine.money import decimal_text
 from engine.views import attribution, lift
 from engine.views.attribution import HOLDOUT, MAILED
@@ -213,7 +214,14 @@ def build(engine: Engine, settings: Settings, as_of: datetime, campaigns=None,
     for campaign, outcome in outcomes.items():
         if len(steps[campaign]) > 1:
             outcome.steps = [steps[campaign][name] for name in sorted(steps[campaign])]
-    ordered = [outcomes[c] for c in (campaigns or sorted(outcomes)) if c in outcomes]
+            for step in outcome.steps:  # sends are counted per day; a step's, by its groups
+                step.sent = step.delivered = step.mailed.n
+                step.held_out = step.holdout.n
+    missing = [c for c in campaigns or () if c not in outcomes]
+    if missing:
+        raise NotFound(f'no deliveries of campaign "{missing[0]}" in this period'
+                       + did_you_mean(missing[0], attribution.campaign_ids(engine)))
+    ordered = [outcomes[c] for c in (campaigns or sorted(outcomes))]
     return Report(as_of, window, settings.store.currency, ordered,
                   dict(sorted(sends_per_day.items())), dict(sorted(revenue_per_day.items())),
                   since, until)

@@ -117,7 +117,8 @@ def groups(conn: Connection, window_days: int, as_of: datetime, campaigns=None, 
 
 def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=None,
                since=None, until=None) -> list[dict[str, Any]]:
-    """Per (campaign, group, how, day): orders and revenue attributed by coupon or window."""
+    """Per (campaign, occasion, group, how, day): orders and revenue attributed by coupon or
+    by window."""
     start = _start()
     redeemed = (select(COUPONS.c.redeemed_order_id)
                 .where(COUPONS.c.redeemed_order_id.is_not(None), COUPONS.c.redeemed_at < as_of))
@@ -126,7 +127,7 @@ def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=No
                    .correlate(DELIVERIES).scalar_subquery())
     # Every watched delivery's first order in its window (all campaigns: the most recent one
     # wins, whichever campaign it belongs to); filtered to the asked campaigns after ranking.
-    firsts = (select(DELIVERIES.c.campaign_id, _group().label("grp"),
+    firsts = (select(DELIVERIES.c.campaign_id, DELIVERIES.c.occasion, _group().label("grp"),
                      first_order.label("order_id"), start.label("start"),
                      DELIVERIES.c.id.label("delivery_id"))
               .where(*_watched(None, since, until, as_of)).subquery("firsts"))
@@ -136,22 +137,24 @@ def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=No
         .where(firsts.c.order_id.is_not(None), firsts.c.order_id.not_in(redeemed))
         .subquery("ranked"))
     day = func.date(ORDERS.c.created_at)
-    by_window = (select(ranked.c.campaign_id, ranked.c.grp, literal("window").label("how"),
+    by_window = (select(ranked.c.campaign_id, ranked.c.occasion, ranked.c.grp,
+                        literal("window").label("how"),
                         day.label("day"), func.count().label("orders"),
                         func.sum(ORDERS.c.total_cents).label("revenue"))
                  .select_from(ranked.join(ORDERS, ORDERS.c.id == ranked.c.order_id))
                  .where(ranked.c.rn == 1,
                         ranked.c.campaign_id.in_(list(campaigns)) if campaigns else true())
-                 .group_by(ranked.c.campaign_id, ranked.c.grp, day))
+                 .group_by(ranked.c.campaign_id, ranked.c.occasion, ranked.c.grp, day))
     redeemed_day = func.date(COUPONS.c.redeemed_at)
-    by_coupon = (select(COUPONS.c.campaign_id, literal(MAILED).label("grp"),
+    by_coupon = (select(COUPONS.c.campaign_id, DELIVERIES.c.occasion,
+                        literal(MAILED).label("grp"),
                         literal("coupon").label("how"), redeemed_day.label("day"),
                         func.count().label("orders"),
                         func.sum(COUPONS.c.redeemed_cents).label("revenue"))
                  .select_from(COUPONS.join(DELIVERIES, DELIVERIES.c.id == COUPONS.c.delivery_id))
                  .where(COUPONS.c.redeemed_at < as_of,
                         *_watched(campaigns, since, until, as_of))
-                 .group_by(COUPONS.c.campaign_id, redeemed_day))
+                 .group_by(COUPONS.c.campaign_id, DELIVERIES.c.occasion, redeemed_day))
     rows = list(conn.execute(by_window)) + list(conn.execute(by_coupon))
     return [{**row._mapping, "day": str(row.day)[:10]} for row in rows]
 

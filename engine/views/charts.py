@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display: files only
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.dates import DateFormatter, DayLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from statsmodels.stats.proportion import proportion_confint  # noqa: E402
 
 from engine.views.results import Outcome, Report  # noqa: E402
@@ -48,8 +50,12 @@ def per_day(report: Report) -> str:
         return _empty("No sends in this period yet.")
     x = [date.fromisoformat(d) for d in days]
     figure, sends = plt.subplots(figsize=(7.5, 3))
-    sends.bar(x, [report.sends_per_day.get(d, 0) for d in days], color=MAILED_COLOUR,
-              label="emails sent")
+    sends.bar(x, [report.sends_per_day.get(d, 0) for d in days], width=0.7,
+              color=MAILED_COLOUR, label="emails sent")
+    span = (x[-1] - x[0]).days + 1
+    sends.xaxis.set_major_locator(DayLocator(interval=max(1, span // 8 + (span % 8 > 0))))
+    sends.yaxis.set_major_locator(MaxNLocator(integer=True))
+    sends.xaxis.set_major_formatter(DateFormatter("%d %b"))
     sends.set_ylabel("emails sent")
     revenue = sends.twinx()
     revenue.spines["right"].set_visible(True)
@@ -57,8 +63,7 @@ def per_day(report: Report) -> str:
                  marker="o", label=f"attributed revenue ({report.currency})")
     revenue.set_ylabel(f"attributed revenue ({report.currency})")
     revenue.set_ylim(bottom=0)
-    figure.legend(loc="upper right", frameon=False)
-    figure.autofmt_xdate()
+    figure.legend(loc="lower center", ncols=2, frameon=False, bbox_to_anchor=(0.5, -0.12))
     sends.set_title("Sends and attributed revenue per day")
     return _svg(figure)
 
@@ -86,7 +91,7 @@ def conversion(report: Report) -> str:
                           fmt="none", ecolor="#333333", capsize=3)
     axes.set_yticks(range(len(measured)), [_label(c) for c in reversed(measured)])
     axes.set_xlabel(f"ordered within {report.window_days} days (%), with 95 % intervals")
-    axes.legend(frameon=False, loc="lower right")
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     axes.set_title("Conversion: mailed vs held out")
     return _svg(figure)
 
@@ -115,6 +120,6 @@ def redemptions(report: Report) -> str:
     axes.set_yticks(list(rows), [name for name, _ in bars])
     axes.invert_yaxis()
     axes.set_xlabel("coupons")
-    axes.legend(frameon=False, loc="lower right")
+    axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     axes.set_title("Redemptions per coupon step")
     return _svg(figure)

@@ -203,14 +203,15 @@ def build(engine: Engine, settings: Settings, as_of: datetime, campaigns=None,
             o.coupons_expired += row["expired"] or 0
             o.discount_cost += int(row["discount"] or 0)
     for row in attributed_rows:
-        o = targets(row["campaign_id"], None)[0]
-        if row["grp"] == HOLDOUT:
-            o.holdout_orders += row["orders"]
-            continue
-        o.attributed_orders += row["orders"]
-        o.attributed_revenue += int(row["revenue"] or 0)
-        o.attributed_by_coupon += row["orders"] if row["how"] == "coupon" else 0
-        revenue_per_day[row["day"]] += int(row["revenue"] or 0)
+        for o in targets(row["campaign_id"], row["occasion"]):
+            if row["grp"] == HOLDOUT:
+                o.holdout_orders += row["orders"]
+                continue
+            o.attributed_orders += row["orders"]
+            o.attributed_revenue += int(row["revenue"] or 0)
+            o.attributed_by_coupon += row["orders"] if row["how"] == "coupon" else 0
+        if row["grp"] != HOLDOUT:
+            revenue_per_day[row["day"]] += int(row["revenue"] or 0)
     for campaign, outcome in outcomes.items():
         if len(steps[campaign]) > 1:
             outcome.steps = [steps[campaign][name] for name in sorted(steps[campaign])]

@@ -117,21 +117,32 @@ def customers_show(
     as_of: AsOf = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show one customer's metrics and predictions. Example: retain customers show
-    anna@example.com"""
+    """Show one customer's metrics, predictions, deliveries, coupons and redemptions.
+
+    Example: retain customers show anna@example.com
+    """
     from engine.shop import metrics, predict
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     data = metrics.for_customer(engine_for(cfg), cfg, customer, now)
     data |= predict.for_customer(engine_for(cfg), data["customer_id"])
+    from engine.views import history
+
+    listed = history.deliveries(engine_for(cfg), data["customer_id"], now)
     if as_json:
-        print_json(data)
+        print_json({**data, "deliveries": listed})
         return
     table = Table("metric", "value", show_header=False)
     for key, value in data.items():
         table.add_row(key, "-" if value is None else str(value))
     out.print(table)
+    if listed:
+        sent = Table("delivery", "campaign", "status", "when", "coupon", "redemption",
+                     title="deliveries, coupons and redemptions", title_justify="left")
+        for row in history.lines(listed):
+            sent.add_row(*row)
+        out.print(sent)
 
 
 @customers_app.command("forget")

@@ -188,6 +188,9 @@ def demo_command(
     from .sending import print_run_report
 
     print_run_report(report)
+    from engine.demo import response
+
+    response.show(engine_for(cfg), cfg, now, out, seed=seed)
     from engine.views import reports
 
     db_flag = f" --db {cfg.database.url}" if state.database_url else ""

@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sources.py
 	$(BIN)/python bench/predict.py --customers 100000
 	$(BIN)/python bench/cdnow.py
+	$(BIN)/python bench/report.py
 
 # README "Performance": the full-size figures (several hours on a 2-core machine; see README).
 bench-full: $(STAMP)
@@ -60,4 +61,4 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) demo.db outbox .pytest_cache bench/*.db artifacts
+	rm -rf $(VENV) demo.db outbox report.html artifacts .pytest_cache bench/*.db

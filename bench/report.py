@@ -81,9 +81,10 @@ def ledger_sql(dialect: str, customers: int) -> list[str]:
             FROM customers c WHERE c.id % 4 = 0""",
         f"""INSERT INTO coupons (code, kind, campaign_id, customer_id, delivery_id, percent_off,
                 min_spend_cents, issued_at, expires_at)
-            SELECT {code}, 'coupon'{enum.format('offerkind')}, 'winback', d.customer_id, d.id, 15, 0, d.sent_at, NULL
+            SELECT {code}, 'coupon'{enum.format('offerkind')}, 'winback', d.customer_id, d.id,
+                   15, 0, d.sent_at, NULL
             FROM deliveries d WHERE d.status = 'sent'""",
-        # One order in seven of a mailed customer's, after the send, carries the code.
+        # One order in seven of a mailed customer's carries the code.
         f"""UPDATE orders SET discount_code = (
                 SELECT {typed} FROM deliveries d WHERE d.customer_id = orders.customer_id
                 AND d.status = 'sent')

@@ -111,3 +111,26 @@ def test_a_code_nobody_issued_redeems_nothing(shop, settings, tmp_path):
                                    "BACK7KQ4XT9MWA3C", "Back 7KQ4XT 9MWA3C", "back_7kq4xt.9mwa3c"])
 def test_code_key(typed):
     assert redemptions.code_key(typed) == "BACK7KQ4XT9MWA3C"
+
+
+def test_a_folder_sync_keeps_redemptions_current(engine, config_path, tmp_path):
+    """The drop-folder source imports through the same path: redeemed, then refunded."""
+    from engine.consent import erasure
+    from engine.shop import sources
+    from tests.sourcedata import with_sources
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    settings = with_sources(config_path, f"  - {{name: drop, kind: folder, path: {drop}, "
+                                         "settle_seconds: 0}\n")
+    (drop / "1-customers.csv").write_text(CUSTOMERS)
+    sources.sync(engine, settings, NOW, forget=erasure.forget, sleep=lambda s: None)
+    ids = customer_ids(engine)
+    Ledger(engine).mailed(ids["C1"], "BACK-SYNC", at=SENT)
+    for name, status in (("2-orders.csv", "paid"), ("3-orders.csv", "refunded")):
+        line = f"O-1,C1,2026-05-27T10:00:00Z,80.00,{status},back-sync\n"  # a finished file
+        (drop / name).write_text(orders(line))
+        result = sources.sync(engine, settings, NOW, forget=erasure.forget, sleep=lambda s: None)
+        assert result[0].error is None and result[0].applied == 1, result[0]
+        expected = "O-1" if status == "paid" else None
+        assert coupons(engine)["BACK-SYNC"]["order_ref"] == expected

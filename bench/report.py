@@ -18,10 +18,8 @@ aggregates, never a row per customer. Figures are printed, never asserted; the t
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from _shopgen import NOW, generate  # noqa: E402
+from segments import peak_mb, timed  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from engine import config, db  # noqa: E402
@@ -40,18 +39,6 @@ MULTS = [2654435761, 2246822519, 3266489917, 668265263, 374761393, 1181783497]
 
 def h(n: str, k: int) -> str:
     return f"((({n}) * {MULTS[k]}) % 4294967296)"
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@contextmanager
-def timed(label: str):
-    started = time.perf_counter()
-    yield
-    print(f"{label:<44} {time.perf_counter() - started:8.2f} s   peak {peak_mb():6.0f} MB",
-          flush=True)
 
 
 def ledger_sql(dialect: str, customers: int) -> list[str]:

@@ -71,11 +71,12 @@ def _group() -> ColumnElement:
 
 
 def _watched(campaigns: Sequence[str] | None, since: datetime | None, until: datetime | None,
-             as_of: datetime) -> list[ColumnElement]:
-    """Deliveries that started within [since, until) before as_of: mailed and held out."""
-    start = _start()
-    where = [DELIVERIES.c.status.in_((DeliveryStatus.sent, DeliveryStatus.held_out)),
-             start < as_of]
+             as_of: datetime, statuses=(DeliveryStatus.sent, DeliveryStatus.held_out),
+             start: ColumnElement | None = None) -> list[ColumnElement]:
+    """Deliveries in ``statuses`` of ``campaigns`` that started within [since, until) before
+    as_of (by default: mailed and held out, from their start)."""
+    start = _start() if start is None else start
+    where = [DELIVERIES.c.status.in_(statuses), start < as_of]
     if campaigns:
         where.append(DELIVERIES.c.campaign_id.in_(list(campaigns)))
     if since is not None:
@@ -186,13 +187,8 @@ def sends(conn: Connection, as_of: datetime, campaigns=None, since=None,
     """Per (campaign, status, day): deliveries handed to the server or held out, and how many
     of the mailed customers unsubscribed after their delivery was sent."""
     start = func.coalesce(DELIVERIES.c.sent_at, DELIVERIES.c.planned_at)
-    where = [DELIVERIES.c.status.in_((*HANDED_OVER, DeliveryStatus.held_out)), start < as_of]
-    if campaigns:
-        where.append(DELIVERIES.c.campaign_id.in_(list(campaigns)))
-    if since is not None:
-        where.append(start >= since)
-    if until is not None:
-        where.append(start < until)
+    where = _watched(campaigns, since, until, as_of, (*HANDED_OVER, DeliveryStatus.held_out),
+                     start)
     unsubscribed = (select(SUPPRESSIONS.c.email_key)
                     .select_from(SUPPRESSIONS.join(CUSTOMERS, CUSTOMERS.c.email_key
                                                    == SUPPRESSIONS.c.email_key))

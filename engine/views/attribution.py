@@ -4,9 +4,9 @@ Owns the report's SQL over the ledger, the coupons and the orders (README "Did i
 - a delivery's *start* is when it was sent; for a held-out customer, when the delivery was
   planned (the moment the mail would have gone), so mailed and held-out customers are watched
   over the same window of ``reporting.window_days`` days: ``start <= order < start + window``;
-- ``groups``: per campaign, occasion and group (mailed / holdout), the recipients, how many
+- ``groups``: per campaign, step and group (mailed / holdout), the recipients, how many
   ordered within their window, and the revenue of those orders (sum and sum of squares, so
-  means and variances add up over occasions into steps and campaigns);
+  means and variances add up over steps into campaigns);
 - ``attributed``: an order is the campaign's when it redeemed the campaign's coupon; otherwise
   when it is the customer's first counted order within a delivery's window, it goes to the most
   recent such delivery. When that delivery is a held-out one, the order is the holdout's, and
@@ -60,6 +60,29 @@ def _plus_days_default(element, compiler, **kw):
     return f"({moment} + make_interval(days => {days}))"
 
 
+class step_of(FunctionElement):
+    """An occasion's step, the part before its first ":" ("half_asleep:2026-01-03" →
+    "half_asleep"): a winback tier, a bundle, a gift or a nudge. Grouped in SQL, since an
+    occasion is nearly unique per customer and the report must not read a row per customer."""
+
+    inherit_cache = True
+
+
+@compiles(step_of, "sqlite")
+def _step_sqlite(element, compiler, **kw):
+    occasion = compiler.process(element.clauses, **kw)
+    return (f"CASE WHEN instr({occasion}, ':') > 0 THEN substr({occasion}, 1, "
+            f"instr({occasion}, ':') - 1) ELSE {occasion} END")
+
+
+@compiles(step_of)
+def _step_default(element, compiler, **kw):
+    return f"split_part({compiler.process(element.clauses, **kw)}, ':', 1)"
+
+
+STEP = step_of(DELIVERIES.c.occasion)
+
+
 def _start() -> ColumnElement:
     return case((DELIVERIES.c.status == DeliveryStatus.held_out, DELIVERIES.c.planned_at),
                 else_=DELIVERIES.c.sent_at)
@@ -94,10 +117,10 @@ def _in_window(start: ColumnElement, window_days: int, as_of: datetime) -> Colum
 
 def groups(conn: Connection, window_days: int, as_of: datetime, campaigns=None, since=None,
            until=None) -> list[dict[str, Any]]:
-    """Per (campaign, occasion, group): recipients, converted, revenue and its sum of squares."""
+    """Per (campaign, step, group): recipients, converted, revenue and its sum of squares."""
     start = _start()
     per_delivery = (
-        select(DELIVERIES.c.campaign_id, DELIVERIES.c.occasion, _group().label("grp"),
+        select(DELIVERIES.c.campaign_id, STEP.label("step"), _group().label("grp"),
                func.count(ORDERS.c.id).label("orders"),
                func.coalesce(func.sum(ORDERS.c.total_cents), 0).label("revenue"))
         .select_from(DELIVERIES.outerjoin(ORDERS, _in_window(start, window_days, as_of)))
@@ -106,19 +129,19 @@ def groups(conn: Connection, window_days: int, as_of: datetime, campaigns=None, 
                   DELIVERIES.c.status)
         .subquery("per_delivery"))
     revenue = cast(per_delivery.c.revenue, Float)
-    query = (select(per_delivery.c.campaign_id, per_delivery.c.occasion, per_delivery.c.grp,
+    query = (select(per_delivery.c.campaign_id, per_delivery.c.step, per_delivery.c.grp,
                     func.count().label("n"),
                     func.sum(case((per_delivery.c.orders > 0, 1), else_=0)).label("converted"),
                     func.sum(per_delivery.c.orders).label("orders"),
                     func.sum(per_delivery.c.revenue).label("revenue"),
                     func.sum(revenue * revenue).label("revenue_sq"))
-             .group_by(per_delivery.c.campaign_id, per_delivery.c.occasion, per_delivery.c.grp))
+             .group_by(per_delivery.c.campaign_id, per_delivery.c.step, per_delivery.c.grp))
     return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=None,
                since=None, until=None) -> list[dict[str, Any]]:
-    """Per (campaign, occasion, group, how, day): orders and revenue attributed by coupon or
+    """Per (campaign, step, group, how, day): orders and revenue attributed by coupon or
     by window."""
     start = _start()
     redeemed = (select(COUPONS.c.redeemed_order_id)
@@ -128,7 +151,7 @@ def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=No
                    .correlate(DELIVERIES).scalar_subquery())
     # Every watched delivery's first order in its window (all campaigns: the most recent one
     # wins, whichever campaign it belongs to); filtered to the asked campaigns after ranking.
-    firsts = (select(DELIVERIES.c.campaign_id, DELIVERIES.c.occasion, _group().label("grp"),
+    firsts = (select(DELIVERIES.c.campaign_id, STEP.label("step"), _group().label("grp"),
                      first_order.label("order_id"), start.label("start"),
                      DELIVERIES.c.id.label("delivery_id"))
               .where(*_watched(None, since, until, as_of)).subquery("firsts"))
@@ -138,16 +161,16 @@ def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=No
         .where(firsts.c.order_id.is_not(None), firsts.c.order_id.not_in(redeemed))
         .subquery("ranked"))
     day = func.date(ORDERS.c.created_at)
-    by_window = (select(ranked.c.campaign_id, ranked.c.occasion, ranked.c.grp,
+    by_window = (select(ranked.c.campaign_id, ranked.c.step, ranked.c.grp,
                         literal("window").label("how"),
                         day.label("day"), func.count().label("orders"),
                         func.sum(ORDERS.c.total_cents).label("revenue"))
                  .select_from(ranked.join(ORDERS, ORDERS.c.id == ranked.c.order_id))
                  .where(ranked.c.rn == 1,
                         ranked.c.campaign_id.in_(list(campaigns)) if campaigns else true())
-                 .group_by(ranked.c.campaign_id, ranked.c.occasion, ranked.c.grp, day))
+                 .group_by(ranked.c.campaign_id, ranked.c.step, ranked.c.grp, day))
     redeemed_day = func.date(COUPONS.c.redeemed_at)
-    by_coupon = (select(COUPONS.c.campaign_id, DELIVERIES.c.occasion,
+    by_coupon = (select(COUPONS.c.campaign_id, STEP.label("step"),
                         literal(MAILED).label("grp"),
                         literal("coupon").label("how"), redeemed_day.label("day"),
                         func.count().label("orders"),
@@ -155,20 +178,20 @@ def attributed(conn: Connection, window_days: int, as_of: datetime, campaigns=No
                  .select_from(COUPONS.join(DELIVERIES, DELIVERIES.c.id == COUPONS.c.delivery_id))
                  .where(COUPONS.c.redeemed_at < as_of,
                         *_watched(campaigns, since, until, as_of))
-                 .group_by(COUPONS.c.campaign_id, DELIVERIES.c.occasion, redeemed_day))
+                 .group_by(COUPONS.c.campaign_id, STEP, redeemed_day))
     rows = list(conn.execute(by_window)) + list(conn.execute(by_coupon))
     return [{**row._mapping, "day": str(row.day)[:10]} for row in rows]
 
 
 def coupons(conn: Connection, as_of: datetime, campaigns=None, since=None,
             until=None) -> list[dict[str, Any]]:
-    """Per (campaign, occasion): coupons issued, redeemed, redeemed after expiry, expired
+    """Per (campaign, step): coupons issued, redeemed, redeemed after expiry, expired
     unused, and the discounts given."""
     redeemed = and_(COUPONS.c.redeemed_at.is_not(None), COUPONS.c.redeemed_at < as_of)
     late = and_(redeemed, COUPONS.c.expires_at.is_not(None),
                 COUPONS.c.redeemed_at > COUPONS.c.expires_at)
     expired = and_(~redeemed, COUPONS.c.expires_at.is_not(None), COUPONS.c.expires_at < as_of)
-    query = (select(COUPONS.c.campaign_id, DELIVERIES.c.occasion,
+    query = (select(COUPONS.c.campaign_id, STEP.label("step"),
                     func.count().label("issued"),
                     func.sum(case((redeemed, 1), else_=0)).label("redeemed"),
                     func.sum(case((late, 1), else_=0)).label("late"),
@@ -178,7 +201,7 @@ def coupons(conn: Connection, as_of: datetime, campaigns=None, since=None,
              .select_from(COUPONS.join(DELIVERIES, DELIVERIES.c.id == COUPONS.c.delivery_id))
              .where(DELIVERIES.c.status == DeliveryStatus.sent, COUPONS.c.issued_at < as_of,
                     *_watched(campaigns, since, until, as_of))
-             .group_by(COUPONS.c.campaign_id, DELIVERIES.c.occasion))
+             .group_by(COUPONS.c.campaign_id, STEP))
     return [dict(row._mapping) for row in conn.execute(query)]
 
 

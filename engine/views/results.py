@@ -1,10 +1,11 @@
 """``retain report``: did each campaign work? Sends, coupons, attributed revenue, lift.
 
 Owns the report's figures per campaign, and per step (a winback tier, a bundle, a gift or a
-nudge: an occasion's prefix) where a campaign has more than one, assembled from attribution.py's
-queries and lift.py's statistics, and their machine form (``as_dict``: money as decimal strings
-in the store's currency, rates as fractions). Must not write, query beyond attribution.py, nor
-print (the CLI prints; reporthtml.py writes the HTML page).
+nudge: an occasion's prefix, ``attribution.step_of``) where a campaign has more than one,
+assembled from attribution.py's queries and lift.py's statistics, and their machine form
+(``as_dict``: money as decimal strings in the store's currency, rates as fractions). Must not
+write, query beyond attribution.py, nor print (the CLI prints; reportpage.py makes the tables
+and the HTML page).
 """
 
 from __future__ import annotations
@@ -147,11 +148,6 @@ class Report:
                                                in self.revenue_per_day.items()}}
 
 
-def step_of(occasion: str) -> str:
-    """The step an occasion belongs to: "half_asleep:2026-01-03" → "half_asleep"."""
-    return occasion.split(":", 1)[0]
-
-
 def build(engine: Engine, settings: Settings, as_of: datetime, campaigns=None,
           since: datetime | None = None, until: datetime | None = None) -> Report:
     """The report as of ``as_of`` for ``campaigns`` (default: every campaign in the ledger),
@@ -166,12 +162,11 @@ def build(engine: Engine, settings: Settings, as_of: datetime, campaigns=None,
     outcomes: dict[str, Outcome] = {}
     steps: dict[str, dict[str, Outcome]] = defaultdict(dict)
 
-    def targets(campaign: str, occasion: str | None) -> list[Outcome]:
+    def targets(campaign: str, step: str | None) -> list[Outcome]:
         whole = outcomes.setdefault(campaign, Outcome(campaign))
-        if occasion is None:
+        if step is None:
             return [whole]
-        name = step_of(occasion)
-        return [whole, steps[campaign].setdefault(name, Outcome(name))]
+        return [whole, steps[campaign].setdefault(step, Outcome(step))]
 
     sends_per_day: dict[str, int] = defaultdict(int)
     revenue_per_day: dict[str, int] = defaultdict(int)
@@ -190,20 +185,20 @@ def build(engine: Engine, settings: Settings, as_of: datetime, campaigns=None,
     for row in group_rows:
         group = Group(row["n"], row["converted"] or 0, int(row["revenue"] or 0),
                       float(row["revenue_sq"] or 0))
-        for o in targets(row["campaign_id"], row["occasion"]):
+        for o in targets(row["campaign_id"], row["step"]):
             if row["grp"] == MAILED:
                 o.mailed = o.mailed + group
             else:
                 o.holdout = o.holdout + group
     for row in coupon_rows:
-        for o in targets(row["campaign_id"], row["occasion"]):
+        for o in targets(row["campaign_id"], row["step"]):
             o.coupons_issued += row["issued"]
             o.coupons_redeemed += row["redeemed"] or 0
             o.coupons_redeemed_after_expiry += row["late"] or 0
             o.coupons_expired += row["expired"] or 0
             o.discount_cost += int(row["discount"] or 0)
     for row in attributed_rows:
-        for o in targets(row["campaign_id"], row["occasion"]):
+        for o in targets(row["campaign_id"], row["step"]):
             if row["grp"] == HOLDOUT:
                 o.holdout_orders += row["orders"]
                 continue

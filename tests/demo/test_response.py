@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
+import pytest
 from rich.console import Console
 from sqlalchemy import text
 
@@ -15,6 +16,7 @@ from engine.demo.showcase import run
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
+@pytest.mark.slow
 def test_the_demo_shows_the_report_after_a_few_days(engine, settings, project):
     screen = Console(file=io.StringIO(), width=200)
     run(engine, settings, NOW, customers=600, console=screen)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from engine.shop import importer, redemptions
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.views.ledgerdata import Ledger
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -22,14 +22,7 @@ CUSTOMERS = ("customer_id,email,first_name,last_name,accepts_marketing,created_a
              "C2,bob@example.com,Bob,D,yes,2024-03-01\n")
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("redemption")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("redemption")
 
 
 @pytest.fixture

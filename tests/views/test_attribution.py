@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from engine.shop import redemptions
 from engine.views import results
-from tests.conftest import BACKENDS, fresh_postgres
+from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 from tests.views.ledgerdata import Ledger
 
@@ -20,14 +20,7 @@ SENT = NOW - timedelta(days=20)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request, engine):
-    if request.param == "sqlite":
-        yield engine
-        return
-    pg = fresh_postgres("attribution")
-    yield pg
-    pg.dispose()
+engine = on_each_backend("attribution")
 
 
 @pytest.fixture

@@ -109,6 +109,7 @@ def _chromium() -> str:
                 "(apt-get install -y chromium as root)")
 
 
+@pytest.mark.slow
 def test_html_report_opens_in_a_browser_with_its_charts(ledger, config_path, tmp_path):
     page_file = tmp_path / "report.html"
     invoke(config_path, "--html", str(page_file))

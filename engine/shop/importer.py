@@ -131,13 +131,16 @@ def write_kinds(conn: Connection, batches: Iterable[tuple[str, Iterable[dict[str
     """``write`` for several kinds in turn (a webhook's customer, order and fulfillments), with
     one set of scratch tables and one data-version bump. Sources apply records through here."""
     create_scratch(conn)
+    codes: set[str] | None = set()  # the discount codes the orders carry, while they are few
     for kind, items in batches:
         for chunk in _chunks(items, CHUNK_SIZE):
             WRITERS[kind](conn, chunk, job)
+            if kind == "orders":
+                codes = redemptions.keys_of(chunk, codes)
             tick()
     drop_scratch(conn)
     if job.inserted or job.updated:  # an import that changed nothing keeps metrics
-        redemptions.refresh(conn)
+        redemptions.refresh(conn, codes)
         db.bump_data_version(conn)
 
 

@@ -16,12 +16,16 @@ Choices, and why:
   amount off, or the gift card's value. Bundles and gifts of a product cost what the report
   says the offer's text says, nothing here.
 - Whoever uses a code redeems it: a unique code shared with a friend still earned an order.
+- An import refreshes the codes its orders carry (a webhook's single order is a lookup, not a
+  pass over every order); a large import (over INCREMENTAL_LIMIT codes) refreshes them all.
+  An order re-imported with its code removed keeps its redemption until a full refresh.
 Must not read the clock (imported orders carry their times) nor know campaigns or deliveries.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, case, func, literal, or_, select, update
@@ -35,6 +39,7 @@ COUPONS = Coupon.__table__
 ORDERS = Order.__table__
 SEPARATORS = ("-", " ", "_", ".")
 _SEPARATOR_RE = re.compile(r"[-\s_.]")
+INCREMENTAL_LIMIT = 10_000  # codes an import refreshes one by one; past it, every coupon
 # Every order the shop knows counts for redemption; ``--as-of`` reads redeemed_at.
 _ALWAYS = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -51,20 +56,35 @@ def code_key_sql(column: ColumnElement) -> ColumnElement:
     return func.upper(column)
 
 
-def refresh(conn: Connection) -> int:
-    """Bring every coupon's redemption up to date with the orders; the coupons changed.
+def keys_of(records: Iterable[dict], keys: set[str] | None) -> set[str] | None:
+    """``keys`` plus the code keys the order ``records`` carry; None (refresh everything) once
+    there are more than INCREMENTAL_LIMIT, so a large import holds no growing set."""
+    if keys is None:
+        return None
+    keys |= {code_key(r["discount_code"]) for r in records if r.get("discount_code")}
+    return keys if len(keys) <= INCREMENTAL_LIMIT else None
 
+
+def refresh(conn: Connection, keys: Collection[str] | None = None) -> int:
+    """Bring coupons' redemptions up to date with the orders; the coupons changed.
+
+    ``keys``: only the coupons with these code keys (what the orders just written carry: a
+    webhook's one order costs a lookup, not a pass over every order); None: every coupon.
     Runs inside the caller's transaction (an import, a sync, a webhook), after its writes.
     """
+    if keys is not None and not keys:
+        return 0
     conn.execute(update(COUPONS).where(COUPONS.c.code_key.is_(None))
                  .values(code_key=code_key_sql(COUPONS.c.code)))
     key = code_key_sql(ORDERS.c.discount_code)
+    chosen = [] if keys is None else [key.in_(sorted(keys))]
+    mine = [] if keys is None else [COUPONS.c.code_key.in_(sorted(keys))]
     # The first counted order per code, by time then id: one pass over the orders that carry a
     # code (ix on discount_code), matched to coupons through their indexed code_key.
     ranked = (select(key.label("k"), ORDERS.c.id, ORDERS.c.created_at, ORDERS.c.total_cents,
                      func.row_number().over(partition_by=key, order_by=(
                          ORDERS.c.created_at, ORDERS.c.id)).label("rn"))
-              .where(ORDERS.c.discount_code.is_not(None), counted(_ALWAYS))
+              .where(ORDERS.c.discount_code.is_not(None), counted(_ALWAYS), *chosen)
               .subquery("ranked"))
     first = select(ranked).where(ranked.c.rn == 1).subquery("first_use")
     percent = COUPONS.c.percent_off
@@ -79,7 +99,7 @@ def refresh(conn: Connection) -> int:
         else_=literal(0))
     redeemed = conn.execute(
         update(COUPONS)
-        .where(COUPONS.c.code_key == first.c.k,
+        .where(COUPONS.c.code_key == first.c.k, *mine,
                or_(COUPONS.c.redeemed_order_id.is_(None),
                    COUPONS.c.redeemed_order_id != first.c.id,
                    COUPONS.c.redeemed_cents != first.c.total_cents))
@@ -90,7 +110,8 @@ def refresh(conn: Connection) -> int:
         ORDERS.c.id == COUPONS.c.redeemed_order_id, counted(_ALWAYS),
         code_key_sql(ORDERS.c.discount_code) == COUPONS.c.code_key)
     cleared = conn.execute(
-        update(COUPONS).where(COUPONS.c.redeemed_order_id.is_not(None), ~still.exists())
+        update(COUPONS).where(COUPONS.c.redeemed_order_id.is_not(None), *mine,
+                              ~still.exists())
         .values(redeemed_order_id=None, redeemed_at=None, redeemed_cents=None,
                 discount_cents=None)).rowcount
     return redeemed + cleared

@@ -127,3 +127,11 @@ def test_a_folder_sync_keeps_redemptions_current(engine, config_path, tmp_path):
         assert result[0].error is None and result[0].applied == 1, result[0]
         expected = "O-1" if status == "paid" else None
         assert coupons(engine)["BACK-SYNC"]["order_ref"] == expected
+
+
+def test_a_large_import_refreshes_every_coupon(shop, settings, tmp_path, monkeypatch):
+    """Past INCREMENTAL_LIMIT codes, an import refreshes all coupons, with the same outcome."""
+    monkeypatch.setattr(redemptions, "INCREMENTAL_LIMIT", 1)
+    load(shop, settings, tmp_path, "O-1,C1,2026-05-27T10:00:00Z,80.00,paid,back 7kq4xt9mwa3c",
+         "O-2,C2,2026-05-27T11:00:00Z,45.00,paid,backabc")
+    assert {c["order_ref"] for c in coupons(shop).values()} == {"O-1", "O-2"}

@@ -211,7 +211,8 @@ def _refund(conn: Connection, p: payloads.Payload, source: str, order_id: str,
     conn.execute(update(ORDERS).where(ORDERS.c.id == current.id).values(
         total_cents=total, **({"status": "refunded"} if total == 0 else {})))
     job.updated += 1
-    redemptions.refresh(conn)  # a refund in full un-redeems the order's coupon
+    code = conn.execute(select(ORDERS.c.discount_code).where(ORDERS.c.id == current.id)).scalar()
+    redemptions.refresh(conn, redemptions.keys_of([{"discount_code": code}], set()))
     db.bump_data_version(conn)
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,24 +121,36 @@ def test_html_report_opens_in_a_browser_with_its_charts(ledger, config_path, tmp
     assert "<script" not in html and "@import" not in html
     assert not re.search(r"url\((?!#)", html)  # only references within the page
     executable = _chromium()
-    from playwright.sync_api import sync_playwright
+    errors: list[str] = []
+    failure: list[BaseException] = []
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True)
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_file.as_uri())
-        charts = page.locator("figure.chart svg")
-        assert charts.count() == 3
-        for index in range(3):
-            box = charts.nth(index).bounding_box()
-            assert box and box["width"] > 300 and box["height"] > 80
-            # Drawn: bars and lines are paths inside the SVG.
-            assert charts.nth(index).locator("path").count() > 10
-        assert "winback" in page.locator("h2").first.inner_text()
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-        browser.close()
+    def browse() -> None:  # in a thread of its own: the sync API refuses a running event loop
+        try:
+            from playwright.sync_api import sync_playwright
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=executable, headless=True)
+                page = browser.new_page(viewport={"width": 1000, "height": 800})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(page_file.as_uri())
+                charts = page.locator("figure.chart svg")
+                assert charts.count() == 3
+                for index in range(3):
+                    box = charts.nth(index).bounding_box()
+                    assert box and box["width"] > 300 and box["height"] > 80
+                    # Drawn: bars and lines are paths inside the SVG.
+                    assert charts.nth(index).locator("path").count() > 10
+                assert "winback" in page.locator("h2").first.inner_text()
+                page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+                browser.close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=browse)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
     assert errors == []

@@ -1,7 +1,7 @@
 """coupon redemptions: the normalised code and the order that redeemed it
 
-Revision: 0004
-Revises: 0003
+Revision: 0007
+Revises: 0006
 Created: 2026-11-30 06:31:20.356297
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -111,6 +111,15 @@ class Field:
     window: bool = False
     verbs: tuple[str, str] = ("", "")  # set and bool fields: "who <yes>" / "who <no>"
 
+    def __reduce__(self):
+        # A campaign's segment travels to render worker processes by pickle; its SQL builders
+        # are closures, so a field goes by name and is found in the catalogue there.
+        return _field_named, (self.name,)
+
+
+def _field_named(name: str) -> Field:
+    return FIELDS[name]
+
 
 _m, _c, _p = metrics_table.c, customers.c, predictions.c
 _FIELD_ROWS = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import textwrap
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,3 +55,12 @@ def test_spend_period_of_a_day(period, days, day, key, first, last):
 def test_a_period_starts_at_midnight_in_the_store_zone(first, starts_utc):
     period = models.SpendPeriod("x", first, first)
     assert period.starts_at(PARIS) == starts_utc
+
+
+def test_every_shipped_campaign_travels_to_a_render_worker_intact():
+    """Render worker processes receive the campaigns by pickle (delivery/renderworkers.py):
+    a segment's field must survive the trip and mean the same there."""
+    folder = Path(__file__).resolve().parents[2] / "campaigns"
+    for campaign in models.load_folder(folder):
+        copy = pickle.loads(pickle.dumps(campaign))
+        assert copy == campaign

@@ -90,6 +90,28 @@ def test_broken_campaign_is_refused_with_its_location(tmp_path, broken):
     assert not (project / "shop.db").exists()
 
 
+# Words of the libraries underneath, which a marketer should never have to read.
+LIBRARY_WORDS = ("Input should", "while parsing", "while scanning", "Keys should be",
+                 "<block end>", "<scalar>", "String should", "Decimal input", "valid decimal",
+                 "Value error", "pydantic", "Tuple should", "instance of", "dict object",
+                 "could not find expected", "that cannot start any token", "MarkedYAMLError")
+
+
+def test_every_campaign_problem_is_one_line_in_the_marketers_words(tmp_path):
+    project = make_project(tmp_path)
+    for broken in CAMPAIGNS:
+        shutil.copy(broken, project / "campaigns" / broken.name)
+    result = invoke(project, "validate")
+    assert result.exit_code == 1
+    problems = [line for line in result.output.splitlines() if line.startswith(str(project))]
+    assert len(problems) >= len(CAMPAIGNS)
+    for line in result.output.splitlines():
+        assert not any(word in line for word in LIBRARY_WORDS), line
+    for broken in CAMPAIGNS:
+        assert sum(line.startswith(f"{project / 'campaigns' / broken.name}:")
+                   for line in problems) >= 1, broken.name
+
+
 TEMPLATES = sorted((CORPUS / "templates").glob("*.html"))
 
 
@@ -239,7 +261,7 @@ def test_every_problem_is_listed_not_only_the_first(tmp_path):
         shutil.copy(CORPUS / "campaigns" / name, project / "campaigns" / name)
     result = invoke(project, "validate")
     assert result.exit_code == 1
-    assert "3 problem(s) found" in result.output
+    assert "3 problems found" in result.output
 
 
 def test_templates_of_good_campaigns_are_checked_beside_a_broken_file(tmp_path):

@@ -27,17 +27,44 @@ def test_parse_reads_a_shops_amounts(text, cents):
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("12,50", '"12,50" is not an amount; write it like 1234.50'),  # a decimal comma
+    ("12,50", '"12,50" has a decimal comma; write 12.50'),
     ("1,234", '"1,234" is ambiguous (a thousands or a decimal comma?); write it like 1234.00'),
     ("-3", '"-3" is not an amount; write it like 1234.50'),
     ("12.345", '"12.345" is not an amount'),
-    ("€12", '"€12" is not an amount'),
+    ("€12", '"€12" is not an amount; write it without the currency sign, like 12'),
     ("1 234.50", '"1 234.50" is not an amount'),
 ])
 def test_parse_refuses_what_it_cannot_read_and_says_how_to_write_it(text, says):
     with pytest.raises(AmountError) as caught:
         money.parse(text)
     assert str(caught.value).startswith(says)
+
+
+@pytest.mark.parametrize(("text", "cents"), [
+    ("12,50", 1250), ("1.234,50", 123450), ("1 234,50", 123450), (f"1{NNBSP}234,50", 123450),
+    (f"1{NBSP}234,5", 123450), ("12", 1200), ("0,05", 5), ("1.234", 123400),
+])
+def test_parse_reads_a_decimal_comma_when_told(text, cents):
+    assert money.parse(text, decimal_comma=True) == cents
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("12.50", '"12.50" has a decimal point, not a decimal comma'),
+    ("1,234", '"1,234" has more than two decimals'),
+    ("12,5x", '"12,5x" is not an amount; write it like 1234,50'),
+])
+def test_parse_with_a_decimal_comma_refuses_and_says_how(text, says):
+    with pytest.raises(AmountError) as caught:
+        money.parse(text, decimal_comma=True)
+    assert str(caught.value).startswith(says)
+
+
+@pytest.mark.parametrize(("text", "style"), [
+    ("12,50", "comma"), ("1.234,50", "comma"), ("1 234,5", "comma"), ("12.50", "point"),
+    ("1,234.50", "point"), ("12", None), ("1,234", None), ("1.234", None), ("x", None),
+])
+def test_the_decimal_mark_an_amount_shows(text, style):
+    assert money.decimal_mark(text) == style
 
 
 @pytest.mark.parametrize(("amount", "cents"), [

@@ -292,9 +292,10 @@ GOOD_ORDER = "O-1,C1,2025-10-07,10.00,paid\n"
     ("orders", ORDERS_HEAD + GOOD_ORDER + "O-2,C1,2025-10-08,\"12,5x\",paid\n",
      3, "total", '"12,5x" is not an amount; write it like 1234.50'),
     ("orders", ORDERS_HEAD + GOOD_ORDER + "O-2,C1,2025-10-08,\"12,50\",paid\n",
-     3, "total", '"12,50" is not an amount'),
-    ("orders", ORDERS_HEAD + GOOD_ORDER + "O-2,C1,2025-10-08,\"1,250\",paid\n",
-     3, "total", "ambiguous"),
+     3, "total", "\"12,50\" has a decimal comma, but row 2 (column 'total') has a decimal "
+     "point: the file mixes both"),
+    ("orders", ORDERS_HEAD + "O-2,C1,2025-10-08,\"1,250\",paid\n" + GOOD_ORDER,
+     2, "total", "ambiguous"),
     ("orders", ORDERS_HEAD + GOOD_ORDER + "O-2,C1,2025-10-08,10.00,shipped-ish\n",
      3, "status", '"shipped-ish" is not an order status; write one of '),
     ("orders", ORDERS_HEAD + GOOD_ORDER + "O-2,C404,2025-10-08,10.00,paid\n",
@@ -437,9 +438,50 @@ def test_progress_bar_goes_to_stderr_and_changes_nothing(engine, settings, tmp_p
     assert capsys.readouterr().out == ""
 
 
+PRODUCTS_COMMA = "sku;name;price;compare_at_price\nA;Mat;12,50;15,00\nB;Strap;1.234,00;\n"
+
+
+def test_a_decimal_comma_export_is_read_when_unambiguous_or_when_told(engine, settings,
+                                                                      tmp_path):
+    path = write(tmp_path, "products.csv", PRODUCTS_COMMA)
+    run(engine, settings, "products", path)
+    assert rows(engine, "SELECT sku, price_cents, compare_at_price_cents FROM products "
+                "ORDER BY sku") == [
+        {"sku": "A", "price_cents": 1250, "compare_at_price_cents": 1500},
+        {"sku": "B", "price_cents": 123400, "compare_at_price_cents": None}]
+    told = write(tmp_path, "told.csv", "sku;name;price\nC;Cup;1.234\nD;Mug;7\n")
+    importer.import_file(engine, settings, "products", told, now=NOW, decimal_comma=True)
+    assert one(engine, "SELECT price_cents FROM products WHERE sku = 'C'")["price_cents"] \
+        == 123400
+
+
+def test_a_file_told_decimal_comma_refuses_a_decimal_point_at_its_row(engine, settings,
+                                                                      tmp_path):
+    before = state(engine)
+    path = write(tmp_path, "products.csv", "sku;name;price\nA;Mat;12,50\nB;Strap;13.90\n")
+    with pytest.raises(CsvError) as caught:
+        importer.import_file(engine, settings, "products", path, now=NOW, decimal_comma=True)
+    assert str(caught.value).startswith(f"{path}: row 3: column 'price': \"13.90\" has a "
+                                        "decimal point, not a decimal comma")
+    assert state(engine) == before
+
+
+def test_a_mixed_file_is_refused_with_both_rows(engine, settings, tmp_path):
+    before = state(engine)
+    path = write(tmp_path, "products.csv",
+                 "sku,name,price,compare_at_price\nA,Mat,12.50,\nB,Strap,\"7,90\",\n")
+    with pytest.raises(CsvError) as caught:
+        run(engine, settings, "products", path)
+    assert str(caught.value) == (
+        f"{path}: row 3: column 'price': \"7,90\" has a decimal comma, but row 2 (column "
+        "'price') has a decimal point: the file mixes both; export it again with one of them")
+    assert state(engine) == before
+
+
 def test_summary_wording():
     assert importer.ImportResult(1200, 1180, 20, 0).summary() == \
-        "1200 rows: 1180 new, 20 updated, 0 unchanged"
+        "1,200 rows: 1,180 new, 20 updated, 0 unchanged"
+    assert importer.ImportResult(1, 1, 0, 0).summary() == "1 row: 1 new, 0 updated, 0 unchanged"
 
 
 # --- names on one line: normalised and counted, never a refused file -------------------------
@@ -476,7 +518,7 @@ def test_a_clean_reimport_of_normalised_names_changes_nothing(engine, settings, 
                                          "C1,ann@example.com,Ann Marie\n")
 
     assert run(engine, settings, "customers", clean).summary() == \
-        "1 rows: 0 new, 0 updated, 1 unchanged"
+        "1 row: 0 new, 0 updated, 1 unchanged"
 
 
 def test_product_names_from_a_shopify_export_are_normalised_too(engine, settings, tmp_path):

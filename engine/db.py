@@ -11,12 +11,14 @@ command).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from engine import migrate, tables
-from engine.errors import ConfigError
+from engine.errors import ConfigError, NotFound
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -29,12 +31,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def connect(url: str, *, check_revision: bool = True) -> Engine:
+def connect(url: str, *, check_revision: bool = True, create: bool = True) -> Engine:
     """A new engine for ``url``, which the caller holds and disposes.
 
     With ``check_revision`` (every command but ``retain db``), the database must be at the
     code's schema revision: an empty one is made there, any other is refused with the fix
     (``SchemaError``). Without it, only whether the database can be opened is checked.
+    Without ``create`` (every command but ``retain import`` and ``retain demo``), a SQLite file
+    that does not exist, or a database without retain's tables, is refused (``NotFound``, with
+    how to point at the right one) instead of being made: reading an empty database would
+    report zeros as if they were the shop's.
     """
     try:
         engine = create_engine(url)
@@ -42,8 +48,14 @@ def connect(url: str, *, check_revision: bool = True) -> Engine:
         raise ConfigError(f'cannot use the database URL "{redact(url)}": {exc}. '
                           'Use sqlite:///path/to/file.db or postgresql+psycopg://...') from None
     if engine.dialect.name == "sqlite":
+        file = sqlite_file(engine)
+        if not create and file is not None and not file.exists():
+            engine.dispose()
+            raise NotFound(missing(url, file))
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
+        if not create and migrate.status(engine).state is migrate.State.empty:
+            raise NotFound(missing(url, sqlite_file(engine)))
         if check_revision:
             migrate.ready(engine)
         else:
@@ -55,6 +67,36 @@ def connect(url: str, *, check_revision: bool = True) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database; None for PostgreSQL and in-memory databases."""
+    name = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name).resolve()
+
+
+def missing(url: str, file: Path | None) -> str:
+    """The one sentence for a database that is not there (or holds no retain tables): where it
+    was looked for, how to point at the right one, and how to make one. Other databases in the
+    same folder (``make demo`` writes demo.db) are named with the ``--db`` that opens them."""
+    if file is not None and file.exists():
+        head = f"{file} has no retain data yet"
+    else:
+        head = f"no database at {file or redact(url)}"
+    hint = ""
+    if file is not None:
+        here = Path.cwd().resolve()
+        others = sorted(p for p in file.parent.glob("*.db") if p != file and p.stat().st_size)
+        if others:
+            shown = [str(p.relative_to(here)) if p.is_relative_to(here) else str(p)
+                     for p in others[:3]]
+            hint = " (" + ", ".join(f"--db sqlite:///{name}" for name in shown) + \
+                " would open " + ("it" if len(shown) == 1 else "one of them") + ")"
+    return (f"{head}: point at the shop's database with --db URL{hint}, RETAIN_DATABASE_URL or "
+            "database.url in config.yaml, or make one with `retain import` (the shop's CSV "
+            "files) or `retain demo`")
 
 
 def create_schema(engine: Engine) -> None:

@@ -1,8 +1,10 @@
 """Money: amounts as integer cents, read from a shop's text and shown in the store's locale.
 
 Owns the one way to read an amount and the one way to show it:
-- ``parse``: a shop's amount text ("1234.50", "1,234.50") → integer cents; a decimal comma is
-  refused as ambiguous ("12,50" could be 12.50 or 1250), and so is an amount over MAX_CENTS;
+- ``parse``: a shop's amount text ("1234.50", "1,234.50") → integer cents; with
+  ``decimal_comma``, as French and German spreadsheets write it ("1.234,50", "1 234,50");
+  ``decimal_mark`` says which mark a text shows ("12,50": comma; "1,234": it cannot tell);
+  an amount over MAX_CENTS is refused; each refusal says what is wrong and how to write it;
 - ``cents``: an amount in currency units (a campaign's ``Decimal``) → cents, half up;
 - ``format``: cents → text in a currency and locale through Babel ("€20.00" in ``en_IE``,
   "20,00 €" in ``fr_FR``; Babel puts a no-break space there, so the amount never wraps);
@@ -20,6 +22,7 @@ the store's currency and locale).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -34,6 +37,12 @@ _AMOUNT = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?")
 # The largest amount the engine takes (10,000,000.00): money columns are INTEGER cents, 32 bits on
 # PostgreSQL (21,474,836.47 at most).
 MAX_CENTS = 1_000_000_000
+# Decimal comma: thousands grouped by a dot, a space or the no-break spaces spreadsheets write.
+_COMMA_AMOUNT = re.compile(r"(\d{1,3}(?:[. \u00a0\u202f]\d{3})+|\d+)(?:,(\d{1,2}))?")
+_NOT_DIGITS = re.compile(r"\D")
+# "€12", "12 €", "EUR 12": a currency sign (one character) or code (three capitals) beside it.
+_WITH_CURRENCY = re.compile(r"\s*([^\d\s.,-]|[A-Z]{3})?\s*(\d[\d., \u00a0\u202f]*)\s*"
+                            r"([^\d\s.,-]|[A-Z]{3})?\s*")
 
 
 class AmountError(ValueError):
@@ -41,8 +50,11 @@ class AmountError(ValueError):
 
 
 @lru_cache(maxsize=8192)  # a shop has a few thousand price points, repeated on every order
-def parse(text: str) -> int:
-    """'1234.50' or '1,234.50' → 123450. A decimal comma is refused: '1,234' could be either."""
+def parse(text: str, decimal_comma: bool = False) -> int:
+    """'1234.50' or '1,234.50' → 123450; with ``decimal_comma``, '1.234,50' or '1 234,50'.
+    Without it a lone comma is refused: '1,234' could be either."""
+    if decimal_comma:
+        return _parse_comma(text)
     whole, dot, fraction = text.partition(".")
     if whole.isdigit() and whole.isascii() and (
             not dot or len(fraction) <= 2 and fraction.isdigit() and fraction.isascii()):
@@ -52,7 +64,11 @@ def parse(text: str) -> int:
         return amount if len(whole) < 7 else _at_most_max(amount, text)
     match = _AMOUNT.fullmatch(text)
     if match is None:
-        raise AmountError(f'"{text}" is not an amount; write it like 1234.50')
+        comma = _COMMA_AMOUNT.fullmatch(text)
+        if comma is not None and comma[2] is not None:
+            whole = _NOT_DIGITS.sub("", comma[1])
+            raise AmountError(f'"{text}" has a decimal comma; write {whole}.{comma[2]}')
+        raise AmountError(_not_an_amount(text, "1234.50"))
     whole, fraction = match.groups()
     if fraction is None and "," in whole:
         raise AmountError(f'"{text}" is ambiguous (a thousands or a decimal comma?); '
@@ -66,6 +82,46 @@ def _at_most_max(amount: int, text: str) -> int:
         raise AmountError(f'"{text}" is more than {MAX_CENTS // 100:,}.00, the largest amount '
                           "the engine takes; check the column holds amounts")
     return amount
+
+
+def _parse_comma(text: str) -> int:
+    match = _COMMA_AMOUNT.fullmatch(text)
+    if match is None:
+        if decimal_mark(text) == "point":
+            whole, _, fraction = text.replace(",", "").partition(".")
+            raise AmountError(f'"{text}" has a decimal point, not a decimal comma; write '
+                              f"{whole},{fraction}")
+        if re.fullmatch(r"\d+,\d{3,}", text):
+            raise AmountError(f'"{text}" has more than two decimals; write at most two, '
+                              "like 1234,50")
+        raise AmountError(_not_an_amount(text, "1234,50"))
+    whole, fraction = match.groups()
+    return _at_most_max(int(_NOT_DIGITS.sub("", whole)) * 100 +
+                        int((fraction or "0").ljust(2, "0")), text)
+
+
+def decimal_mark(text: str) -> str | None:
+    """Which decimal mark ``text`` shows: "comma" ("12,50", "1.234,50"), "point" ("12.50",
+    "1,234.50"), or None when it shows none or could be either ("12", "1,234", "1.234")."""
+    match = _AMOUNT.fullmatch(text)
+    if match is not None and match[2] is not None:
+        return "point"
+    match = _COMMA_AMOUNT.fullmatch(text)
+    if match is not None and match[2] is not None:
+        return "comma"
+    return None
+
+
+def _not_an_amount(text: str, example: str) -> str:
+    """Why ``text`` is no amount: a currency sign or code beside it ("€12", "12 EUR"), or
+    anything else."""
+    match = _WITH_CURRENCY.fullmatch(text)
+    if match is not None and (match[1] or match[3]) and all(
+            not part or part.isupper() or unicodedata.category(part) == "Sc"
+            for part in (match[1], match[3])):
+        return (f'"{text}" is not an amount; write it without the currency sign, like '
+                f"{match[2].strip()}")
+    return f'"{text}" is not an amount; write it like {example}'
 
 
 def cents(amount: Decimal | int | float) -> int:

@@ -1,6 +1,6 @@
 """How many of a campaign's audience came to each outcome: one tally for plan, run and simulate.
 
-Owns ``Counts``: the planner fills it as it decides (in the segment, planned, held out,
+Owns ``Counts``: the planner fills it as it decides (eligible, planned, held out,
 suppressed, deferred, capped, skipped by reason, offers and their face value), a run's sender
 adds what the mail server said (sent, failed, bounced, unknown, suppressed at claim time), and
 ``retain plan``, ``retain run`` and ``retain simulate`` print it. Its words are the ledger's
@@ -27,7 +27,8 @@ COUNTED = (S.planned, S.held_out, S.suppressed, S.deferred, S.capped,
 class Counts:
     """One campaign's outcomes: a field per counted delivery status, skips by reason."""
     campaign_id: str
-    in_segment: int = 0          # customers the audience query returned
+    eligible: int = 0            # the audience query's customers: in the segment, and meeting
+                                 # the kind's own condition (kinds.KindRules.audience_rule)
     planned: int = 0             # deliveries written for sending ("recipients" in a plan)
     held_out: int = 0
     suppressed: int = 0

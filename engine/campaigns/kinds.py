@@ -70,6 +70,10 @@ class KindRules:
     def extra_where(self) -> list:
         return []
 
+    def audience_rule(self) -> str | None:
+        """``extra_where`` in English, as ``retain plan`` explains its counts; None: none."""
+        return None
+
     def prepare(self, ids: list[int]) -> None:
         """Per-batch lookups, one query each."""
 
@@ -94,6 +98,11 @@ class KindRules:
 class _Winback(KindRules):
     def extra_where(self) -> list:
         return [METRICS.c.dormancy.in_([s.tier for s in self.campaign.steps])]
+
+    def audience_rule(self) -> str:
+        tiers = [s.tier.replace("_", " ") for s in self.campaign.steps]
+        listed = tiers[0] if len(tiers) == 1 else f"{', '.join(tiers[:-1])} or {tiers[-1]}"
+        return f"dormant in a tier it has a step for: {listed}"
 
     def propose(self, row):
         step = self.campaign.step_for(str(row.dormancy))
@@ -179,6 +188,10 @@ class _SpendThreshold(KindRules):
     def extra_where(self):
         # Joined through WHERE: only customers whose period spend is near or over the threshold.
         return [self.spent.c.customer_id == CUSTOMERS.c.id, self.spent.c.spent >= self.floor]
+
+    def audience_rule(self) -> str:
+        return (f"spent at least {self.settings.store.money(self.floor)} in the period "
+                f"{self.period}")
 
     def propose(self, row):
         spent = row.period_spent or 0

@@ -29,7 +29,7 @@ from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
 from engine.config import Settings
 from engine.consent import preferences, suppressions
-from engine.shop import metrics
+from engine.shop import metrics, segments
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip, Suppression
 
 BATCH = 2000
@@ -62,7 +62,7 @@ class Candidate:
         return payload | {"flow": self.flow} if self.flow is not None else payload
 
     def count_in(self, counts: Counts, first: bool = True) -> None:
-        counts.in_segment += first  # a customer's second occasion in one plan: same customer
+        counts.eligible += first  # a customer's second occasion in one plan: same customer
         if self.skip is not None:
             counts.skip(self.skip)
             return
@@ -264,12 +264,16 @@ def _history(engine: Engine, campaign: cm.Campaign, ids: list[int]) -> dict[int,
 
 @dataclass(frozen=True)
 class CampaignPlan:
-    """``retain plan`` for one campaign: its counts, a sample of who would get what, and the
-    skus its file names that the catalogue does not have."""
+    """``retain plan`` for one campaign: how many customers its segment matches (the number
+    ``retain segment`` gives), how many of them the kind's own condition keeps (``rule``, in
+    English; None when the kind adds none), its counts, a sample of who would get what, and
+    the skus its file names that the catalogue does not have."""
     campaign: cm.Campaign
     counts: Counts
     sample: list[dict[str, Any]]
     warnings: list[str]
+    in_segment: int = 0
+    rule: str | None = None
 
     def segment(self) -> str:
         return self.campaign.segment.explain() if self.campaign.segment is not None \
@@ -282,7 +286,8 @@ class CampaignPlan:
         c, budget = self.campaign, self.campaign.budget
         return {
             "id": c.id, "kind": c.kind, "enabled": c.enabled, "segment": self.segment(),
-            "in_segment": self.counts.in_segment, **self.counts.plan_dict(),
+            "in_segment": self.in_segment, "eligible": self.counts.eligible,
+            **self.counts.plan_dict(),
             "offers": self.counts.offers, "offer_value": self.offer_value(),
             "budget": {"max_offers": budget.max_offers,
                        "max_value": str(budget.max_value) if budget.max_value is not None
@@ -304,6 +309,8 @@ def summarize(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now
                     examples.append({"customer": c.customer_id, "occasion": c.occasion,
                                      "products": list(c.products),
                                      "offer": c.offer.as_dict() if c.offer else None})
-        result.append(CampaignPlan(campaign, counts, examples,
-                                   offers.catalogue_warnings(engine, campaign)))
+        result.append(CampaignPlan(
+            campaign, counts, examples, offers.catalogue_warnings(engine, campaign),
+            segments.count(engine, campaign.segment, now),
+            kinds.for_campaign(engine, settings, campaign, now).audience_rule()))
     return result

@@ -13,6 +13,7 @@ places that read the wall clock: everything below takes ``now``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,8 +23,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from engine import config as config_module
+from engine import display
 from engine.errors import Invalid, RetainError
 
 if TYPE_CHECKING:
@@ -34,12 +38,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: typer's rich panels print "<bool>" beside every flag (--open <bool>).
+    rich_markup_mode=None,
 )
 customers_app = typer.Typer(help="Look at customers and their metrics.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 
-# Piped output (CI logs, `make demo | tee`) gets wide tables instead of rich's 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 160
+# Piped output (CI logs, `make demo | tee`) gets wide tables instead of rich's 80 columns,
+# unless COLUMNS says how wide.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
@@ -73,7 +80,8 @@ def user_errors(func: F) -> F:
         except Invalid as exc:
             for problem in exc.problems:
                 err.print(str(problem), markup=False)
-            err.print(f"error: {len(exc.problems)} problem(s) found", markup=False)
+            err.print(f"error: {display.count(len(exc.problems), 'problem')} found",
+                      markup=False)
             raise typer.Exit(1) from None
         except RetainError as exc:
             err.print(f"error: {exc}", markup=False)
@@ -86,14 +94,46 @@ def settings() -> config_module.Settings:
     return config_module.load(state.config_path, state.database_url)
 
 
-def engine_for(cfg: config_module.Settings, *, check_revision: bool = True) -> Engine:
+def engine_for(cfg: config_module.Settings, *, check_revision: bool = True,
+               create: bool = False) -> Engine:
     """The command's database engine, opened on first use. Its schema must be at the code's
-    revision (an empty database is made there); ``retain db`` passes ``check_revision=False``."""
+    revision; ``retain db`` passes ``check_revision=False``. A database that does not exist is
+    refused with how to point at the right one: only ``import`` and ``demo`` pass ``create``."""
     if state.engine is None:
         from engine import db
 
-        state.engine = db.connect(cfg.database.url, check_revision=check_revision)
+        state.engine = db.connect(cfg.database.url, check_revision=check_revision,
+                                  create=create)
     return state.engine
+
+
+def invocation() -> str:
+    """How to run retain again from a fresh shell in this folder: the program (its path when it
+    lives in a virtualenv a new shell has not activated), and this command's ``--config`` and
+    ``--db`` when a new shell would not find them by itself."""
+    import os
+    import shlex
+    import shutil
+
+    program = "retain"
+    script = Path(sys.argv[0])
+    if script.name.startswith("retain") and script.exists():
+        venv = os.environ.get("VIRTUAL_ENV")
+        path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
+                if not venv or Path(p).resolve() != (Path(venv) / "bin").resolve()]
+        found = shutil.which("retain", path=os.pathsep.join(path))
+        if found is None or Path(found).resolve() != script.resolve():
+            here = Path.cwd().resolve()
+            full = script.resolve()
+            program = str(full.relative_to(here)) if full.is_relative_to(here) else str(full)
+    words = [program]
+    config = state.config_path or os.environ.get("RETAIN_CONFIG")
+    if config and Path(config).resolve() != Path(config_module.DEFAULT_CONFIG).resolve():
+        words += ["--config", str(config)]
+    url = state.database_url or os.environ.get("RETAIN_DATABASE_URL")
+    if url:
+        words += ["--db", url]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def transport_for(cfg: config_module.Settings):
@@ -125,13 +165,53 @@ def as_of_moment(value: str | None, cfg: config_module.Settings) -> datetime:
     return moment
 
 
+def table(*columns: str, title: str | None = None, ids: tuple[str, ...] = ()) -> Table:
+    """A table whose ``ids`` columns never wrap and whose other cells wrap at words and fold a
+    word too long for the column: nothing is ever cut short with "…". Print it with ``show``."""
+    grid = Table(title=title, title_justify="left")
+    for name in columns:
+        grid.add_column(name, no_wrap=name in ids, overflow="fold")
+    return grid
+
+
+def show(grid: Table, console: Console | None = None) -> None:
+    """Print ``grid``; when even its narrowest layout (whole ids, words unbroken) is wider than
+    the terminal, print each row as a block of "column  value" lines instead."""
+    console = console or out
+    # Measured as if the screen were endless: rich clamps a measurement to the width it gets.
+    natural = Measurement.get(console, console.options.update_width(100_000), grid)
+    if natural.minimum <= console.width:
+        console.print(grid)
+        return
+    if grid.title:
+        console.print(grid.title, markup=False)
+    cells = [list(column.cells) for column in grid.columns]
+    for row in range(grid.row_count):
+        record = Table.grid(padding=(0, 2))
+        record.add_column(no_wrap=True, style="bold")
+        record.add_column(overflow="fold")
+        for column, values in zip(grid.columns, cells, strict=True):
+            record.add_row(str(column.header), values[row])
+        console.print(record)
+        if row < grid.row_count - 1:
+            console.print()
+
+
+def warn(message: str) -> None:
+    """A warning a command goes on after, on stderr."""
+    err.print(f"warning: {message}", markup=False)
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    """JSON on stdout; times in it are ISO 8601 in UTC (display.jsonable)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=display.jsonable, ensure_ascii=False)
+                     + "\n")
 
 
 def skipped_cell(counts) -> str:
-    """A campaign's skips by reason, for a table cell: "cooldown 2, no_consent 5" or "-"."""
-    return ", ".join(f"{k} {v}" for k, v in counts.skipped_sorted().items()) or "-"
+    """A campaign's skips by reason, for a table cell: "cooldown 2, no consent 5" or "-"."""
+    return ", ".join(f"{display.words(k)} {v:,}" for k, v in counts.skipped_sorted().items()) \
+        or display.MISSING
 
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Date (end of day) or datetime.")]

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+
+from engine import display, money
 
 from . import (
     CUSTOMER_HELP,
@@ -24,8 +25,12 @@ from . import (
     out,
     print_json,
     settings,
+    show,
     skipped_cell,
+    table,
+    transport_for,
     user_errors,
+    warn,
 )
 
 
@@ -37,8 +42,8 @@ def validate_command() -> None:
 
     cfg = settings()
     found = validate.check(cfg)
-    out.print(f"ok: config.yaml and {len(found)} campaigns are valid "
-              f"({', '.join(c.id for c in found)})")
+    out.print(f"ok: config.yaml and {display.count(len(found), 'campaign')} are valid "
+              f"({', '.join(c.id for c in found)})", markup=False)
 
 
 @app.command("plan")
@@ -50,24 +55,22 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
-    chosen = validate.load(cfg, campaigns)
+    chosen = validate.load(cfg, campaigns, warn=warn)
     result = planner.summarize(engine_for(cfg), cfg, chosen, now, sample=sample)
     if as_json:
-        print_json({"as_of": now.isoformat(), "campaigns": [p.as_dict() for p in result]})
+        print_json({"as_of": now, "campaigns": [p.as_dict() for p in result]})
         return
-    table = Table("campaign", "kind", "in segment", "recipients", "held out", "suppressed",
-                  "skipped", "offers", "offer value", "budget",
-                  title=f"Plan as of {now:%Y-%m-%d %H:%M %Z}")
+    grid = table("campaign", "in segment", "eligible", "recipients", "held out", "suppressed",
+                 "offers", "offer value", ids=("campaign",),
+                 title=f"Plan as of {display.moment(now, cfg.store.zone)}")
     for p in result:
-        c, budget = p.counts, p.campaign.budget
-        limit = " / ".join(x for x in (budget.max_offers and f"{budget.max_offers} offers",
-                                       budget.max_value and f"{budget.max_value}") if x)
-        table.add_row(p.campaign.id, p.campaign.kind, str(c.in_segment), str(c.planned),
-                      str(c.held_out), str(c.suppressed), skipped_cell(c), str(c.offers),
-                      p.offer_value(), limit or "-")
-    out.print(table)
+        c = p.counts
+        grid.add_row(p.campaign.id, f"{p.in_segment:,}", f"{c.eligible:,}", f"{c.planned:,}",
+                     f"{c.held_out:,}", f"{c.suppressed:,}", f"{c.offers:,}",
+                     str(cfg.store.money(c.offer_value_cents)))
+    show(grid)
     for p in result:
-        out.print(f"[bold]{p.campaign.id}[/bold]: {p.segment()}", markup=True)
+        out.print(plan_sentence(p, cfg), markup=False)
         for warning in p.warnings:
             err.print(f"warning: {p.campaign.id}: {warning}", markup=False)
         for example in p.sample:
@@ -75,6 +78,26 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
             what = ", ".join(example["products"]) or offer.get("kind", "")
             out.print(f"  customer {example['customer']}: {example['occasion']} {what}",
                       markup=False)
+
+
+def plan_sentence(p, cfg) -> str:
+    """What each number of a campaign's plan counts, in one sentence."""
+    c, campaign = p.counts, p.campaign
+    segment = p.segment().removeprefix("customers ")
+    parts = [f"{campaign.id}: {display.count(p.in_segment, 'customer')} in the segment "
+             f"({segment})"]
+    if p.rule:
+        parts.append(f"{c.eligible:,} eligible ({p.rule})")
+    parts.append(display.count(c.planned, "recipient"))
+    if c.skipped:
+        parts.append("skipped: " + skipped_cell(c))
+    budget = campaign.budget
+    limits = [x for x in (budget.max_offers and display.count(budget.max_offers, "offer"),
+                          budget.max_value is not None and
+                          str(cfg.store.money(money.cents(budget.max_value)))) if x]
+    if limits:
+        parts.append("budget " + " and ".join(limits))
+    return "; ".join(parts)
 
 
 PreviewFormat = StrEnum("PreviewFormat", ["html", "text", "eml"])
@@ -89,17 +112,31 @@ def preview_command(
     format: Annotated[PreviewFormat, typer.Option("--format")] = PreviewFormat.html,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open in the browser.")] = False,
+    send_to: Annotated[str | None, typer.Option(
+        "--send-to", help="Send it to this address, subject marked [TEST], outside the ledger.")
+    ] = None,
 ) -> None:
-    """The real email for a real customer. Example: retain preview winback --customer 42 --open"""
+    """The real email for a real customer. Example: retain preview winback --customer 42 --open
+
+    Example: retain preview winback --customer 42 --send-to me@my-shop.example
+    """
     from engine.campaigns import validate
     from engine.views import preview
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
-    chosen = validate.load(cfg, [campaign])[0]
-    result = preview.build(engine_for(cfg), cfg, chosen, customer, now)
+    chosen = validate.load(cfg, [campaign], warn=warn)[0]
+    result = preview.build(engine_for(cfg), cfg, chosen, customer, now, send_to=send_to)
     if result.warning:
         err.print(f"warning: customer {result.customer_id} {result.warning}", markup=False)
+    if send_to:
+        transport = transport_for(cfg)
+        try:
+            said = preview.send(cfg, result, transport)
+        finally:
+            transport.close()
+        out.print(f"sent “{result.subject}” to {send_to} ({said})", markup=False)
+        return
     body = {"html": result.html.encode(), "text": result.text.encode(), "eml": result.eml}[format]
     if open_browser and out_file is None:
         import tempfile
@@ -112,8 +149,6 @@ def preview_command(
             webbrowser.open(out_file.resolve().as_uri())
         return
     sys.stdout.write(body.decode("utf-8", errors="replace"))
-
-
 
 
 @app.command("why")
@@ -130,20 +165,20 @@ def why_command(
 
     cfg = settings()
     now = as_of_moment(as_of, cfg)
-    chosen = validate.load(cfg, [campaign] if campaign else None)
+    chosen = validate.load(cfg, [campaign] if campaign else None, warn=warn)
     customer_id, answers = explain.explain(engine_for(cfg), cfg, chosen, customer, now)
     if as_json:
-        print_json({"customer": customer_id, "as_of": now.isoformat(),
+        print_json({"customer": customer_id, "as_of": now,
                     "campaigns": [a.as_dict() for a in answers]})
         return
     if any(a.why == explain.Why.stale_data for a in answers):
         err.print("campaigns wait: the shop's data is stale (retain status says why)",
                   markup=False)
-    table = Table("campaign", "priority", "answer", "because",
-                  title=f"Customer {customer_id} as of {now:%Y-%m-%d %H:%M %Z}")
+    grid = table("campaign", "priority", "answer", "because", ids=("campaign",),
+                 title=f"Customer {customer_id} as of {display.moment(now, cfg.store.zone)}")
     for a in answers:
-        table.add_row(a.campaign, str(a.priority), a.why.value.replace("_", " "), a.detail)
-    out.print(table)
+        grid.add_row(a.campaign, str(a.priority), display.words(a.why), a.detail)
+    show(grid)
 
 
 @app.command("simulate")
@@ -170,13 +205,18 @@ def simulate_command(
     if as_json:
         print_json(result.as_dict())
         return
-    table = Table("day", "campaign", "tick", "recipients", "held out", "deferred", "capped",
-                  "sample (customer: occasion)",
-                  title=f"Simulated {len(result.ticks)} ticks, {start} to {end}: nothing sent")
+    zone = cfg.store.zone
+    grid = table("day", "time", "campaign", "recipients", "held out", "deferred", "capped",
+                 "sample (customer: occasion)", ids=("campaign", "day"),
+                 title=f"What would be sent from {display.moment(first, zone)} to "
+                       f"{display.moment(last, zone)}: {display.count(len(result.ticks), 'tick')}"
+                       " of the schedule, replayed on a copy of the database (no email leaves, "
+                       "nothing is written)")
     for day, ticks in result.days():
         for tick in ticks:
             c = tick.counts
             shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in tick.sample[:3])
-            table.add_row(day, tick.campaign_id, f"{tick.at:%H:%M}", str(c.planned),
-                          str(c.held_out), str(c.deferred), str(c.capped), shown)
-    out.print(table)
+            grid.add_row(day, f"{tick.at:%H:%M %Z}", tick.campaign_id, f"{c.planned:,}",
+                         f"{c.held_out:,}", f"{c.deferred:,}", f"{c.capped:,}",
+                         shown or display.MISSING)
+    show(grid)

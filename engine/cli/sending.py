@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from engine import display
 from engine.errors import RetainError
 
 from . import (
@@ -25,7 +25,9 @@ from . import (
     out,
     print_json,
     settings,
+    show,
     skipped_cell,
+    table,
     transport_for,
     user_errors,
 )
@@ -85,14 +87,14 @@ def run_command(campaigns: CampaignIds = None, as_of: AsOf = None,
 
 
 def print_run_report(report) -> None:
-    table = Table("campaign", "planned", "sent", "failed", "bounced", "suppressed", "held out",
-                  "deferred", "capped", "unknown", "skipped",
-                  title="Dry run (nothing written)" if report.dry_run else "Run")
+    grid = table("campaign", "planned", "sent", "failed", "bounced", "suppressed", "held out",
+                 "deferred", "capped", "unknown", "skipped", ids=("campaign",),
+                 title="Dry run (nothing written)" if report.dry_run else "Run")
     for c in report.campaigns.values():
-        table.add_row(c.campaign_id, str(c.planned), str(c.sent), str(c.failed), str(c.bounced),
-                      str(c.suppressed), str(c.held_out), str(c.deferred), str(c.capped),
-                      str(c.unknown), skipped_cell(c))
-    out.print(table)
+        grid.add_row(c.campaign_id, *(f"{n:,}" for n in (
+            c.planned, c.sent, c.failed, c.bounced, c.suppressed, c.held_out, c.deferred,
+            c.capped, c.unknown)), skipped_cell(c))
+    show(grid)
     if report.recovered_unknown:
         out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "
                   "(the server may have them); resend on purpose with: retain retry --unknown")
@@ -166,12 +168,13 @@ def deliveries_command(
     if as_json:
         print_json({"deliveries": rows})
         return
-    table = Table("id", "campaign", "customer", "occasion", "status", "attempts", "sent_at",
-                  "reason")
+    grid = table("id", "campaign", "customer", "occasion", "status", "attempts", "sent",
+                 "reason", ids=("id", "campaign", "customer"))
     for r in rows:
-        table.add_row(str(r["id"]), r["campaign"], str(r["customer"]), r["occasion"],
-                      r["status"], str(r["attempts"]), r["sent_at"] or "-", r["reason"] or "")
-    out.print(table)
+        grid.add_row(str(r["id"]), r["campaign"], str(r["customer"]), r["occasion"],
+                     r["status"], str(r["attempts"]), display.moment(r["sent_at"], cfg.store.zone),
+                     r["reason"] or "")
+    show(grid)
 
 
 @app.command("retry")
@@ -210,20 +213,78 @@ def unsubscribe_command(
     out.print("unsubscribed: no marketing email will be sent to this address")
 
 
-suppress_app = typer.Typer(help="The suppression list.", no_args_is_help=True)
+suppressions_app = typer.Typer(help="The suppression list: see it, add to it, lift one.",
+                               no_args_is_help=True)
+app.add_typer(suppressions_app, name="suppressions")
+# The group's older name, kept for scripts that use `retain suppress import`.
+suppress_app = typer.Typer(help="Older name of `retain suppressions`.", no_args_is_help=True,
+                           hidden=True)
 app.add_typer(suppress_app, name="suppress")
 
 
+@suppressions_app.command("import")
 @suppress_app.command("import")
 @user_errors
 def suppress_import(file: Annotated[Path, typer.Argument(help="CSV or list of addresses.")]
                     ) -> None:
-    """Suppress every address in a file. Example: retain suppress import blocklist.csv"""
+    """Suppress every address in a file. Example: retain suppressions import blocklist.csv"""
     from engine.consent import suppressions
 
     cfg = settings()
     read, added = suppressions.import_file(engine_for(cfg), file, datetime.now(UTC))
-    out.print(f"{file}: {read} addresses, {added} newly suppressed")
+    out.print(f"{file}: {display.count(read, 'address', 'addresses')}, {added:,} newly "
+              "suppressed", markup=False)
+
+
+@suppressions_app.command("list")
+@user_errors
+def suppressions_list(
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Only this reason: unsubscribed, bounced, complained, imported, "
+        "manual.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many, newest first.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Who is suppressed, why, how and since when (customers by id, other addresses masked).
+
+    Example: retain suppressions list --reason unsubscribed
+    """
+    from engine.consent import suppressions
+
+    cfg = settings()
+    found = suppressions.listing(engine_for(cfg), reason, limit)
+    if as_json:
+        print_json({"suppressions": [entry.as_dict() for entry in found]})
+        return
+    grid = table("customer", "address", "suppressed", ids=("customer",),
+                 title=f"{display.count(len(found), 'suppressed address', 'suppressed addresses')}"
+                       " (`retain suppressions remove CUSTOMER` lifts one)")
+    for entry in found:
+        grid.add_row(display.blank(entry.customer), entry.address,
+                     entry.describe(cfg.store.zone))
+    show(grid)
+
+
+@suppressions_app.command("remove")
+@user_errors
+def suppressions_remove(
+    who: Annotated[str, typer.Argument(help="Customer id, external id or email; or an address.")],
+) -> None:
+    """Lift a suppression; a withdrawn consent stays withdrawn.
+
+    Example: retain suppressions remove 42
+    """
+    from engine.consent import suppressions
+    from engine.shop import metrics
+
+    cfg = settings()
+    engine = engine_for(cfg)
+    entry = suppressions.remove(engine, who if "@" in who else metrics.customer_id(engine, who))
+    whose = f"customer {entry.customer}" if entry.customer else entry.address
+    out.print(f"{whose} is no longer suppressed (was: {entry.describe(cfg.store.zone)}); "
+              "their marketing consent stays as it is (an unsubscribe withdrew it: only the "
+              "customer, or an import saying they accept marketing, gives it back)",
+              markup=False)
 
 
 @app.command("bounces")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from engine import display
 from engine.errors import RetainError
 
 from . import (
@@ -20,6 +20,8 @@ from . import (
     out,
     print_json,
     settings,
+    show,
+    table,
     transport_for,
     user_errors,
 )
@@ -58,7 +60,8 @@ def scheduler_command(
         service.stop()
         raise RetainError(
             f"another scheduler leads ({holder.holder if holder else '?'}, lease until "
-            f"{holder.expires_at:%Y-%m-%d %H:%M:%S %Z}); only one may run on a database. "
+            f"{display.moment(holder.expires_at, cfg.store.zone) if holder else '?'}); only one "
+            "may run on a database. "
             "Stop it first, or start this one with --standby to take over when it stops")
     service.install_signals()
     err.print(f"scheduler {'leading' if service.leading else 'on standby'}; "
@@ -109,24 +112,30 @@ def status_command(as_json: AsJson = False) -> None:
     if as_json:
         print_json(data)
         return
+    zone = cfg.store.zone
     lead = data["leader"]
-    out.print(f"leader: {lead['holder']} (lease until {lead['expires_at']})" if lead
-              else "leader: none (no scheduler running)", markup=False)
-    table = Table("campaign", "enabled", "schedule", "next run", "last fired", "paused")
+    out.print(f"leader: {lead['holder']} (lease until {display.moment(lead['expires_at'], zone)})"
+              if lead else "leader: none (no scheduler running)", markup=False)
+    grid = table("campaign", "enabled", "schedule", "next run", "last fired", "paused",
+                 ids=("campaign",))
     for c in data["campaigns"]:
-        table.add_row(c["id"], "yes" if c["enabled"] else "no", c["schedule"] or "-",
-                      c["next_run"] or "-", c["last_fire_at"] or "-", c["paused"] or "")
-    out.print(table)
+        grid.add_row(c["id"], display.yes_no(c["enabled"]), display.blank(c["schedule"]),
+                     display.moment(c["next_run"], zone), display.moment(c["last_fire_at"], zone),
+                     c["paused"] or "")
+    show(grid)
     last = data["last_run"]
     if last:
-        out.print(f"last run {last['id']} finished {last['finished_at']}: "
-                  f"{last['summary']}", markup=False)
+        done = ", ".join(f"{n:,} {display.words(status)}" for status, n in last["summary"].items())
+        out.print(f"last run {last['id']} finished {display.moment(last['finished_at'], zone)}: "
+                  f"{done or 'nothing to do'}", markup=False)
     if data["sources"]:
-        table = Table("source", "kind", "last data", "lag", "rows (last, total)", "last error")
+        grid = table("source", "kind", "last data", "lag", "rows (last, total)", "last error",
+                     ids=("source",))
         for s in data["sources"]:
-            table.add_row(s["name"], s["kind"], s["last_success"] or "never", s["lag"] or "-",
-                          f"{s['rows_applied']}, {s['rows_total']}", s["last_error"] or "")
-        out.print(table)
+            grid.add_row(s["name"], s["kind"], display.moment(s["last_success"], zone)
+                         if s["last_success"] else "never", s["lag"] or display.MISSING,
+                         f"{s['rows_applied']:,}, {s['rows_total']:,}", s["last_error"] or "")
+        show(grid)
     if data["stale"]:
         err.print(f"campaigns wait: {data['stale']}", markup=False)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+
+from engine import display, money
 
 from engine.errors import RetainError
 
@@ -21,10 +22,12 @@ from . import (
     as_of_moment,
     customers_app,
     engine_for,
+    invocation,
     out,
     print_json,
     settings,
-    state,
+    show,
+    table,
     user_errors,
 )
 
@@ -40,14 +43,18 @@ def import_command(
         help="customers, products, orders, fulfillments, reviews or checkouts.")],
     file: Annotated[Path, typer.Argument(help="CSV file: generic columns or a Shopify export.")],
     format: Annotated[ImportFormat, typer.Option("--format")] = ImportFormat.auto,
+    decimal_comma: Annotated[bool, typer.Option(
+        "--decimal-comma", help="Amounts are written 12,50 (French or German spreadsheets).")
+    ] = False,
 ) -> None:
     """Import shop data from CSV. Example: retain import orders orders_export.csv"""
     from engine.shop import importer
 
     cfg = settings()
-    result = importer.import_file(engine_for(cfg), cfg, kind.value, file, format.value,
-                                  progress=sys.stderr.isatty(), now=datetime.now(UTC))
-    out.print(f"{file}: {result.summary()}")
+    result = importer.import_file(engine_for(cfg, create=True), cfg, kind.value, file,
+                                  format.value, progress=sys.stderr.isatty(),
+                                  now=datetime.now(UTC), decimal_comma=decimal_comma)
+    out.print(f"{file}: {result.summary()}", markup=False)
 
 
 @app.command("sync")
@@ -100,14 +107,19 @@ def segment_command(
         print_json(result)
         return
     out.print(f"{segment.explain()}", markup=False)
-    out.print(f"[bold]{result['count']}[/bold] customers as of {now:%Y-%m-%d %H:%M %Z}")
+    out.print(f"{display.count(result['count'], 'customer')} match this segment as of "
+              f"{display.moment(now, cfg.store.zone)}: the segment's conditions alone. "
+              "`retain plan` counts, of these, the ones each campaign's kind selects, and who "
+              "would get an email now.", markup=False)
     if result["sample"]:
-        table = Table("id", "name", "orders", "spent", "recency", "dormancy", "tier", "lifecycle")
+        grid = table("id", "name", "orders", "spent", "days since last order", "dormancy",
+                     "tier", "lifecycle", ids=("id",))
         for row in result["sample"]:
-            table.add_row(str(row["customer_id"]), row["name"], str(row["orders"]),
-                          str(row["spent"]), str(row["recency_days"]), row["dormancy"],
-                          str(row["value_tier"] or "-"), row["lifecycle"])
-        out.print(table)
+            grid.add_row(str(row["customer_id"]), row["name"] or display.MISSING,
+                         f"{row['orders']:,}", str(cfg.store.money(money.parse(row["spent"]))),
+                         display.blank(row["recency_days"]), display.words(row["dormancy"]),
+                         display.blank(row["value_tier"]), display.words(row["lifecycle"]))
+        show(grid)
 
 
 @customers_app.command("show")
@@ -133,16 +145,35 @@ def customers_show(
     if as_json:
         print_json({**data, "deliveries": listed})
         return
-    table = Table("metric", "value", show_header=False)
+    grid = table("metric", "value", ids=("value",))
+    grid.show_header = False
     for key, value in data.items():
-        table.add_row(key, "-" if value is None else str(value))
-    out.print(table)
+        grid.add_row(display.words(key), readable(key, value, cfg))
+    show(grid)
     if listed:
-        sent = Table("delivery", "campaign", "status", "when", "coupon", "redemption",
-                     title="deliveries, coupons and redemptions", title_justify="left")
-        for row in history.lines(listed):
+        sent = table("delivery", "campaign", "status", "when", "coupon", "redemption",
+                     ids=("delivery",), title="deliveries, coupons and redemptions")
+        for row in history.lines(listed, cfg.store.zone):
             sent.add_row(*row)
-        out.print(sent)
+        show(sent)
+
+
+_AMOUNTS = frozenset({"spent", "avg_order_value"})
+_WORDS = frozenset({"dormancy", "lifecycle"})
+
+
+def readable(key: str, value, cfg) -> str:
+    """One of ``customers show``'s values as a person reads it: amounts in the store's currency,
+    times in its zone, yes or no."""
+    if value is None:
+        return display.MISSING
+    if isinstance(value, bool):
+        return display.yes_no(value)
+    if key.endswith("_at") and isinstance(value, str):
+        return display.moment(datetime.fromisoformat(value), cfg.store.zone)
+    if key in _AMOUNTS:
+        return str(cfg.store.money(money.parse(str(value))))
+    return display.words(value) if key in _WORDS else str(value)
 
 
 @customers_app.command("forget")
@@ -180,7 +211,7 @@ def demo_command(
     cfg = settings()
     now = as_of_moment(as_of, cfg)
     offset = now - datetime.now(UTC)
-    report = demo.run(engine_for(cfg), cfg, now, customers=customers, seed=seed,
+    report = demo.run(engine_for(cfg, create=True), cfg, now, customers=customers, seed=seed,
                       shop_only=shop_only, console=out, fresh=fresh,
                       clock=lambda: datetime.now(UTC) + offset)
     if report is None:
@@ -193,13 +224,13 @@ def demo_command(
     response.show(engine_for(cfg), cfg, now, out, seed=seed)
     from engine.views import reports
 
-    db_flag = f" --db {cfg.database.url}" if state.database_url else ""
+    again = invocation()
     out.print(f"Emails as received by the server: {cfg.folder('outbox')}/*.eml", markup=False)
     out.print("Look closer:", markup=False)
-    out.print(f"  retain{db_flag} deliveries --limit 20", markup=False)
+    out.print(f"  {again} deliveries --limit 20", markup=False)
     for row in reports.deliveries(engine_for(cfg), "winback", status="sent", limit=1):
-        out.print(f"  retain{db_flag} preview {row['campaign']} --customer {row['customer']} "
-                  "--open", markup=False)
-        out.print(f"  retain{db_flag} why {row['customer']}", markup=False)
-    out.print(f"  retain{db_flag} simulate --from {now:%Y-%m-%d} --to "
+        out.print(f"  {again} preview {row['campaign']} --customer {row['customer']} --open",
+                  markup=False)
+        out.print(f"  {again} why {row['customer']}", markup=False)
+    out.print(f"  {again} simulate --from {now:%Y-%m-%d} --to "
               f"{now + timedelta(days=6):%Y-%m-%d}", markup=False)

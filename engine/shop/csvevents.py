@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from engine.money import parse as cents
 from engine.shop.csvfile import BadCell, CsvFile, Row, currency, email, quantity
 
 if TYPE_CHECKING:
@@ -125,8 +124,8 @@ def _checkouts(source: CsvFile, context: Context) -> Iterator[dict[str, Any]]:
         checkout = {"_row": row.number, "external_id": external_id,
                     "created_at": row.value(names["created_at"], context.moment,
                                             need="the first row of a checkout carries its date"),
-                    "total_cents": row.value(names["total"], cents,
-                                             need="the first row of a checkout carries its total"),
+                    "total_cents": row.amount(names["total"],
+                                              need="the first row of a checkout carries its total"),
                     "currency": row.value(names["currency"], currency, default=context.currency),
                     "items": [] if has_items else None}
         if shopify:
@@ -153,4 +152,4 @@ def _add_item(checkout: dict[str, Any], row: Row, names: dict[str, str]) -> None
     sku = row.text(names["sku"])
     if sku or row.text(names["quantity"]):
         checkout["items"].append((sku, row.value(names["quantity"], quantity, default=1),
-                                  row.value(names["unit_price"], cents, default=0)))
+                                  row.amount(names["unit_price"], default=0)))

@@ -3,7 +3,8 @@
 Owns: opening a file (UTF-8 with or without BOM; the header picks comma, semicolon or tab),
 matching header names case-insensitively, streaming rows one at a time (padded to the header's
 width, blank lines passed over), and the cell parsers (quantities, dates in the store's zone,
-yes/no, email, tags, currency, time zone, status tables; amounts are read by money.parse). A
+yes/no, email, tags, currency, time zone, status tables; amounts are read by money.parse, with
+the file's decimal mark kept by ``Amounts``: a spreadsheet writes one mark throughout). A
 bad cell raises CsvError naming the file, the row (the header is row 1, as in a spreadsheet) and
 the column. Must not know what a column means for the shop (csvformats.py maps rows to records)
 nor touch the database.
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine import money
 from engine.errors import CsvError
 from engine.money import AmountError
 from engine.tables import OrderStatus
@@ -49,9 +51,10 @@ class BadCell(ValueError):
 class CsvFile:
     """One import file, read as a stream of rows; only one chunk of rows is ever in memory."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, decimal_comma: bool = False):
         self.path = Path(path)
         self.name = str(path)
+        self.amounts = Amounts(decimal_comma)
         self.rows_read = 0   # data rows handed out so far (the header not counted)
         self.skipped = 0     # rows the format says carry nothing to import (counted, reported)
         self.format = "generic"  # csvformats.choose_format settles it from the header
@@ -229,13 +232,17 @@ class Row:
     def fail(self, column: str, message: str) -> NoReturn:
         raise CsvError(message, self.source.name, self.number, self.source.spelling(column))
 
+    def amount(self, column: str, default: Any = None, need: str | None = None) -> Any:
+        """An amount in cents, read with the file's decimal mark (``Amounts``)."""
+        amounts = self.source.amounts
+        if amounts.mark is None:
+            amounts.settle(self._cell(column), self.number, self.source.spelling(column))
+        return self.value(column, amounts.parse, default, need)
+
     def value(self, column: str, parse: Callable[[str], T], default: Any = None,
               need: str | None = None) -> T:
         """Parse the cell; an empty cell gives ``default``, or fails when ``need`` says why."""
-        position = self.source.positions[column]  # rows() pads every row to the header's width
-        text = self.cells[position].strip() if position >= 0 else ""
-        if text[:1] == "'" and self.source.format == "shopify":
-            text = self.text(column)
+        text = self._cell(column)
         if not text:
             if need:
                 self.fail(column, f"is empty; {need}")
@@ -244,6 +251,56 @@ class Row:
             return parse(text)
         except (BadCell, AmountError) as exc:
             self.fail(column, str(exc))
+
+    def _cell(self, column: str) -> str:
+        position = self.source.positions[column]  # rows() pads every row to the header's width
+        text = self.cells[position].strip() if position >= 0 else ""
+        if text[:1] == "'" and self.source.format == "shopify":
+            text = self.text(column)
+        return text
+
+
+class Amounts:
+    """The decimal mark of one file's amounts. Told (``--decimal-comma``), or settled by the
+    first amount that shows one ("12,50": comma; "12.50": point; "12" and "1,234" show none);
+    an amount written with the other mark after that is refused with both rows, since a file
+    that mixes them cannot be read safely. Until a mark is settled, amounts read as 1234.50."""
+
+    def __init__(self, decimal_comma: bool = False):
+        self.told = decimal_comma
+        self.mark: str | None = "comma" if decimal_comma else None
+        self.where = ""  # "row 2 (column 'price')": where the mark was settled
+
+    def settle(self, text: str, row: int, column: str) -> None:
+        """Take the mark ``text`` shows, if any, as the file's (while none is settled)."""
+        if text and not text.isdigit() and (found := money.decimal_mark(text)) is not None:
+            self.mark, self.where = found, f"row {row} (column '{column}')"
+
+    def parse(self, text: str) -> int:
+        try:
+            return money.parse(text, self.mark == "comma")
+        except AmountError as exc:
+            raise BadCell(self._why(text, str(exc))) from None
+
+    def _why(self, text: str, said: str) -> str:
+        other = money.decimal_mark(text)
+        if self.told:
+            return f"{said} (the file is read with --decimal-comma)"
+        if self.mark is not None and other is not None and other != self.mark:
+            return (f'"{text}" has a decimal {other}, but {self.where} has a decimal '
+                    f"{self.mark}: the file mixes both; export it again with one of them")
+        if self.mark is None and _reads_with_comma(text):
+            return f"{said}; if the file writes amounts like 1.234,50, import it with " \
+                   "--decimal-comma"
+        return said
+
+
+def _reads_with_comma(text: str) -> bool:
+    try:
+        money.parse(text, decimal_comma=True)
+    except AmountError:
+        return False
+    return True
 
 
 class _Positions(dict):

@@ -21,7 +21,6 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from engine.errors import CsvError
-from engine.money import parse as cents
 from engine.shop import csvevents
 from engine.shop.csvfile import (
     CsvFile,
@@ -201,11 +200,11 @@ def _products(source: CsvFile, context: Context) -> Iterator[dict[str, Any]]:
             "_row": row.number,
             "sku": row.value("sku", str, need="every product needs its SKU"),
             "name": row.value("name", str, need="every product needs a name"),
-            "price_cents": row.value("price", cents, need="every product needs a price"),
+            "price_cents": row.amount("price", need="every product needs a price"),
             "created_at": row.value("created_at", when),
         }
         if source.has("compare_at_price"):
-            record["compare_at_price_cents"] = row.value("compare_at_price", cents)
+            record["compare_at_price_cents"] = row.amount("compare_at_price")
         for column in optional_text:
             record[column] = row.text(column)
         yield record
@@ -238,8 +237,8 @@ def _shopify_products(source: CsvFile, context: Context) -> Iterator[dict[str, A
             "sku": sku or "/".join([handle, *options]),
             "name": name,
             "category": product["category"],
-            "price_cents": row.value("Variant Price", cents, need="every variant needs a price"),
-            "compare_at_price_cents": row.value("Variant Compare At Price", cents),
+            "price_cents": row.amount("Variant Price", need="every variant needs a price"),
+            "compare_at_price_cents": row.amount("Variant Compare At Price"),
             "url": product["url"],
             "image_url": row.text("Variant Image") or product["image_url"],
             "created_at": None,
@@ -297,7 +296,7 @@ def _generic_order(row: Row, external_id: str, context: Context) -> dict[str, An
         "_row": row.number, "external_id": external_id, "customer_key": customer_key,
         "created_at": created_at, "local_date": created_at.astimezone(context.zone).date(),
         "status": row.value("status", generic_status, default=OrderStatus.paid),
-        "total_cents": row.value("total", cents, need="every order needs its total"),
+        "total_cents": row.amount("total", need="every order needs its total"),
         "currency": row.value("currency", currency, default=context.currency),
         "discount_code": row.text("discount_code") or None,
         "items": [] if source.has("sku") else None,
@@ -311,9 +310,9 @@ def _shopify_order(row: Row, external_id: str, context: Context) -> dict[str, An
     financial = row.text("Financial Status").lower()
     status = row.value("Financial Status", shopify_status,
                        need="the first row of an order carries its financial status")
-    total = row.value("Total", cents, need="the first row of an order carries its total")
+    total = row.amount("Total", need="the first row of an order carries its total")
     if financial == "partially_refunded":
-        refunded = row.value("Refunded Amount", cents, need="a partially refunded order needs "
+        refunded = row.amount("Refunded Amount", need="a partially refunded order needs "
                              "the refunded amount")
         if refunded > total:
             row.fail("Refunded Amount", "is more than the order's total")
@@ -347,4 +346,4 @@ def _add_item(order: dict[str, Any], row: Row, shopify: bool) -> None:
     # Shopify line items of products without a SKU are kept with an empty one: they count
     # towards the order but match no product.
     order["items"].append((sku, row.value(count, quantity, default=1),
-                           row.value(price, cents, default=0)))
+                           row.amount(price, default=0)))

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from engine import db
 from engine.config import Settings
+from engine.display import count
 from engine.errors import CsvError, InputError
 from engine.shop import eventupserts, redemptions, upserts
 from engine.shop.csvfile import CsvFile
@@ -67,30 +68,29 @@ class ImportResult:
 
     def summary(self) -> str:
         records = self.inserted + self.updated + self.unchanged
-        head = f"{self.rows} rows" if records == self.rows else \
-            f"{self.rows} rows, {records} {self.kind or 'records'}"
-        text = f"{head}: {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
+        head = count(self.rows, "row") if records == self.rows else \
+            f"{count(self.rows, 'row')}, {records:,} {self.kind or 'records'}"
+        text = (f"{head}: {self.inserted:,} new, {self.updated:,} updated, "
+                f"{self.unchanged:,} unchanged")
         if self.customers_created:
-            text += f"; {_plural(self.customers_created, 'customer')} added from order emails"
+            text += f"; {count(self.customers_created, 'customer')} added from order emails"
         if self.skipped:
-            text += f"; {_plural(self.skipped, 'row')} without an email skipped"
+            text += f"; {count(self.skipped, 'row')} without an email skipped"
         if self.normalised:
-            text += (f"; {_plural(self.normalised, 'name')} had line breaks or control "
+            text += (f"; {count(self.normalised, 'name')} had line breaks or control "
                      "characters, replaced by a space or removed")
         return text
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
                 fmt: str = "auto", progress: bool = False,
-                now: datetime | None = None) -> ImportResult:
+                now: datetime | None = None, decimal_comma: bool = False) -> ImportResult:
     """Import one CSV file of ``kind`` (customers, products, orders); all of it, or nothing.
 
     ``now`` (aware) is the import time, used where the file gives none: Shopify customers and
     products carry no creation date, and a newly given consent or price cut happens now.
+    ``decimal_comma``: the file writes amounts 12,50 (else the file's first amount with a
+    decimal mark decides, and one written the other way is refused: csvfile.Amounts).
     """
     if kind not in KINDS:
         raise InputError(f'cannot import "{kind}"; choose {", ".join(KINDS)}')
@@ -99,7 +99,7 @@ def import_file(engine: Engine, settings: Settings, kind: str, path: str | Path,
     if now is not None and now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     context = context_of(settings)
-    with CsvFile(path) as source:
+    with CsvFile(path, decimal_comma=decimal_comma) as source:
         shopify = choose_format(source, kind, fmt) == "shopify"
         job = Job(source.name, shopify, now,
                   has_items=source.has("Lineitem quantity" if shopify else "sku"),

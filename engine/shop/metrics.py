@@ -294,27 +294,32 @@ def _parameters(settings: Settings, now: datetime) -> dict[str, Any]:
 
 
 def for_customer(engine: Engine, settings: Settings, ref: str, now: datetime) -> dict[str, Any]:
-    """One customer's metrics as stable JSON-ready values (``retain customers show --json``).
-
-    ``ref`` is tried as the numeric id, then as the external id, then as the email address
-    (case-insensitive); the first that matches wins.
-    """
+    """One customer's metrics as stable JSON-ready values (``retain customers show --json``);
+    ``ref`` as ``customer_id`` reads it."""
     refresh(engine, settings, now)
+    m = metrics_table.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(customers, metrics_table)
+            .join(metrics_table, m.customer_id == customers.c.id)
+            .where(customers.c.id == customer_id(engine, ref))
+        ).mappings().first()
+    return _customer_json(row)
+
+
+def customer_id(engine: Engine, ref: str) -> int:
+    """The customer ``ref`` names: tried as the numeric id, then as the external id, then as
+    the email address (case-insensitive); the first that matches wins. NotFound otherwise."""
     ref = ref.strip()
     attempts = []
     if ref.isdigit():
         attempts.append(customers.c.id == int(ref))
     attempts += [customers.c.external_id == ref, customers.c.email_key == ref.lower()]
-    m = metrics_table.c
     with engine.connect() as conn:
         for condition in attempts:
-            row = conn.execute(
-                select(customers, metrics_table)
-                .join(metrics_table, m.customer_id == customers.c.id)
-                .where(condition)
-            ).mappings().first()
-            if row is not None:
-                return _customer_json(row)
+            found = conn.execute(select(customers.c.id).where(condition)).scalar()
+            if found is not None:
+                return found
     what = "an email address" if "@" in ref else "a customer id or external id"
     raise NotFound(f'no customer matches "{ref}" as {what}; list customers with '
                    "`retain segment` or check the spelling (emails match case-insensitively)")

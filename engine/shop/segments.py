@@ -42,7 +42,8 @@ from engine.shop.segmentfields import (
 )
 
 __all__ = ["FIELDS", "OPERATORS", "OPERATORS_BY_KIND", "SOURCE", "Condition", "Field", "Group",
-           "Operator", "Segment", "catalogue_markdown", "evaluate", "load_file", "parse"]
+           "Operator", "Segment", "catalogue_markdown", "count", "evaluate", "load_file",
+           "parse"]
 
 customers = tables.Customer.__table__
 metrics_table = tables.CustomerMetrics.__table__
@@ -292,6 +293,16 @@ def _scalar(field: Field, value: Any, path: str, at: tuple) -> Any:
 
 
 # Running a segment.
+
+def count(engine: Engine, segment: Segment | None, now: datetime) -> int:
+    """How many customers ``segment`` matches (everyone for None). Metrics must be fresh
+    (``metrics.refresh``): ``evaluate`` and the planner make them so."""
+    query = select(func.count()).select_from(SOURCE)
+    if segment is not None:
+        query = query.where(segment.where(now))
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
 
 def evaluate(engine: Engine, settings: Settings, segment: Segment, now: datetime,
              limit: int | None = 10) -> dict[str, Any]:

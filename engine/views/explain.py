@@ -1,13 +1,14 @@
 """``retain why``: for one customer, every campaign and the reason they would or would not get it.
 
 Owns the closed vocabulary of answers (``Why``) and the order they are checked in, which is the
-order the planner applies them: paused, outside the segment (naming the conditions that fail),
-not eligible for the kind (not dormant, under the spend floor...), no consent, all mail paused by
-the customer, an offer that would save too little, already received this occasion, cooldown,
-nothing to offer, suppressed, held out, capped or deferred by a higher-priority campaign, over
-budget, waiting for quiet hours to end; and, over all of them, stale shop data (the stale-data
-guard holds every campaign back). Runs the planner for that one customer with the segment
-ignored, so the answer is the planner's own. Must not write.
+order the planner applies them: paused, suppressed (what and when: "unsubscribed on 2026-06-14
+(one click)"; the segment's consent condition would otherwise hide it), outside the segment
+(naming the conditions that fail), not eligible for the kind (not dormant, under the spend
+floor...), no consent, all mail paused by the customer, an offer that would save too little,
+already received this occasion, cooldown, nothing to offer, held out, capped or deferred by a
+higher-priority campaign, over budget, waiting for quiet hours to end; and, over all of them,
+stale shop data (the stale-data guard holds every campaign back). Runs the planner for that
+one customer with the segment ignored, so the answer is the planner's own. Must not write.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
 from engine.config import Settings
-from engine.consent import preferences
+from engine.consent import preferences, suppressions
 from engine.mail.templating import format_date
 from engine.service import schedule
 from engine.shop import freshness, metrics, segments
@@ -70,11 +71,14 @@ def explain(engine: Engine, settings: Settings, chosen: list[cm.Campaign], custo
     """(customer id, one answer per campaign, highest priority first)."""
     customer_id = metrics.for_customer(engine, settings, customer_ref, now)["customer_id"]
     paused = schedule.paused(engine)
+    with engine.connect() as conn:
+        suppressed = suppressions.entry_for(conn, customer_id)
     caps = limits.Caps(engine, settings, now, in_memory=True)
     stale = freshness.check(engine, settings, now)
     answers, takers = [], []
     for campaign in sorted(chosen, key=lambda c: -c.priority):
-        answer = _answer(engine, settings, campaign, customer_id, now, paused, caps, takers)
+        answer = _answer(engine, settings, campaign, customer_id, now, paused, caps, takers,
+                         suppressed)
         if answer.why in (Why.would_receive, Why.quiet_hours):
             takers.append(campaign.id)
         if stale is not None and answer.why != Why.paused:
@@ -87,12 +91,15 @@ def explain(engine: Engine, settings: Settings, chosen: list[cm.Campaign], custo
 
 def _answer(engine: Engine, settings: Settings, campaign: cm.Campaign, customer_id: int,
             now: datetime, paused: dict[str, str], caps: limits.Caps,
-            takers: list[str]) -> Answer:
+            takers: list[str], suppressed: suppressions.Entry | None = None) -> Answer:
     def answer(why: Why, detail: str) -> Answer:
         return Answer(campaign.id, campaign.kind, campaign.priority, why, detail)
 
     if campaign.id in paused:
         return answer(Why.paused, f"the campaign is paused: {paused[campaign.id]}")
+    if suppressed is not None and suppressions.blocks(suppressed.reason,
+                                                      campaign.transactional):
+        return answer(Why.suppressed, suppressed.describe(settings.store.zone))
     if campaign.segment is not None:
         failing = failing_conditions(engine, campaign.segment, customer_id, now)
         if failing:

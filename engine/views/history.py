@@ -8,11 +8,12 @@ id only, never by address. Must not write.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from engine import display
 from engine.money import decimal_text
 from engine.tables import Coupon, Delivery, Order
 
@@ -53,16 +54,19 @@ def deliveries(engine: Engine, customer_id: int, as_of: datetime) -> list[dict[s
     return listed
 
 
-def lines(listed: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Table rows: delivery, campaign, status, sent, coupon, redemption."""
+def lines(listed: list[dict[str, Any]], zone: tzinfo) -> list[tuple[str, ...]]:
+    """Table rows: delivery, campaign, status, sent, coupon, redemption (times in ``zone``,
+    the store's)."""
     rows = []
     for d in listed:
         coupon, redemption = d["coupon"], (d["coupon"] or {}).get("redemption")
+        when = datetime.fromisoformat(d["sent_at"] or d["planned_at"])
         rows.append((str(d["delivery_id"]), f"{d['campaign']} ({d['occasion']})", d["status"],
-                     (d["sent_at"] or d["planned_at"])[:16],
+                     display.moment(when, zone),
                      "-" if coupon is None else f"{coupon['id']} {coupon['code']}",
                      "-" if redemption is None else
-                     f"order {redemption['order']} {redemption['at'][:10]} "
+                     f"order {redemption['order']} "
+                     f"{display.day(datetime.fromisoformat(redemption['at']), zone)} "
                      f"total {redemption['total']}, discount {redemption['discount']}"
                      + (" (after expiry)" if redemption["after_expiry"] else "")))
     return rows

@@ -17,7 +17,8 @@ DELIVERIES = Delivery.__table__
 
 def deliveries(engine: Engine, campaign: str | None = None, status: str | None = None,
                limit: int = 50) -> list[dict[str, Any]]:
-    """Newest first. Customers are shown by id: addresses stay out of terminals and logs."""
+    """Newest first. Customers are shown by id: addresses stay out of terminals and logs.
+    Times are aware datetimes (UTC); the command line shows them in the store's zone."""
     query = select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
     if campaign:
         query = query.where(DELIVERIES.c.campaign_id == campaign)
@@ -32,6 +33,5 @@ def deliveries(engine: Engine, campaign: str | None = None, status: str | None =
     return [{"id": r.id, "campaign": r.campaign_id, "customer": r.customer_id,
              "occasion": r.occasion, "status": str(r.status.value if hasattr(r.status, "value")
                                                    else r.status),
-             "attempts": r.attempts, "planned_at": r.planned_at.isoformat(),
-             "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+             "attempts": r.attempts, "planned_at": r.planned_at, "sent_at": r.sent_at,
              "message_id": r.message_id, "reason": r.reason} for r in rows]

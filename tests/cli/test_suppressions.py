@@ -56,7 +56,7 @@ def test_list_shows_customers_reasons_and_dates_without_addresses(engine, projec
     assert rows["unsubscribed"]["created_at"] == "2026-06-14T12:00:00+00:00"
     assert rows["unsubscribed"]["source"] == "one-click"
     assert rows["bounced"]["customer"] is None
-    assert rows["bounced"]["address"] == "s…@elsewhere.example"
+    assert rows["bounced"]["address"] == "s***@elsewhere.example"
     only = json.loads(invoke(config_path, "suppressions", "list", "--reason", "bounced",
                              "--json").output)
     assert [row["reason"] for row in only["suppressions"]] == ["bounced"]
@@ -71,7 +71,7 @@ def test_remove_lifts_a_suppression_and_says_consent_stays_withdrawn(engine, pro
     assert "consent" in removed.output
     [answer] = json.loads(invoke(config_path, "why", str(clicked), "winback", "--json",
                                  *AS_OF).output)["campaigns"]
-    assert answer["why"] == "no_consent"
+    assert answer["why"] == "not_in_segment" and "accept marketing" in answer["detail"]
     again = invoke(config_path, "suppressions", "remove", "clicked@example.com")
     assert again.exit_code == 1 and "not on the suppression list" in again.output
     with engine.begin() as conn:

@@ -55,7 +55,7 @@ def test_plan_and_dry_run_json_keep_the_keys_readme_documents(engine, project, c
     plan = json.loads(invoke(config_path, "plan", "--as-of", "2026-06-15", "--json").output)
     assert set(plan) == {"as_of", "campaigns"}
     assert set(plan["campaigns"][0]) == {
-        "id", "kind", "enabled", "segment", "in_segment", "recipients", "held_out",
+        "id", "kind", "enabled", "segment", "in_segment", "eligible", "recipients", "held_out",
         "suppressed", "deferred", "capped", "skipped", "offers", "offer_value", "budget",
         "sample", "warnings"}
     run = invoke(config_path, "run", "--dry-run", "--as-of", "2026-06-15", "--json")

@@ -47,7 +47,8 @@ class Store(Frozen):
     name: str
     url: str
     postal_address: str = Field(min_length=5)
-    currency: str = Field(default=DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default=DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$",
+                          description="a currency code; write three capitals like EUR")
     # How amounts are written in emails: "en_IE" → "€1,234.50", "fr_FR" → "1 234,50 €".
     locale: str = DEFAULT_LOCALE
     timezone: str = "UTC"
@@ -141,7 +142,8 @@ class Predict(Frozen):
 
 
 class Sender(Frozen):
-    from_address: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
+    from_address: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$",
+                              description="an email address, like hello@your-shop.example")
     from_name: str = ""
     reply_to: str | None = None
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -201,10 +203,13 @@ class Limits(Frozen):
     max_emails_per_customer: FrequencyCap | None = None
 
 
+_HOUR_WORDS = 'a time of day; write it in quotes as HH:MM, like "21:00"'
+
+
 class QuietHours(Frozen):
     """No email between ``start`` and ``end`` in the customer's own time zone (HH:MM)."""
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description=_HOUR_WORDS)
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description=_HOUR_WORDS)
 
     @model_validator(mode="after")
     def _not_empty(self) -> QuietHours:

@@ -20,11 +20,14 @@ PyYAML cannot build (``2025-02-30``) are refused with their line too.
 from __future__ import annotations
 
 import codecs
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from engine import display, money
 from engine.errors import InputError, did_you_mean
 
 MAX_BYTES = 256 * 1024
@@ -58,6 +61,10 @@ class _Limit(yaml.MarkedYAMLError):
 
     def __init__(self, problem: str, mark: yaml.Mark):
         super().__init__(problem=problem, problem_mark=mark)
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """A refusal of ours while loading (its problem is already in the marketer's words)."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -135,9 +142,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
             raise _Limit(f'the key "{key_node.value}" is read as a {kind}, not a name; write it '
                          f'in quotes ("{key_node.value}") if you meant it', key_node.start_mark)
         if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f'the key "{key}" appears twice in the same mapping',
-                key_node.start_mark)
+            raise _Refused(None, None, f'the key "{key}" appears twice in the same mapping; '
+                           "keep one of them", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = _mark(key_node)
     return result
@@ -155,7 +161,8 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 
 def parse(text: str, path: str | Path) -> Any:
-    """Parse YAML text; a syntax error or a passed limit becomes an InputError at its line."""
+    """Parse YAML text; a syntax error or a passed limit becomes an InputError at its line
+    and column, saying in the marketer's words what is wrong and how to fix it (``_syntax``)."""
     if len(text) > MAX_BYTES:
         _too_large(text.count("\n", 0, MAX_BYTES) + 1, path)
     try:
@@ -164,20 +171,10 @@ def parse(text: str, path: str | Path) -> Any:
         mark = exc.problem_mark
         raise InputError(exc.problem, path, mark.line + 1, mark.column + 1) from None
     except yaml.MarkedYAMLError as exc:
-        problem = exc.problem or "invalid YAML"
-        mark = exc.problem_mark or exc.context_mark
-        if exc.context and not exc.context.startswith("while"):
-            problem = f"{exc.context}, {problem}"  # "expected a single document", "but found"
-        if exc.context and exc.context.startswith("while scanning") and exc.context_mark \
-                and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
-            # "while scanning a quoted scalar" starts where the mistake is (an unclosed quote);
-            # the problem mark is where the parser gave up, often the end of the file.
-            problem = (f"{exc.context} that starts here, {problem} "
-                       f"(line {exc.problem_mark.line + 1}); check quotes and brackets")
-            mark = exc.context_mark
+        message, mark = _syntax(exc)
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
-        raise InputError(f"invalid YAML: {problem}", path, line, column) from None
+        raise InputError(message, path, line, column) from None
     except yaml.reader.ReaderError as exc:
         # A character YAML forbids (NUL, other control characters); position is in ``text``.
         line = text.count("\n", 0, exc.position) + 1
@@ -187,8 +184,69 @@ def parse(text: str, path: str | Path) -> Any:
         raise InputError(f"the control character U+{code:04X}{name} is not allowed in a YAML "
                          "file; delete it (pasting from another program can bring one in)",
                          path, line, column) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path, 1) from None
+    except yaml.YAMLError:
+        raise InputError(_NOT_YAML, path, 1) from None
+
+
+_NOT_YAML = ("this is not valid YAML; check the indentation (spaces only), the colon after each "
+             "key, and that every quote and bracket is closed")
+_CLOSING = {"sequence": ("[", "]"), "mapping": ("{", "}")}
+
+
+def _syntax(exc: yaml.MarkedYAMLError) -> tuple[str, Any]:
+    """PyYAML's words ("while parsing a block mapping ... expected <block end>") → what is wrong
+    and the fix, and the mark that points at the mistake (where an unclosed quote or bracket
+    starts, or where the parser stopped)."""
+    problem, context = exc.problem or "", exc.context or ""
+    where, start = exc.problem_mark or exc.context_mark, exc.context_mark or exc.problem_mark
+    if isinstance(exc, _Refused):
+        return problem, where
+    if "single document" in context:
+        return ("a second document (after a line ---) in the file; a file holds one: remove "
+                "the --- line and what follows it, or put that in a file of its own"), where
+    if "quoted scalar" in context:
+        quote = _char_at(start) or '"'
+        return f"this quote is never closed; end the value with the same quote ({quote})", start
+    if "flow sequence" in context or "flow mapping" in context:
+        opening, closing = _CLOSING["sequence" if "sequence" in context else "mapping"]
+        return (f"this {opening} is never closed; add the closing {closing} (and separate its "
+                "items with commas)"), start
+    if "mapping values are not allowed" in problem:
+        if _first_colon_of_an_indented_line(where):  # "  template: x" under "kind: winback"
+            return ("this line is indented more than the key above it; indent it with spaces "
+                    "like the key it belongs beside"), where
+        return ("a colon followed by a space inside a value; put the whole value in quotes, "
+                'like subject: "Hi: 10% off"'), where
+    if "'\\t'" in problem:
+        return "a tab character; indent with spaces only", where
+    if "cannot start any token" in problem or "alias" in context or "anchor" in context:
+        char = _char_at(where) or problem.partition("'")[2][:1]
+        return f"a value cannot start with {char}; put the whole value in quotes", where
+    if "escape" in problem:
+        return ("an unknown escape after \\ inside double quotes; use single quotes around "
+                "this value instead"), where
+    if "could not find expected ':'" in problem:
+        return ("a line without a colon; write key: value, or put a value that goes on "
+                "over several lines in quotes"), start
+    if "<block end>" in problem or "expected key" in problem or "indicator" in problem:
+        return ("this line is indented differently from the lines above it; indent it with "
+                "spaces like the key it belongs beside"), where
+    return _NOT_YAML, where
+
+
+def _first_colon_of_an_indented_line(mark: Any) -> bool:
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if buffer is None or pointer is None:
+        return False
+    before = buffer[buffer.rfind("\n", 0, pointer) + 1:pointer]
+    return before[:1] == " " and ":" not in before and not before.lstrip().startswith("-")
+
+
+def _char_at(mark: Any) -> str | None:
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if buffer is None or pointer is None or pointer >= len(buffer):
+        return None
+    return buffer[pointer]
 
 
 def load(path: str | Path) -> Any:
@@ -278,11 +336,13 @@ def _first_model(annotation: Any) -> Any:
 
 def problems_from_validation(exc: Exception, root: Any, path: str | Path,
                              model: Any = None) -> list[InputError]:
-    """Turn a pydantic ValidationError into one located InputError per problem.
+    """Turn a pydantic ValidationError into one located InputError per problem, each in the
+    marketer's words with the fix (``_say``), never pydantic's own ("Input should be ...").
 
     Pydantic reports unions and tagged unions with the variant's name inside ``loc``;
     those parts are dropped so the location points at the user's key. ``model`` (the class
-    validated) lets an unknown key get a "did you mean" from the keys allowed beside it.
+    validated) lets an unknown key get a "did you mean" from the keys allowed beside it, and a
+    value that does not match a pattern be described by its field's ``description``.
     """
     problems: list[InputError] = []
     errors = exc.errors()  # type: ignore[attr-defined]
@@ -307,15 +367,138 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
             message = f'unknown key "{where}"{hint}'
         elif kind == "missing":
             message = f'"{where}" is required'
+        elif kind == "invalid_key":
+            message = f"{dotted(loc[:-1]) or '(top level)'}: {_number_key(root, loc)}"
         else:
-            text = error["msg"]
-            if text.startswith("Value error, "):
-                text = text[len("Value error, "):]
-            # Pydantic's words for our tuples; a marketer writes lists.
-            text = text.replace("Tuple should", "The list should").replace(
-                " after validation", "")
-            if kind in ("literal_error", "enum") and isinstance(error.get("input"), str | int):
-                text += f', not "{error["input"]}"'
-            message = f"{where}: {text}"
+            field = _field_at(model, loc) if model is not None else None
+            message = f"{where}: {_say(error, field)}"
         problems.append(InputError(message, path, line, column))
     return problems
+
+
+def _say(error: dict, field: Any) -> str:
+    """One pydantic error as what is wrong and the fix."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    shown = _shown(value)
+    if kind in ("int_parsing", "int_type"):
+        default = getattr(field, "default", None)
+        like = default if isinstance(default, int) and not isinstance(default, bool) and \
+            default > 0 else 10
+        return f"{shown} is not a whole number; write a number like {like}"
+    if kind == "int_from_float":
+        return f"{shown} is not a whole number; write a whole number like {round(value)}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{shown} is not a number; write a number like 0.1"
+    if kind in ("decimal_parsing", "decimal_type"):
+        return _not_an_amount(value)
+    if kind == "decimal_max_places":
+        return (f"{shown} has more than two decimals; write at most two, like "
+                f"{money.decimal_text(money.cents(Decimal(str(value))))}")
+    if kind == "decimal_max_digits":
+        return f"{shown} is too large an amount; write at most 10 digits before the point"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown} is not yes or no; write true or false"
+    if kind == "string_type":
+        return f"expected text, found {_kind_of(value)}; put text that starts with [ or {{ in " \
+            "quotes"
+    if kind == "string_too_short":
+        return "is empty; write some text"
+    if kind == "string_too_long":
+        return (f"is {len(value)} characters long; write at most "
+                f"{ctx.get('max_length')}")
+    if kind in ("list_type", "tuple_type", "set_type", "frozen_set_type"):
+        return f'expected a list (one "- " item a line, or [a, b]), found {_kind_of(value)}'
+    if kind in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
+        inner = _first_model(getattr(field, "annotation", None))
+        keys = ", ".join(list(getattr(inner, "model_fields", {}))[:3])
+        return f"expected keys and values{f' ({keys})' if keys else ''}, found {_kind_of(value)}"
+    bounds = {"greater_than": ("small", "more than", "gt"),
+              "greater_than_equal": ("small", "of at least", "ge"),
+              "less_than": ("large", "less than", "lt"),
+              "less_than_equal": ("large", "of at most", "le")}
+    if kind in bounds:
+        size, words, key = bounds[kind]
+        return f"{shown} is too {size}; write a number {words} {ctx.get(key)}"
+    if kind in ("too_short", "too_long"):
+        least = "at least" if kind == "too_short" else "at most"
+        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+        return f"has {display.count(ctx.get('actual_length', 0), 'item')}; list {least} {limit}"
+    if kind == "string_pattern_mismatch":
+        description = getattr(field, "description", None) or "written as expected here"
+        return f"{shown} is not {description}"
+    if kind in ("literal_error", "enum"):
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        hint = did_you_mean(str(value), choices) if choices else ""
+        close = hint if hint.startswith(" (did you mean") else ""
+        return f"{shown} is not one of {', '.join(choices)}{close}"
+    text = error["msg"]
+    if text.startswith("Value error, "):
+        return text[len("Value error, "):]  # our own validators speak the marketer's words
+    return f"{shown} cannot be used here ({text[:1].lower()}{text[1:]})"
+
+
+def _not_an_amount(value: Any) -> str:
+    if not isinstance(value, str | int | float):
+        return f"expected an amount like 12.50, found {_kind_of(value)}"
+    try:
+        money.parse(str(value))
+    except money.AmountError as exc:
+        return str(exc)
+    return f'"{value}" is not an amount; write it without separators, like 1234.50'
+
+
+def _number_key(root: Any, loc: tuple[Any, ...]) -> str:
+    """A number where a key should be: "12,50" inside { } reads as 12 and a key 50."""
+    parent = _node_at(root, loc[:-1])
+    key = loc[-1]
+    keys = list(parent) if isinstance(parent, dict) else []
+    before = keys[keys.index(key) - 1] if key in keys and keys.index(key) > 0 else None
+    amount = parent.get(before) if before is not None else None
+    if isinstance(amount, int | float) and not isinstance(amount, bool):
+        return (f'"{amount},{key}" reads as {amount} and a key "{key}" (inside {{ }} a comma '
+                f"separates keys); write {amount}.{key}")
+    return f'"{key}" is not a key name; keys are words, like percent_off'
+
+
+def _node_at(root: Any, loc: tuple[Any, ...]) -> Any:
+    node = root
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _field_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic field that validates the value at ``loc`` under ``model``, if known."""
+    names = [p for p in loc if not isinstance(p, int)]
+    if not names:
+        return None
+    owner = _model_at(model, tuple(names[:-1]))
+    fields = getattr(owner, "model_fields", None) or {}
+    return fields.get(names[-1])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "keys and values"
+    return "nothing" if value is None else str(value)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes or no"
+    if isinstance(value, int | float | Decimal):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "keys and values"
+    return "nothing" if value is None else "something else"

@@ -73,6 +73,8 @@ def duration_text(value: timedelta) -> str:
         if seconds >= 2 * size and seconds % size == 0 or (unit == "h" and seconds == size):
             return f"{seconds // size}{unit}"
     return f"{seconds // 60}m"
+# How a value that misses a pattern is described to the marketer: '"Win Back!" is not an id; …'.
+ID_WORDS = "an id; use lower-case letters, digits, - and _ (like spring-sale)"
 
 
 class Frozen(BaseModel):
@@ -85,7 +87,8 @@ class Coupon(Frozen):
     amount_off: Money | None = None
     min_spend: Money = Decimal(0)
     valid_days: int = Field(default=30, gt=0, le=366)
-    prefix: str = Field(default="", pattern=r"^[A-Z0-9]{0,12}$")
+    prefix: str = Field(default="", pattern=r"^[A-Z0-9]{0,12}$", description=(
+        "a coupon prefix; use up to 12 capital letters and digits, like BACK"))
 
     @model_validator(mode="after")
     def _one_discount(self) -> Coupon:
@@ -116,7 +119,7 @@ class Budget(Frozen):
 
 
 class CampaignBase(Frozen):
-    id: str = Field(pattern=CAMPAIGN_ID)
+    id: str = Field(pattern=CAMPAIGN_ID, description=ID_WORDS)
     kind: str
     description: str = ""  # for the team: never shown to a customer
     enabled: bool = True
@@ -251,7 +254,7 @@ class SpendThreshold(CampaignBase):
 
 
 class Bundle(Frozen):
-    id: str = Field(pattern=CAMPAIGN_ID)
+    id: str = Field(pattern=CAMPAIGN_ID, description=ID_WORDS)
     name: str = ""
     skus: tuple[str, ...] = Field(min_length=2, max_length=50)
     price: Money | None = None

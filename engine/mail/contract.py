@@ -1,44 +1,19 @@
 """What an email template of each campaign kind is given, and ``lint()`` to check it before sending.
 
-Owns: the context every template receives (below; the planner builds it, render.py renders it),
-``CONTEXT_KEYS`` (the top-level variables each kind may use), complete sample contexts of each
-kind (previews, lint, the renderer's self-check), and ``lint()``/``lint_subject()``, which return
-every problem as a TemplateError with the template file and line. Must not: render emails for
-sending, open a session or read the clock.
+Owns: the context every template receives, field by field (``VARIABLES``: each variable, its
+fields, which are money, dates, text or numbers, what each means; the planner builds it,
+render.py renders it, docs/templates.md is generated from it by reference.py), ``CONTEXT_KEYS``
+(the top-level variables each kind may use), complete sample contexts of each kind (previews,
+lint, the renderer's self-check), and ``lint()``/``lint_subject()``, which return every problem
+as a TemplateError with the template file and line: unknown variables here, unknown fields
+(``customer.frist_name``) by fields.py against ``VARIABLES``, then whatever a render of each
+sample raises. Must not: render emails for sending, open a session or read the clock.
 
-The context is plain data only, never ORM objects; every key below is present (``None`` where it
-does not apply), dates are ISO strings ("2026-07-01"), and every amount of money is a
-``money.Money`` (marked $ below): ``{{ offer.min_spend }}`` prints "€30.00" in the store's
-currency and locale, ``.cents`` is the integer, and Money adds, subtracts and compares:
-    customer   {id, first_name, last_name, email, country}
-    metrics    {orders, spent$, recency_days, dormancy, value_tier, lifecycle}
-               (dormancy/value_tier/lifecycle: the values of the enums in tables.py)
-    store      {name, url, postal_address, currency, locale}   (Renderer fills it from config.yaml)
-    campaign   {id, kind}   (never its description: that is the team's note, not copy)
-    products   [{sku, name, category, price$, compare_at_price$, reduced, url, image_url}]
-               may be []; reduced: the price is below compare_at_price (a price cut); url
-               is the product's page (the shop's when it has none)
-    offer      {kind, code, percent_off, amount_off$, min_spend$, expires_on, gift_name,
-                bundle_name, bundle_price$, bundle_skus, url} or None; kind is one of
-               coupon | gift | bundle | none; min_spend is also a gift's spend threshold;
-               gift_name is a title without an article ("€15.00 gift card"); url is where
-               the offer's button leads (a bundle's cart link) or None (the template decides)
-    nudge      {missing_amount$, threshold$, spent$, gift_name, period_ends_on} or None
-    unsubscribe_url  the one-click unsubscribe link for this recipient
-    why        the sentence saying why they get this email (WHY_SENTENCE is the default)
-    preview_text     the inbox preview line: the campaign's ``preheader:`` rendered, else the
-                     email's first paragraph (Renderer fills it in)
-    subject    the rendered subject (added by Renderer.render; not available in subjects)
-The flow kinds add (products are the order's, the review's or the checkout's skus):
-    post_purchase       step ("shipped", "delivered+5d", ...), order {number, placed_on,
-                        total$}, shipment {carrier, tracking_number, tracking_url, shipped_on,
-                        delivered_on} or None
-    review_followup     review {rating, sku, product_name, excerpt, created_on},
-                        signed_by {name} or None, offer (an optional coupon)
-    abandoned_checkout  step ("1h", "24h"), checkout {url, total$, started_on,
-                        items [{sku, name, quantity, price$}]}, offer (an optional coupon)
-    vip                 vip {occasion: early_access | anniversary, early_access_days, years,
-                        first_order_on}
+The context is plain data only, never ORM objects; every key is present (``None`` where it does
+not apply), dates are ISO strings ("2026-07-01"), and every amount of money is a
+``money.Money``: ``{{ offer.min_spend }}`` prints "€30.00" in the store's currency and locale,
+``.cents`` is the integer, and Money adds, subtracts and compares. The flow kinds' products are
+the order's, the review's or the checkout's.
 Use ``empty_offer(kind, **fields)`` to build an offer with every key.
 """
 
@@ -54,13 +29,115 @@ import jinja2
 from jinja2 import meta, nodes
 
 from engine.errors import InputError, TemplateError, did_you_mean
+from engine.mail import fields
+from engine.mail.fields import AMOUNT, Field, Variable
 from engine.mail.templating import RENDER_ERRORS, Sandbox, located
 from engine.money import Money
 from engine.yamlfile import decode
 
+__all__ = ["AMOUNT", "CONTEXT_KEYS", "OFFER_KEYS", "VARIABLES", "WHY_SENTENCE", "Field",
+           "Variable", "empty_offer", "lint", "lint_subject", "output_problems",
+           "sample_context", "sample_contexts"]
+
+_PRODUCT = (
+    Field("sku", "text", "the product's SKU"),
+    Field("name", "text", "its name"),
+    Field("category", "text", "its category (may be empty)"),
+    Field("price", "money", "its price"),
+    Field("compare_at_price", "money", "the price before a cut, or None"),
+    Field("reduced", "yes or no", "the price is below compare_at_price (a price cut)"),
+    Field("url", "url", "its page (the shop's when it has none)"),
+    Field("image_url", "url", "its picture (may be empty)"),
+)
+VARIABLES: dict[str, Variable] = {v.name: v for v in (
+    Variable("customer", "the recipient", (
+        Field("id", "number", "the customer's id in retain"),
+        Field("first_name", "text", 'first name, or "there" when the shop has none'),
+        Field("last_name", "text", "last name (may be empty)"),
+        Field("email", "text", "the address the email goes to"),
+        Field("country", "text", "country code, or None"))),
+    Variable("metrics", "the recipient's metrics as of the send", (
+        Field("orders", "number", "counted orders"),
+        Field("spent", "money", "their total spend"),
+        Field("recency_days", "number", "days since the last order (None without one)"),
+        Field("dormancy", "text", "none, active, drowsy, half_asleep or sleeping"),
+        Field("value_tier", "text", "A, B or C (None without orders)"),
+        Field("lifecycle", "text", "prospect, exploration, formation, stable or decline"))),
+    Variable("store", "the shop, from config.yaml", (
+        Field("name", "text", "the store's name"),
+        Field("url", "url", "its home page"),
+        Field("postal_address", "text", "its postal address (every footer shows it)"),
+        Field("currency", "text", 'ISO currency code, "EUR"'),
+        Field("locale", "text", 'how amounts are written, "en_IE"'))),
+    Variable("campaign", "the campaign sending it (never its description: that is the team's "
+             "note, not copy)", (
+                 Field("id", "text", "the campaign's id"),
+                 Field("kind", "text", "its kind"))),
+    Variable("products", "the products the email shows (may be an empty list)", _PRODUCT,
+             many=True, item="a product"),
+    Variable("offer", "what the email offers, or None", (
+        Field("kind", "text", "coupon, gift, bundle or none"),
+        Field("code", "text", "the unique coupon code, or None"),
+        Field("percent_off", "number", "percent off, or None"),
+        Field("amount_off", "money", "amount off, or None"),
+        Field("min_spend", "money", "the least order it applies to (a gift: the threshold)"),
+        Field("expires_on", "date", "the last day it is valid"),
+        Field("gift_name", "text", 'the gift, a title without an article ("€15.00 gift '
+              'card"), or None'),
+        Field("bundle_name", "text", "the bundle's name, or None"),
+        Field("bundle_price", "money", "the bundle's price, or None"),
+        Field("bundle_skus", "list of text", "the bundle's SKUs"),
+        Field("url", "url", "where the offer's button leads (a bundle's cart link), or None: "
+              "the template decides")), optional=True),
+    Variable("nudge", "how close the customer is to a spend threshold, or None", (
+        Field("missing_amount", "money", "what is left to spend"),
+        Field("threshold", "money", "the threshold"),
+        Field("spent", "money", "what they spent this period"),
+        Field("gift_name", "text", "the gift at the threshold"),
+        Field("period_ends_on", "date", "the last day of the period")), optional=True),
+    Variable("step", 'the flow\'s step ("shipped", "delivered+5d", "1h", "24h")'),
+    Variable("order", "the order the mail is about", (
+        Field("number", "text", 'its number, "#1089"'),
+        Field("placed_on", "date", "the day it was placed"),
+        Field("total", "money", "its total"))),
+    Variable("shipment", "its shipment, or None", (
+        Field("carrier", "text", "the carrier (may be empty)"),
+        Field("tracking_number", "text", "the tracking number"),
+        Field("tracking_url", "url", "the tracking page, or None"),
+        Field("shipped_on", "date", "the day it left"),
+        Field("delivered_on", "date", "the day it arrived, or None")), optional=True),
+    Variable("review", "the customer's review", (
+        Field("rating", "number", "1 to 5"),
+        Field("sku", "text", "the reviewed product's SKU"),
+        Field("product_name", "text", "its name"),
+        Field("excerpt", "text", "the start of what they wrote"),
+        Field("created_on", "date", "the day they wrote it"))),
+    Variable("signed_by", "the person who signs the apology, or None", (
+        Field("name", "text", "their name"),), optional=True),
+    Variable("checkout", "the checkout left unfinished", (
+        Field("url", "url", "where the customer picks it up again"),
+        Field("total", "money", "its total"),
+        Field("started_on", "date", "the day it began"),
+        Field("items", "list", "what is in it", (
+            Field("sku", "text", "the SKU"),
+            Field("name", "text", "the product's name"),
+            Field("quantity", "number", "how many"),
+            Field("price", "money", "the price of one")), item="an item"))),
+    Variable("vip", "why a best customer gets this", (
+        Field("occasion", "text", "early_access or anniversary"),
+        Field("early_access_days", "number", "days before everyone else, or None"),
+        Field("years", "number", "years since the first order, or None"),
+        Field("first_order_on", "date", "the day of the first order, or None"))),
+    Variable("unsubscribe_url", "the one-click unsubscribe link for this recipient",
+             type="url"),
+    Variable("why", "the sentence saying why they get this email"),
+    Variable("preview_text", "the inbox preview line: the campaign's preheader: rendered, else "
+             "the email's first paragraph (not available in subjects and preheaders)"),
+    Variable("subject", "the rendered subject (not available in subjects and preheaders)"),
+)}
+
 WHY_SENTENCE = "You get this because you bought from us and agreed to hear from us."
-OFFER_KEYS = ("kind", "code", "percent_off", "amount_off", "min_spend", "expires_on",
-              "gift_name", "bundle_name", "bundle_price", "bundle_skus", "url")
+OFFER_KEYS = tuple(f.name for f in VARIABLES["offer"].fields)
 _COMMON = frozenset({"customer", "metrics", "store", "campaign", "unsubscribe_url", "why",
                      "preview_text", "subject"})
 CONTEXT_KEYS: dict[str, frozenset[str]] = {
@@ -219,6 +296,7 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
         try:
             tree = env.parse(source, name, filename)
             problems += _unknown_names(env, source, tree, filename, CONTEXT_KEYS[kind], kind)
+            problems += fields.problems(tree, _variables(kind), filename)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(located(exc, filename))
             continue
@@ -232,7 +310,7 @@ def lint(templates_dir: str | Path, template_name: str, kind: str) -> list[Templ
         template = env.get_template(template_name)
     except jinja2.TemplateSyntaxError as exc:
         return [located(exc, path)]
-    # Names are right; now attributes (customer.frist_name) and runtime errors, per branch.
+    # Names and fields are right; now what rendering each sample raises, per branch.
     return _unique(_render_problems(env, template, kind, path))
 
 
@@ -305,6 +383,7 @@ def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
     try:
         tree = env.parse(subject)
         problems = _unknown_names(env, subject, tree, path, allowed, kind, line)
+        problems += fields.problems(tree, _variables(kind, allowed), path, line)
         if problems:
             return problems
         template = env.from_string(subject)
@@ -320,6 +399,11 @@ def lint_subject(subject: str, kind: str, path: str | Path | None = "subject",
             problems.append(TemplateError("the subject renders a line break; a subject is one "
                                           "line", path, line))
     return _unique(problems)
+
+
+def _variables(kind: str, names: frozenset[str] | None = None) -> dict[str, Variable]:
+    """The variables a template of ``kind`` gets (or only ``names`` of them)."""
+    return {name: VARIABLES[name] for name in sorted(names or CONTEXT_KEYS[kind])}
 
 
 def _unknown_names(env: Sandbox, source: str, tree: Any, path: Any, allowed: frozenset[str],

@@ -79,12 +79,18 @@ def test_every_sample_context_has_exactly_the_fields_the_contract_declares(kind)
                 if item is None:
                     assert variable.optional, f"{name} may not be None"
                     continue
-                if not variable.fields:
-                    continue
-                assert set(item) == {f.name for f in variable.fields}, name
-                for field in variable.fields:
-                    if field.type == "money" and item[field.name] is not None:
-                        assert isinstance(item[field.name], Money), f"{name}.{field.name}"
+                if variable.fields:
+                    assert_has_the_fields(item, variable.fields, name)
+
+
+def assert_has_the_fields(item: dict, fields, name: str) -> None:
+    assert set(item) == {f.name for f in fields}, name
+    for field in fields:
+        value = item[field.name]
+        if field.type == "money" and value is not None:
+            assert isinstance(value, Money), f"{name}.{field.name}"
+        for inner in value if field.fields else ():
+            assert_has_the_fields(inner, field.fields, f"{name}.{field.name}")
 
 
 def test_the_reference_in_docs_is_generated_from_the_contract():

@@ -371,7 +371,8 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
             message = f"{dotted(loc[:-1]) or '(top level)'}: {_number_key(root, loc)}"
         else:
             field = _field_at(model, loc) if model is not None else None
-            message = f"{where}: {_say(error, field)}"
+            said = _say(error, field)
+            message = f"{dotted(loc)}: {said}" if loc else said
         problems.append(InputError(message, path, line, column))
     return problems
 
@@ -418,7 +419,10 @@ def _say(error: dict, field: Any) -> str:
               "less_than_equal": ("large", "of at most", "le")}
     if kind in bounds:
         size, words, key = bounds[kind]
-        return f"{shown} is too {size}; write a number {words} {ctx.get(key)}"
+        limit = ctx.get(key)
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)
+        return f"{shown} is too {size}; write a number {words} {limit}"
     if kind in ("too_short", "too_long"):
         least = "at least" if kind == "too_short" else "at most"
         limit = ctx.get("min_length" if kind == "too_short" else "max_length")

@@ -21,6 +21,7 @@ Every campaign has a ``purpose``: ``marketing`` (the default: consent, caps, eve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -164,7 +165,9 @@ class CampaignBase(Frozen):
         try:
             cron.trigger(value, ZoneInfo("UTC"))
         except ValueError as exc:
-            raise ValueError(f'"{value}" is not a cron schedule ({exc}); write five fields '
+            # APScheduler says "Error validating expression '25': the last value (25) is ...".
+            why = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
+            raise ValueError(f'"{value}" is not a cron schedule ({why}); write five fields '
                              'like "0 9 * * 1" for Mondays at 09:00') from None
         return value
 

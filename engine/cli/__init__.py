@@ -111,7 +111,6 @@ def invocation() -> str:
     """How to run retain again from a fresh shell in this folder: the program (its path when it
     lives in a virtualenv a new shell has not activated), and this command's ``--config`` and
     ``--db`` when a new shell would not find them by itself."""
-    import os
     import shlex
     import shutil
 

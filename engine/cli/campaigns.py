@@ -215,7 +215,7 @@ def simulate_command(
     for day, ticks in result.days():
         for tick in ticks:
             c = tick.counts
-            shown = ", ".join(f"{s['customer']}: {s['occasion']}" for s in tick.sample[:3])
+            shown = "\n".join(f"{s['customer']}: {s['occasion']}" for s in tick.sample[:3])
             grid.add_row(day, f"{tick.at:%H:%M %Z}", tick.campaign_id, f"{c.planned:,}",
                          f"{c.held_out:,}", f"{c.deferred:,}", f"{c.capped:,}",
                          shown or display.MISSING)

@@ -96,7 +96,8 @@ def print_run_report(report) -> None:
             c.capped, c.unknown)), skipped_cell(c))
     show(grid)
     if report.recovered_unknown:
-        out.print(f"{report.recovered_unknown} deliveries of an interrupted run are 'unknown' "
+        out.print(f"{display.count(report.recovered_unknown, 'delivery', 'deliveries')} of an "
+                  "interrupted run are 'unknown' "
                   "(the server may have them); resend on purpose with: retain retry --unknown")
     if report.interrupted:
         err.print(f"stopped: {report.interrupted}", markup=False)
@@ -190,7 +191,8 @@ def retry_command(campaigns: CampaignIds = None,
         raise typer.BadParameter("say what to retry: --unknown")
     cfg = settings()
     n = ledger.retry_unknown(engine_for(cfg), campaigns or [], datetime.now(UTC))
-    out.print(f"{n} deliveries will be sent again by the next run")
+    out.print(f"{display.count(n, 'delivery', 'deliveries')} will be sent again by the next run",
+              markup=False)
 
 
 @app.command("unsubscribe")
@@ -255,6 +257,10 @@ def suppressions_list(
     found = suppressions.listing(engine_for(cfg), reason, limit)
     if as_json:
         print_json({"suppressions": [entry.as_dict() for entry in found]})
+        return
+    if not found:
+        out.print("no suppressed addresses" + (f" with the reason {reason}" if reason else ""),
+                  markup=False)
         return
     grid = table("customer", "address", "suppressed", ids=("customer",),
                  title=f"{display.count(len(found), 'suppressed address', 'suppressed addresses')}"

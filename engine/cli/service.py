@@ -65,7 +65,8 @@ def scheduler_command(
             "Stop it first, or start this one with --standby to take over when it stops")
     service.install_signals()
     err.print(f"scheduler {'leading' if service.leading else 'on standby'}; "
-              f"{len(service.next_runs())} campaigns scheduled; SIGTERM stops it", markup=False)
+              f"{display.count(len(service.next_runs()), 'campaign')} scheduled; SIGTERM stops it",
+              markup=False)
     try:
         service.wait()
     finally:

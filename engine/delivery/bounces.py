@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from engine.consent import suppressions
 from engine.delivery import ledger
+from engine.display import count
 from engine.errors import InputError, NotFound
 from engine.tables import Customer, Delivery, DeliveryStatus
 from engine.transport import SendStatus, Stage, classify, domain_of, scrub
@@ -77,10 +78,11 @@ class BounceReport:
     bounced_new: int = 0     # deliveries turned into `bounced` by this pass
 
     def summary(self) -> str:
-        return (f"{self.messages} messages: {self.reports} bounce reports ({self.hard} hard, "
-                f"{self.soft} soft, {self.refused} refused for policy), {self.unmatched} "
-                f"unmatched, {self.ignored} ignored; {self.bounced_new} deliveries marked "
-                f"bounced, {self.suppressed_new} addresses newly suppressed")
+        return (f"{count(self.messages, 'message')}: {count(self.reports, 'bounce report')} "
+                f"({self.hard:,} hard, {self.soft:,} soft, {self.refused:,} refused for "
+                f"policy), {self.unmatched:,} unmatched, {self.ignored:,} ignored; "
+                f"{count(self.bounced_new, 'delivery', 'deliveries')} marked bounced, "
+                f"{count(self.suppressed_new, 'address', 'addresses')} newly suppressed")
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ def connect(url: str, *, check_revision: bool = True, create: bool = True) -> En
     code's schema revision: an empty one is made there, any other is refused with the fix
     (``SchemaError``). Without it, only whether the database can be opened is checked.
     Without ``create`` (every command but ``retain import`` and ``retain demo``), a SQLite file
-    that does not exist, or a database without retain's tables, is refused (``NotFound``, with
-    how to point at the right one) instead of being made: reading an empty database would
-    report zeros as if they were the shop's.
+    that does not exist is refused (``NotFound``, with how to point at the right one) instead of
+    being made, and so is a database without retain's tables when the revision is checked:
+    reading an empty database would report zeros as if they were the shop's. (``retain db``
+    may look at an empty database, and make its schema.)
     """
     try:
         engine = create_engine(url)
@@ -54,7 +55,8 @@ def connect(url: str, *, check_revision: bool = True, create: bool = True) -> En
             raise NotFound(missing(url, file))
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        if not create and migrate.status(engine).state is migrate.State.empty:
+        if not create and check_revision and \
+                migrate.status(engine).state is migrate.State.empty:
             raise NotFound(missing(url, sqlite_file(engine)))
         if check_revision:
             migrate.ready(engine)

@@ -81,7 +81,8 @@ class Status:
 
     def verdict(self) -> str:
         if self.state is State.empty:
-            return f"empty: the first command makes it at {self.head}"
+            return (f"empty: retain import, retain demo or retain db upgrade makes it at "
+                    f"{self.head}")
         return self.problem() or "up to date"
 
     def upgraded(self) -> str:

@@ -363,7 +363,7 @@ def test_db_current_shows_the_database_and_code_revisions(url, raw, config_path)
     assert shown.exit_code == 0
     assert shown.output.splitlines() == [
         f"database: none (empty) ({db.redact(url)})", f"code:     {head}",
-        f"empty: the first command makes it at {head}"]
+        f"empty: retain import, retain demo or retain db upgrade makes it at {head}"]
 
     db.create_schema(raw)
     assert cli(config_path, url, "db", "current").output.splitlines() == [

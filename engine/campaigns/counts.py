@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import display
 from engine.tables import DeliveryStatus, Skip
 
 S = DeliveryStatus
@@ -54,6 +55,11 @@ class Counts:
 
     def skipped_sorted(self) -> dict[str, int]:
         return dict(sorted(self.skipped.items()))
+
+    def skipped_words(self) -> str:
+        """The skips for a person: "cooldown 2, no consent 5" ("" when none)."""
+        return ", ".join(f"{display.words(reason)} {n:,}"
+                         for reason, n in self.skipped_sorted().items())
 
     def plan_dict(self) -> dict[str, Any]:
         """What ``retain plan`` and ``retain simulate`` print of a plan (planned mail is

@@ -23,11 +23,11 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from engine import money
+from engine import display, money
 from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
-from engine.config import Settings
+from engine.config import Settings, Store
 from engine.consent import preferences, suppressions
 from engine.shop import metrics, segments
 from engine.tables import Customer, CustomerMetrics, Delivery, DeliveryStatus, Skip, Suppression
@@ -281,6 +281,24 @@ class CampaignPlan:
 
     def offer_value(self) -> str:
         return money.decimal_text(self.counts.offer_value_cents)
+
+    def sentence(self, store: Store) -> str:
+        """What each number of the plan counts: "winback: 1,115 customers in the segment
+        (who …); 653 eligible (dormant in a tier it has a step for: …); 0 recipients; …"."""
+        c, budget = self.counts, self.campaign.budget
+        parts = [f"{self.campaign.id}: {display.count(self.in_segment, 'customer')} in the "
+                 f"segment ({self.segment().removeprefix('customers ')})"]
+        if self.rule:
+            parts.append(f"{c.eligible:,} eligible ({self.rule})")
+        parts.append(display.count(c.planned, "recipient"))
+        if c.skipped:
+            parts.append("skipped: " + c.skipped_words())
+        limits = [display.count(budget.max_offers, "offer")] if budget.max_offers else []
+        if budget.max_value is not None:
+            limits.append(str(store.money(money.cents(budget.max_value))))
+        if limits:
+            parts.append("budget " + " and ".join(limits))
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         c, budget = self.campaign, self.campaign.budget

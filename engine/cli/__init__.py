@@ -209,8 +209,7 @@ def print_json(data: Any) -> None:
 
 def skipped_cell(counts) -> str:
     """A campaign's skips by reason, for a table cell: "cooldown 2, no consent 5" or "-"."""
-    return ", ".join(f"{display.words(k)} {v:,}" for k, v in counts.skipped_sorted().items()) \
-        or display.MISSING
+    return counts.skipped_words() or display.MISSING
 
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="Date (end of day) or datetime.")]

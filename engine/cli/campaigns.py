@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine import display, money
+from engine import display
 
 from . import (
     CUSTOMER_HELP,
@@ -26,7 +26,6 @@ from . import (
     print_json,
     settings,
     show,
-    skipped_cell,
     table,
     transport_for,
     user_errors,
@@ -70,7 +69,7 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
                      str(cfg.store.money(c.offer_value_cents)))
     show(grid)
     for p in result:
-        out.print(plan_sentence(p, cfg), markup=False)
+        out.print(p.sentence(cfg.store), markup=False)
         for warning in p.warnings:
             err.print(f"warning: {p.campaign.id}: {warning}", markup=False)
         for example in p.sample:
@@ -78,26 +77,6 @@ def plan_command(campaigns: CampaignIds = None, as_of: AsOf = None, as_json: AsJ
             what = ", ".join(example["products"]) or offer.get("kind", "")
             out.print(f"  customer {example['customer']}: {example['occasion']} {what}",
                       markup=False)
-
-
-def plan_sentence(p, cfg) -> str:
-    """What each number of a campaign's plan counts, in one sentence."""
-    c, campaign = p.counts, p.campaign
-    segment = p.segment().removeprefix("customers ")
-    parts = [f"{campaign.id}: {display.count(p.in_segment, 'customer')} in the segment "
-             f"({segment})"]
-    if p.rule:
-        parts.append(f"{c.eligible:,} eligible ({p.rule})")
-    parts.append(display.count(c.planned, "recipient"))
-    if c.skipped:
-        parts.append("skipped: " + skipped_cell(c))
-    budget = campaign.budget
-    limits = [x for x in (budget.max_offers and display.count(budget.max_offers, "offer"),
-                          budget.max_value is not None and
-                          str(cfg.store.money(money.cents(budget.max_value)))) if x]
-    if limits:
-        parts.append("budget " + " and ".join(limits))
-    return "; ".join(parts)
 
 
 PreviewFormat = StrEnum("PreviewFormat", ["html", "text", "eml"])

@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from engine import display, money
-
 from engine.errors import RetainError
 
 from . import (

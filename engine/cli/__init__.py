@@ -98,7 +98,8 @@ def engine_for(cfg: config_module.Settings, *, check_revision: bool = True,
                create: bool = False) -> Engine:
     """The command's database engine, opened on first use. Its schema must be at the code's
     revision; ``retain db`` passes ``check_revision=False``. A database that does not exist is
-    refused with how to point at the right one: only ``import`` and ``demo`` pass ``create``."""
+    refused with how to point at the right one: only ``import``, ``sync`` (an import from the
+    shop's sources) and ``demo`` pass ``create``."""
     if state.engine is None:
         from engine import db
 

@@ -71,13 +71,14 @@ def sync_command(
     if not cfg.sources:
         raise RetainError("config.yaml has no sources: to sync; add one (see README, Live shop "
                           "data) or import files with `retain import`")
-    results = sources.sync(engine_for(cfg), cfg, datetime.now(UTC), names,
+    results = sources.sync(engine_for(cfg, create=True), cfg, datetime.now(UTC), names,
                            forget=erasure.forget)
     if as_json:
         print_json({"sources": [r.as_dict() for r in results]})
     else:
         for result in results:
-            head = f"{result.source} ({result.kind}): {result.applied} rows applied"
+            head = f"{result.source} ({result.kind}): {display.count(result.applied, 'row')} " \
+                "applied"
             out.print(head + (f"; error: {result.error}" if result.error else ""), markup=False)
             for note in result.notes:
                 out.print(f"  {note}", markup=False)

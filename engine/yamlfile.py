@@ -113,7 +113,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep=deep)
         except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
             # A value PyYAML's own constructors choke on: "2025-02-30", "!!int 0x", ...
-            raise yaml.constructor.ConstructorError(
+            raise _Refused(
                 None, None, f"cannot read the value {node.value!r} ({exc}); quote it to "
                 "keep it as text" if isinstance(node, yaml.ScalarNode) else
                 f"cannot read this value ({exc})", node.start_mark) from None
@@ -138,6 +138,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
         if isinstance(key, bool) and key_node.value.lower() not in ("true", "false"):
             key = key_node.value  # YAML 1.1 reads on:, off:, yes:, no: as true/false: a name here
         if not isinstance(key, str):  # true:, 1:, null: or a date are not names
+            _amount_with_a_comma(result, key, key_node)
             kind = _KINDS.get(type(key), "value")
             raise _Limit(f'the key "{key_node.value}" is read as a {kind}, not a name; write it '
                          f'in quotes ("{key_node.value}") if you meant it', key_node.start_mark)
@@ -147,6 +148,17 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocatedDict:
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = _mark(key_node)
     return result
+
+
+def _amount_with_a_comma(result: LocatedDict, key: Any, key_node: yaml.Node) -> None:
+    """{min_spend: 12,50}: inside { } the comma separates keys, so a decimal comma reads as
+    the amount 12 and a key 50. Said as such, with the fix."""
+    before = list(result.values())[-1] if result else None
+    if isinstance(key, int) and isinstance(before, int | float) and \
+            not isinstance(before, bool) and not isinstance(key, bool):
+        raise _Limit(f'"{before},{key_node.value}" reads as {before} and a key '
+                     f'"{key_node.value}" (inside {{ }} a comma separates keys); write '
+                     f"{before}.{key_node.value}", key_node.start_mark)
 
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList:
@@ -201,6 +213,20 @@ def _syntax(exc: yaml.MarkedYAMLError) -> tuple[str, Any]:
     where, start = exc.problem_mark or exc.context_mark, exc.context_mark or exc.problem_mark
     if isinstance(exc, _Refused):
         return problem, where
+    if "constructor for the tag" in problem:
+        tag = problem.rsplit(" ", 1)[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
+        return (f"the tag {tag} is not allowed here; write a plain value (text, a number, a "
+                "list or keys and values)"), where
+    if "undefined alias" in problem:
+        name = _word_at(where)
+        return (f'"{name}" names no anchor above it; a value starting with * must be in '
+                "quotes"), where
+    if "recursive node" in problem:
+        return ("this value contains itself (an alias inside its own anchor); write it out "
+                "instead"), where
+    if "for merging" in problem or "merge" in context:
+        return ("<<: merges the keys of a mapping (like <<: *defaults) into this one; what "
+                "follows it here is not a mapping: remove the line or point it at one"), where
     if "single document" in context:
         return ("a second document (after a line ---) in the file; a file holds one: remove "
                 "the --- line and what follows it, or put that in a file of its own"), where
@@ -240,6 +266,17 @@ def _first_colon_of_an_indented_line(mark: Any) -> bool:
         return False
     before = buffer[buffer.rfind("\n", 0, pointer) + 1:pointer]
     return before[:1] == " " and ":" not in before and not before.lstrip().startswith("-")
+
+
+def _word_at(mark: Any) -> str:
+    """The alias or word that starts at ``mark`` ("*nowhere")."""
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if buffer is None or pointer is None:
+        return "this alias"
+    end = pointer
+    while end < len(buffer) and not buffer[end].isspace() and buffer[end] not in ",]}":
+        end += 1
+    return buffer[pointer:end]
 
 
 def _char_at(mark: Any) -> str | None:
@@ -367,8 +404,6 @@ def problems_from_validation(exc: Exception, root: Any, path: str | Path,
             message = f'unknown key "{where}"{hint}'
         elif kind == "missing":
             message = f'"{where}" is required'
-        elif kind == "invalid_key":
-            message = f"{dotted(loc[:-1]) or '(top level)'}: {_number_key(root, loc)}"
         else:
             field = _field_at(model, loc) if model is not None else None
             said = _say(error, field)
@@ -399,6 +434,8 @@ def _say(error: dict, field: Any) -> str:
         return f"{shown} is too large an amount; write at most 10 digits before the point"
     if kind in ("bool_parsing", "bool_type"):
         return f"{shown} is not yes or no; write true or false"
+    if kind == "string_unicode" or isinstance(value, bytes):
+        return "expected text, found binary data (a !!binary tag); write plain text"
     if kind == "string_type":
         return f"expected text, found {_kind_of(value)}; put text that starts with [ or {{ in " \
             "quotes"
@@ -422,6 +459,8 @@ def _say(error: dict, field: Any) -> str:
         limit = ctx.get(key)
         if isinstance(limit, float) and limit.is_integer():
             limit = int(limit)
+        if isinstance(value, int) and isinstance(limit, int) and not isinstance(value, bool):
+            shown, limit = f"{value:,}", f"{limit:,}"
         return f"{shown} is too {size}; write a number {words} {limit}"
     if kind in ("too_short", "too_long"):
         least = "at least" if kind == "too_short" else "at most"
@@ -449,29 +488,6 @@ def _not_an_amount(value: Any) -> str:
     except money.AmountError as exc:
         return str(exc)
     return f'"{value}" is not an amount; write it without separators, like 1234.50'
-
-
-def _number_key(root: Any, loc: tuple[Any, ...]) -> str:
-    """A number where a key should be: "12,50" inside { } reads as 12 and a key 50."""
-    parent = _node_at(root, loc[:-1])
-    key = loc[-1]
-    keys = list(parent) if isinstance(parent, dict) else []
-    before = keys[keys.index(key) - 1] if key in keys and keys.index(key) > 0 else None
-    amount = parent.get(before) if before is not None else None
-    if isinstance(amount, int | float) and not isinstance(amount, bool):
-        return (f'"{amount},{key}" reads as {amount} and a key "{key}" (inside {{ }} a comma '
-                f"separates keys); write {amount}.{key}")
-    return f'"{key}" is not a key name; keys are words, like percent_off'
-
-
-def _node_at(root: Any, loc: tuple[Any, ...]) -> Any:
-    node = root
-    for part in loc:
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return node
 
 
 def _field_at(model: Any, loc: tuple[Any, ...]) -> Any:

@@ -48,7 +48,7 @@ def test_a_misspelt_field_names_the_object_the_field_and_the_right_one(project, 
 def test_the_problem_lists_the_fields_the_object_has(project):
     folder = project / "templates"
     [problem] = lint(folder, template(folder, "{{ nudge.missing }}"), "spend_threshold")
-    assert problem.message.endswith("nudge has missing_amount, threshold, gift_name, "
+    assert problem.message.endswith("nudge has missing_amount, threshold, spent, gift_name, "
                                     "period_ends_on")
 
 

@@ -77,11 +77,12 @@ def items_sql(dialect: str, orders: int) -> list[str]:
         return (f"CASE WHEN {h(n, k)} % 50 = 0 THEN 'YOGA-00' || (1 + {h(n, 3)} % 3) "
                 f"ELSE 'SKU-' || {padded} END")
 
+    n = "id" if dialect == "sqlite" else "id::bigint"  # a hash overflows PostgreSQL's integer
     return [f"INSERT INTO order_items (id, order_id, sku, quantity, unit_price_cents) "
-            f"SELECT id, id, {sku('id', 7)}, 1, total_cents FROM orders",
+            f"SELECT id, id, {sku(n, 7)}, 1, total_cents FROM orders",
             f"INSERT INTO order_items (id, order_id, sku, quantity, unit_price_cents) "
-            f"SELECT {orders} + id, id, {sku('id', 4)}, 1, 1500 + {h('id', 1)} % 5000 "
-            f"FROM orders WHERE {h('id', 6)} % 4 = 0"]
+            f"SELECT {orders} + id, id, {sku(n, 4)}, 1, 1500 + {h(n, 1)} % 5000 "
+            f"FROM orders WHERE {h(n, 6)} % 4 = 0"]
 
 
 def customers_sql(count: int, now_epoch: int) -> str:
@@ -216,7 +217,7 @@ def generate_postgres(url: str, customers: int, orders_per_customer: int) -> Non
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
         for label, sql in statements:
             t = time.perf_counter()
-            conn.exec_driver_sql(sql)
+            conn.execute(text(sql))  # text(): psycopg would read a bare % as a placeholder
             print(f"  {label:<28} {time.perf_counter() - t:7.1f} s", flush=True)
         for index in INDEXES:
             t = time.perf_counter()

@@ -1,12 +1,13 @@
 """Live shop data at scale: webhook deliveries through `retain serve`, and a large SQL sync.
 
-Webhooks: starts the web app on 127.0.0.1 (a threaded server, as `retain serve` runs it) over a
-fresh SQLite file (or ``--db URL``, a PostgreSQL database it empties first), posts N signed
-``orders/create`` deliveries from ``--clients`` threads (each a new order, customers reused),
-and prints requests per second and the 50th/99th percentile answer time; every delivery is
-stored and applied before its answer. SQL: builds a shop database that is not ours (a SQLite
-file, or ``--shop-url``) with M order rows, syncs it once (``kind: sql``), and prints rows per
-second and the process's peak memory, which must stay flat as M grows.
+Webhooks: starts `retain serve` on 127.0.0.1 (its own process, as a shop runs it) over a fresh
+SQLite file (or ``--db URL``, a PostgreSQL database it empties first), posts N signed
+``orders/create`` deliveries from ``--clients`` threads of this process (each a new order,
+customers reused), and prints requests per second, the 50th/99th percentile answer time, and
+the server's peak memory; every delivery is stored and applied before its answer. SQL: builds a
+shop database that is not ours (a SQLite file, or ``--shop-url``) with M order rows, syncs it
+once (``kind: sql``), and prints rows per second and the process's peak memory, which must
+stay flat as M grows.
 
     .venv/bin/python bench/sources.py                       # quick: 2,000 deliveries, 50,000 rows
     .venv/bin/python bench/sources.py --deliveries 100000 --sql-rows 1000000
@@ -17,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +36,6 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from engine import config, db  # noqa: E402
 from engine.consent import erasure  # noqa: E402
-from engine.service import webapp  # noqa: E402
 from engine.shop import sources  # noqa: E402
 from engine.shop.sources import shopify  # noqa: E402
 
@@ -82,10 +84,39 @@ def order(n: int, customers: int) -> bytes:
         "fulfillments": [], "refunds": []}).encode()
 
 
-def bench_webhooks(settings, engine, deliveries: int, clients: int) -> None:
-    server = webapp.server(settings, engine, "127.0.0.1", 0, lambda: NOW)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/shopify"
+def serve(config_path: Path, url: str) -> tuple[subprocess.Popen, str]:
+    """`retain serve` in a process of its own, as a shop runs it; its webhook URL once it
+    answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("retain")), "--config",
+                               str(config_path), "--db", url, "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}/webhooks/shopify"
+        except OSError:
+            if server.poll() is not None:
+                raise SystemExit(
+                    f"retain serve exited: {server.stderr.read().decode()}") from None
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("retain serve did not start within 60 s")
+
+
+def peak_of(pid: int) -> float:
+    """A live process's peak resident memory (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_webhooks(config_path: Path, url: str, engine, deliveries: int, clients: int) -> None:
+    server, url_ = serve(config_path, url)
     customers = max(1, deliveries // 3)
     times: list[float] = []
     lock = threading.Lock()
@@ -94,7 +125,7 @@ def bench_webhooks(settings, engine, deliveries: int, clients: int) -> None:
         mine = []
         for n in range(worker, deliveries, clients):
             body = order(n, customers)
-            request = urllib.request.Request(url, data=body, headers={
+            request = urllib.request.Request(url_, data=body, headers={
                 "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"bench-{n}",
                 "X-Shopify-Hmac-Sha256": shopify.signature(SECRET, body),
                 "Content-Type": "application/json"})
@@ -112,14 +143,19 @@ def bench_webhooks(settings, engine, deliveries: int, clients: int) -> None:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
-    server.shutdown()
-    server.server_close()
+    peak = peak_of(server.pid)
+    server.terminate()
+    server.wait(timeout=30)
     with engine.connect() as conn:
         applied = conn.execute(text("SELECT count(*) FROM orders")).scalar()
+        receipts = conn.execute(text("SELECT count(*) FROM webhook_receipts "
+                                     "WHERE applied_at IS NOT NULL")).scalar()
     cuts = statistics.quantiles(times, n=100)
-    print(f"webhooks: {deliveries} deliveries from {clients} clients in {elapsed:.1f} s: "
+    print(f"webhooks: {deliveries:,} deliveries from {clients} clients in {elapsed:.1f} s: "
           f"{deliveries / elapsed:,.0f} requests/s; answer p50 {cuts[49] * 1000:.1f} ms, "
-          f"p99 {cuts[98] * 1000:.1f} ms; {applied} orders applied ({engine.dialect.name})")
+          f"p99 {cuts[98] * 1000:.1f} ms, max {max(times) * 1000:.0f} ms; {receipts:,} "
+          f"deliveries applied, {applied:,} orders ({engine.dialect.name}); peak memory of "
+          f"retain serve {peak:.0f} MiB")
 
 
 def build_shop(shop_url: str, rows: int) -> None:
@@ -176,7 +212,8 @@ def main() -> None:
         if args.sql_rows:  # first, so the peak memory is the sync's own
             bench_sql(settings, engine, shop_url, args.sql_rows)
         if args.deliveries:
-            bench_webhooks(settings, engine, args.deliveries, args.clients)
+            bench_webhooks(Path(folder) / "config.yaml", url, engine, args.deliveries,
+                           args.clients)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,20 @@ Owns the HTTP side: routing ``POST /webhooks/shopify`` to the Shopify source (ve
 apply: shop/sources/shopify.py) and every other path to the one-click unsubscribe endpoint
 (consent/optout.py), so one process behind the shop's web server serves both, as
 ``retain unsubscribe-server`` served the latter alone; reading a request body whole, up to a
-limit, before anything is checked (the HMAC covers the raw bytes); and a threaded WSGI server
-from the standard library whose request log shows method, path and status, never the query
-string (it carries unsubscribe tokens). Must not hold business rules; reads the clock only
-through the ``clock`` it is given.
+limit, before anything is checked (the HMAC covers the raw bytes); on SQLite, one webhook
+written at a time by this process's threads (a thread waiting on a lock starts the moment it
+is free, where SQLite's busy handler polls with sleeps of up to 100 ms: that, not the work,
+made the slowest answers); and a threaded WSGI server from the standard library whose request
+log shows method, path and status, never the query string (it carries unsubscribe tokens).
+Must not hold business rules; reads the clock only through the ``clock`` it is given.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from datetime import datetime
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -35,6 +39,7 @@ STATUS_TEXT = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized",
 def app(settings: Settings, engine: Engine, clock: Callable[[], datetime]):
     """The WSGI application: webhooks at /webhooks/shopify, unsubscribe everywhere else."""
     unsubscribe = optout.app(settings, engine, clock)
+    one_writer = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     def reply(start_response, status: int, text: str) -> Iterable[bytes]:
         body = (text + "\n").encode()
@@ -53,7 +58,8 @@ def app(settings: Settings, engine: Engine, clock: Callable[[], datetime]):
         body = environ["wsgi.input"].read(length) if length else b""
         headers = {key[5:].replace("_", "-"): value for key, value in environ.items()
                    if key.startswith("HTTP_")}
-        answer = shopify.receive(engine, settings, headers, body, clock(), erasure.forget)
+        with one_writer:
+            answer = shopify.receive(engine, settings, headers, body, clock(), erasure.forget)
         if answer.status != 200:
             log.warning("webhook refused: %s %s", answer.status, answer.text)
         return reply(start_response, answer.status, answer.text)

@@ -112,10 +112,12 @@ def apart(name: str, url: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure(label: str, url: str, size: int) -> list[dict]:
+def measure(label: str, url: str, size: int, only: list[str] | None) -> list[dict]:
     rows = []
     for name in ["metrics_full", "metrics_incremental", "segment",
                  *[f"plan:{c}" for c in campaign_ids()], "report"]:
+        if only and name not in only:
+            continue
         row = {"db": label, "customers": size, **apart(name, url)}
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -178,6 +180,8 @@ def main() -> None:
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--folder", type=Path, default=ROOT / "bench",
                         help="where the SQLite files go (scale-<N>.db, reused when present)")
+    parser.add_argument("--steps", help="only these steps, comma-separated (e.g. "
+                        "metrics_full,metrics_incremental), on the shop already there")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,14 +189,18 @@ def main() -> None:
         print(json.dumps(step(args.step, args.url)))
         return
     rows: list[dict] = []
+    only = args.steps.split(",") if args.steps else None
     for size in [int(s) for s in args.sizes.split(",")]:
+        # Afresh, unless --steps: the steps write metrics, plans and ledger.
         if not args.no_sqlite:
             path = args.folder / f"scale-{size}.db"
-            generate(size, path, None)  # afresh: the steps write metrics, plans and ledger
-            rows += measure("SQLite", f"sqlite:///{path}", size)
+            if not only or count_customers(f"sqlite:///{path}") != size:
+                generate(size, path, None)
+            rows += measure("SQLite", f"sqlite:///{path}", size, only)
         if args.postgres:
-            generate(size, None, args.postgres)
-            rows += measure("PostgreSQL", args.postgres, size)
+            if not only or count_customers(args.postgres) != size:
+                generate(size, None, args.postgres)
+            rows += measure("PostgreSQL", args.postgres, size, only)
     table(rows)
 
 

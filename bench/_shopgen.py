@@ -61,9 +61,9 @@ def products() -> list[dict]:
             for k in range(PRODUCTS)]
     rows += [{"sku": sku, "name": name, "category": "sport", "price_cents": cents,
               "created_at": old}
-             for sku, name, cents in (("YOGA-001", "Yoga mat", 3900),
-                                      ("YOGA-002", "Yoga strap", 1500),
-                                      ("YOGA-003", "Cork block", 1200))]
+             for sku, name, cents in (("YOGA-001", "Yoga mat", 4900),
+                                      ("YOGA-002", "Yoga strap", 1290),
+                                      ("YOGA-003", "Cork yoga block", 1890))]
     return rows
 
 

@@ -6,6 +6,7 @@ and the process's peak memory. ``--twice`` imports the orders again to time an i
 re-import (everything unchanged).
 
     .venv/bin/python bench/import.py --rows 1000000 --twice
+    .venv/bin/python bench/import.py --rows 10000000 --customers 1000000 --items 1  # 10 M orders
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def write_customers(path: Path, count: int) -> None:
                           "vip" if n % 10 == 0 else ""])
 
 
-def write_orders(path: Path, rows: int, customers: int, rng: random.Random) -> None:
-    """One row per line item, the order repeated on each of its 1–3 rows."""
+def write_orders(path: Path, rows: int, customers: int, rng: random.Random,
+                 most_items: int = 3) -> None:
+    """One row per line item, the order repeated on each of its 1–``most_items`` rows."""
     start = datetime(2023, 1, 1, tzinfo=UTC)
     with path.open("w", newline="") as file:
         out = csv.writer(file)
@@ -51,7 +53,7 @@ def write_orders(path: Path, rows: int, customers: int, rng: random.Random) -> N
         written, order = 0, 0
         while written < rows:
             order += 1
-            items = min(rng.randint(1, 3), rows - written)
+            items = min(rng.randint(1, most_items), rows - written)
             created = (start + timedelta(minutes=order * 1.3)).isoformat(timespec="seconds")
             prices = [rng.randint(500, 9000) for _ in range(items)]
             total = f"{sum(prices) / 100:.2f}"
@@ -76,15 +78,18 @@ def timed(engine, settings, kind: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="order rows (line items)")
+    parser.add_argument("--customers", type=int, help="customers (default: rows / 5)")
+    parser.add_argument("--items", type=int, default=3,
+                        help="most line items an order (1: one row an order)")
     parser.add_argument("--twice", action="store_true", help="re-import the orders file")
     parser.add_argument("--db", help="a throwaway PostgreSQL URL instead of a SQLite file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
-        customers = max(1, args.rows // 5)
+        customers = args.customers or max(1, args.rows // 5)
         started = time.perf_counter()
         write_customers(base / "customers.csv", customers)
-        write_orders(base / "orders.csv", args.rows, customers, random.Random(7))
+        write_orders(base / "orders.csv", args.rows, customers, random.Random(7), args.items)
         size = (base / "orders.csv").stat().st_size / 1e6
         print(f"generated {customers:,} customers and {args.rows:,} order rows ({size:.0f} MB) "
               f"in {time.perf_counter() - started:.1f} s")

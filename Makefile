@@ -49,13 +49,19 @@ bench: $(STAMP)
 	$(BIN)/python bench/cdnow.py
 	$(BIN)/python bench/report.py
 
-# README "Performance": the full-size figures (several hours on a 2-core machine; see README).
+# README "Performance": the full-size figures (about an hour and a half on a 2-core machine;
+# see README). One throwaway PostgreSQL server for all of them (scripts/with-postgres.sh).
 bench-full: $(STAMP)
-	$(BIN)/python bench/segments.py --customers 1000000
-	$(BIN)/python bench/import.py --rows 10000000
-	$(BIN)/python bench/render.py --emails 20000 --repeat 1
-	$(BIN)/python bench/pipeline.py --customers 100000
-	scripts/with-postgres.sh $(BIN)/python bench/workers.py --messages 20000
+	scripts/with-postgres.sh sh -c '\
+	  $(BIN)/python bench/scale.py --postgres "$$RETAIN_TEST_POSTGRES_URL" && \
+	  $(BIN)/python bench/report.py --customers 1000000 --postgres "$$RETAIN_TEST_POSTGRES_URL" && \
+	  $(BIN)/python bench/import.py --rows 10000000 --customers 1000000 --items 1 && \
+	  $(BIN)/python bench/import.py --rows 10000000 --customers 1000000 --items 1 \
+	    --db "$$RETAIN_TEST_POSTGRES_URL" && \
+	  $(BIN)/python bench/sources.py --deliveries 100000 --sql-rows 1000000 && \
+	  $(BIN)/python bench/render.py --emails 20000 --repeat 1 && \
+	  $(BIN)/python bench/pipeline.py --customers 20000 && \
+	  $(BIN)/python bench/workers.py --messages 20000'
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py

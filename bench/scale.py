@@ -87,6 +87,10 @@ def step(name: str, url: str) -> dict:
     elif name == "segment":
         segment = segments.parse(yamlfile.parse(FOUR_CONDITIONS, "segment"), "segment")
         detail["count"] = segments.evaluate(engine, settings, segment, NOW)["count"]
+        again = time.perf_counter()  # the same question again: the database's cache is warm
+        segments.evaluate(engine, settings, segment, NOW)
+        detail["again_s"] = round(time.perf_counter() - again, 2)
+        started += time.perf_counter() - again  # "seconds" is the first answer's
     elif name.startswith("plan:"):
         campaign = validate.load(settings, [name.split(":", 1)[1]])
         report = runner.run(engine, settings, campaign, NOW + timedelta(minutes=1), None)

@@ -20,13 +20,15 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from engine import migrate, tables
 from engine.errors import ConfigError, NotFound
 
+BUSY_WAIT_SECONDS = 30  # how long a SQLite writer waits for another one before giving up
+
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the scheduler write while the CLI reads; busy_timeout waits instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_WAIT_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -64,7 +66,8 @@ def connect(url: str, *, check_revision: bool = True, create: bool = True) -> En
             engine.connect().close()
     except OperationalError as exc:
         engine.dispose()
-        raise ConfigError(f'cannot open the database "{redact(url)}": {exc.orig}') from None
+        raise ConfigError(f'cannot open the database "{redact(url)}": '
+                          f"{one_line(exc.orig)}") from None
     except BaseException:
         engine.dispose()
         raise
@@ -104,6 +107,20 @@ def missing(url: str, file: Path | None) -> str:
 def create_schema(engine: Engine) -> None:
     """Every table at the code's revision, on a database that has none (tests empty one)."""
     migrate.create(engine)
+
+
+def one_line(error: BaseException | None) -> str:
+    """A driver's message on one line (psycopg's spans several)."""
+    return "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
+
+
+def unavailable(error: OperationalError) -> str:
+    """What to tell someone whose command the database stopped: busy, or gone."""
+    if "database is locked" in str(error.orig):
+        return (f"the database is busy: another process has been writing to it for "
+                f"{BUSY_WAIT_SECONDS} s (a run, an import or a sync); try again when it is done")
+    return (f"the database stopped answering: {one_line(error.orig)}; check that it is "
+            "running and reachable, then try again")
 
 
 def redact(url: str) -> str:

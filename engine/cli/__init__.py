@@ -75,6 +75,8 @@ def user_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sqlalchemy.exc import OperationalError  # here: `retain --help` stays quick
+
         try:
             return func(*args, **kwargs)
         except Invalid as exc:
@@ -85,6 +87,11 @@ def user_errors(func: F) -> F:
             raise typer.Exit(1) from None
         except RetainError as exc:
             err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        except OperationalError as exc:  # the database itself: busy past its wait, or gone
+            from engine import db
+
+            err.print(f"error: {db.unavailable(exc)}", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from engine import db
 from engine.campaigns import flows, limits, offers
 from engine.campaigns.planner import Candidate
 from engine.config import Settings
@@ -65,11 +65,6 @@ DELIVERIES, COUPONS, RUNS = Delivery.__table__, Coupon.__table__, Run.__table__
 PRODUCTS, ANNOUNCED = Product.__table__, ProductAnnouncement.__table__
 S = DeliveryStatus
 SENDABLE = (S.planned.value, S.failed.value)
-
-
-def _insert(conn: Connection, table):
-    return (postgresql.insert(table) if conn.dialect.name == "postgresql"
-            else sqlite.insert(table))
 
 
 @dataclass(frozen=True)
@@ -113,10 +108,10 @@ def _insert_deliveries(conn: Connection, rows: list[Candidate],
                "payload": json.dumps(c.payload, sort_keys=True), "planned_at": now,
                "next_attempt_at": c.not_before or now, "reason": c.reason,
                "transactional": c.transactional, "checkout_id": c.checkout_id} for c in rows]
-    # executemany with RETURNING (SQLAlchemy batches it as multi-row INSERTs, compiled once);
-    # the conflict clause is what makes a duplicate occasion impossible. The one exception: a
-    # delivery deferred by the frequency cap is planned again, in place.
-    insert = _insert(conn, DELIVERIES)
+    # Many rows in one statement (db.insert_many), with RETURNING; the conflict clause is what
+    # makes a duplicate occasion impossible. The one exception: a delivery deferred by the
+    # frequency cap is planned again, in place.
+    insert, parameters = db.insert_many(conn, DELIVERIES, values)
     statement = (insert.on_conflict_do_update(
         index_elements=["campaign_id", "customer_id", "occasion"],
         set_={"status": insert.excluded.status, "payload": insert.excluded.payload,
@@ -124,7 +119,7 @@ def _insert_deliveries(conn: Connection, rows: list[Candidate],
               "next_attempt_at": insert.excluded.next_attempt_at},
         where=DELIVERIES.c.status == S.deferred.value)
         .returning(DELIVERIES.c.id, DELIVERIES.c.customer_id, DELIVERIES.c.occasion))
-    return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement, values)}
+    return {(r.customer_id, r.occasion): r.id for r in conn.execute(statement, parameters)}
 
 
 def _issue_offers(conn: Connection, issued: list[tuple[Candidate, int]], now: datetime) -> None:
@@ -146,9 +141,10 @@ def _issue_offers(conn: Connection, issued: list[tuple[Candidate, int]], now: da
     # 80+ random bits make a clash practically impossible; the UNIQUE index on the code makes
     # it impossible, and the rare clash draws new codes for the rows that lost.
     for _ in range(5):
+        insert, parameters = db.insert_many(conn, COUPONS, rows)
         written = set(conn.execute(
-            _insert(conn, COUPONS).on_conflict_do_nothing(index_elements=["code"])
-            .returning(COUPONS.c.delivery_id), rows).scalars())
+            insert.on_conflict_do_nothing(index_elements=["code"])
+            .returning(COUPONS.c.delivery_id), parameters).scalars())
         rows = [dict(r, code=offers.new_code(prefixes[r["delivery_id"]]))
                 for r in rows if r["delivery_id"] not in written]
         if not rows:
@@ -166,7 +162,8 @@ def _announce(conn: Connection, announced: list[tuple[Candidate, int]]) -> None:
     values = [{"customer_id": c.customer_id, "product_id": ids[s], "delivery_id": d}
               for c, d in announced for s in c.products if s in ids]
     if values:
-        conn.execute(_insert(conn, ANNOUNCED).on_conflict_do_nothing(), values)
+        insert, parameters = db.insert_many(conn, ANNOUNCED, values)
+        conn.execute(insert.on_conflict_do_nothing(), parameters)
 
 
 def recover(engine: Engine, now: datetime, stale_after: timedelta = timedelta(minutes=10),

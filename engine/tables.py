@@ -1,8 +1,9 @@
 """Every database table and the closed vocabularies stored in them.
 
 One module for all tables, as SQLModel's documentation advises (relationships resolve in one
-place). Money is stored in integer minor units (cents) so sums are exact in SQL; datetimes are
-stored as UTC and come back timezone-aware (``UTCDateTime``). No behaviour lives here.
+place). Money is stored in integer minor units (cents) so sums are exact in SQL, 64-bit where
+it is a per-customer total (``total_cents_column``); datetimes are stored as UTC and come back
+timezone-aware (``UTCDateTime``). No behaviour lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -50,6 +52,12 @@ class UTCDateTime(TypeDecorator):
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def total_cents_column() -> Column:
+    """A per-customer total of cents (a sum over orders): 64-bit, as PostgreSQL's INTEGER
+    stops at 2^31 - 1 cents (€21.4 M), a total a wholesale customer can pass."""
+    return Column(BigInteger(), nullable=False)
 
 
 class OrderStatus(StrEnum):
@@ -221,7 +229,7 @@ class CustomerMetrics(SQLModel, table=True):
     __tablename__ = "customer_metrics"
     customer_id: int = Field(primary_key=True, foreign_key="customers.id")
     orders: int = 0
-    spent_cents: int = 0
+    spent_cents: int = Field(default=0, sa_column=total_cents_column())
     avg_order_value_cents: int = 0
     first_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -303,7 +311,8 @@ class CustomerPrediction(SQLModel, table=True):
     churn_risk: float            # P(no counted order in the next predict.horizon_days)
     p_alive: float
     expected_orders: float       # in the next predict.horizon_days
-    predicted_clv_cents: int     # expected spend in the next predict.horizon_days
+    # Expected spend in the next predict.horizon_days.
+    predicted_clv_cents: int = Field(sa_column=total_cents_column())
     churn_tier: ChurnTier
 
 

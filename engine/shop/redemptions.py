@@ -1,11 +1,12 @@
 """Coupon redemptions: which issued code an imported order used, kept current on every import.
 
 Owns ``code_key`` (a code as a customer types it: compared case-insensitively and without
-separators, so "back-7kq4 xt..." redeems "BACK-7KQ4XT-...") and ``refresh``, the SQL that marks
-each coupon redeemed by the first counted order (counted.py, the one definition) whose
-``discount_code`` matches it: the order, its total, the discount the offer gave and when. An
-order that stops counting (refunded in full, cancelled) un-redeems its coupon; the next counted
-order with the code, if any, redeems it instead.
+separators, so "back-7kq4 xt..." redeems "BACK-7KQ4XT-..."; its SQL form is
+``tables.code_key_sql``, declared beside the index on orders it must match) and ``refresh``,
+the SQL that marks each coupon redeemed by the first counted order (counted.py, the one
+definition) whose ``discount_code`` matches it: the order, its total, the discount the offer
+gave and when. An order that stops counting (refunded in full, cancelled) un-redeems its
+coupon; the next counted order with the code, if any, redeems it instead.
 
 Choices, and why:
 - Recomputed from the orders each time, not updated incrementally: a refund, a re-import or a

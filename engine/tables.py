@@ -1,8 +1,9 @@
 """Every database table and the closed vocabularies stored in them.
 
 One module for all tables, as SQLModel's documentation advises (relationships resolve in one
-place). Money is stored in integer minor units (cents) so sums are exact in SQL; datetimes are
-stored as UTC and come back timezone-aware (``UTCDateTime``). No behaviour lives here.
+place). Money is stored in integer minor units (cents) so sums are exact in SQL, 64-bit where
+it is a per-customer total (``total_cents_column``); datetimes are stored as UTC and come back
+timezone-aware (``UTCDateTime``). No behaviour lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -19,8 +21,11 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
+    func,
     inspect,
+    text,
 )
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, SQLModel
 
 
@@ -47,6 +52,12 @@ class UTCDateTime(TypeDecorator):
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column:
     return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def total_cents_column() -> Column:
+    """A per-customer total of cents (a sum over orders): 64-bit, as PostgreSQL's INTEGER
+    stops at 2^31 - 1 cents (€21.4 M), a total a wholesale customer can pass."""
+    return Column(BigInteger(), nullable=False)
 
 
 class OrderStatus(StrEnum):
@@ -174,7 +185,32 @@ class Order(SQLModel, table=True):
     status: OrderStatus = OrderStatus.paid
     total_cents: int
     currency: str = "EUR"
-    discount_code: str | None = Field(default=None, index=True)
+    discount_code: str | None = None
+
+
+# A discount code as a customer types it, compared case-insensitively and without separators
+# ("back-7kq4 xt" redeems "BACK-7KQ4XT"): shop/redemptions.py's code_key is this, in Python.
+CODE_SEPARATORS = ("-", " ", "_", ".")
+
+
+def code_key_sql(column: ColumnElement) -> ColumnElement:
+    """The code key of ``column`` in SQL, the same on SQLite and PostgreSQL.
+
+    Defined here, beside the index over it, because SQLite and PostgreSQL use an expression
+    index only for a query whose expression is the index's own: every query that looks a code
+    up builds it with this function. The separators are SQL literals, never bound parameters,
+    for the same reason (a parameter is not the index's literal).
+    """
+    for separator in CODE_SEPARATORS:
+        column = func.replace(column, text(f"'{separator}'"), text("''"))
+    return func.upper(column)
+
+
+# One coupon's redemption is a lookup: the orders carrying a code, by its key (a webhook's
+# order is answered in milliseconds, not a pass over every order with a code).
+_coded = Order.__table__.c.discount_code.is_not(None)
+Index("ix_orders_discount_key", code_key_sql(Order.__table__.c.discount_code),
+      sqlite_where=_coded, postgresql_where=_coded)
 
 
 class OrderItem(SQLModel, table=True):
@@ -193,7 +229,7 @@ class CustomerMetrics(SQLModel, table=True):
     __tablename__ = "customer_metrics"
     customer_id: int = Field(primary_key=True, foreign_key="customers.id")
     orders: int = 0
-    spent_cents: int = 0
+    spent_cents: int = Field(default=0, sa_column=total_cents_column())
     avg_order_value_cents: int = 0
     first_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_order_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -275,7 +311,8 @@ class CustomerPrediction(SQLModel, table=True):
     churn_risk: float            # P(no counted order in the next predict.horizon_days)
     p_alive: float
     expected_orders: float       # in the next predict.horizon_days
-    predicted_clv_cents: int     # expected spend in the next predict.horizon_days
+    # Expected spend in the next predict.horizon_days.
+    predicted_clv_cents: int = Field(sa_column=total_cents_column())
     churn_tier: ChurnTier
 
 

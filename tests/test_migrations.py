@@ -18,16 +18,21 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, inspect, text
+from sqlalchemy import MetaData, inspect, select, text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
 from engine import db, migrate
 from engine.cli import app
 from engine.errors import SchemaError
+from engine.tables import code_key_sql
 from tests.conftest import BACKENDS
 
 V1 = Path(__file__).parent / "data" / "schema_v1"
+# SQLite's reflection skips an index on an expression (ix_orders_discount_key), and says so;
+# ``indexes`` compares every index's definition instead.
+pytestmark = [pytest.mark.filterwarnings("ignore:Skipped unsupported reflection"),
+              pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified")]
 
 
 def empty_database(backend: str, tmp_path: Path) -> str:
@@ -117,6 +122,22 @@ def test_every_revision_builds_exactly_tables_py_and_undoes_itself(raw):
 
     run_revisions(raw, "upgrade", "head")
     assert differences(raw) == []
+    revised = indexes(raw)
+    with raw.begin() as conn:
+        SQLModel.metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    migrate.create(raw)
+    assert revised == indexes(raw)
+
+
+def indexes(engine) -> dict[str, str]:
+    """Every index's definition as the database states it. Autogenerate compares neither an
+    index's WHERE nor, on SQLite, an expression index (ix_orders_discount_key): these do."""
+    query = ("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+             if engine.dialect.name == "sqlite" else
+             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+    with engine.connect() as conn:
+        return {name: re.sub(r"\s+", " ", sql) for name, sql in conn.exec_driver_sql(query)}
 
 
 def test_an_empty_database_is_made_at_head_by_the_first_command(url, config_path, tmp_path):
@@ -225,6 +246,39 @@ def test_a_database_made_before_revisions_is_upgraded_in_place_keeping_every_row
     assert winback["id"] == "winback" and winback["recipients"] == 1  # Zoé, 70 days dormant
     assert cli(config_path, url, "db", "upgrade").output.strip() == (
         f"already at {migrate.head()}: up to date")
+
+
+def test_a_database_at_0007_gets_the_code_key_index_and_64_bit_totals_keeping_every_row(
+        raw, url, config_path):
+    """0008 indexes the codes orders already carry; 0009 widens the per-customer totals (a
+    table rewrite on PostgreSQL, a copy on SQLite) with their rows."""
+    run_revisions(raw, "upgrade", "0007")
+    rows = {k: V1_ROWS[k] for k in ("customers", "orders", "deliveries", "coupons")}
+    rows["customer_metrics"] = [dict(customer_id=1, orders=1, spent_cents=4900,
+                                     avg_order_value_cents=4900, recency_days=70, r_score=1,
+                                     f_score=1, m_score=1, dormancy="half_asleep",
+                                     value_tier="A", lifecycle="exploration")]
+    rows["customer_predictions"] = [dict(customer_id=1, churn_risk=0.25, p_alive=0.8,
+                                         expected_orders=1.5, predicted_clv_cents=7350,
+                                         churn_tier="low")]
+    schema = insert(raw, rows)
+    before = dump(raw, schema)
+
+    upgraded = cli(config_path, url, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert upgraded.output.strip() == f"upgraded from 0007 to {migrate.head()}"
+    assert dump(raw, schema) == before
+    assert differences(raw) == []
+    orders = SQLModel.metadata.tables["orders"]
+    with raw.begin() as conn:
+        typed = select(orders.c.external_id).where(  # the refund's code, as typed, found by key
+            orders.c.discount_code.is_not(None), code_key_sql(orders.c.discount_code) == "BACKX")
+        assert conn.execute(typed).scalars().all() == ["o2"]
+        conn.execute(text("UPDATE customer_metrics SET spent_cents = 3000000000"))
+        conn.execute(text("UPDATE customer_predictions SET predicted_clv_cents = 3000000000"))
+        assert conn.execute(text("SELECT spent_cents + predicted_clv_cents FROM "
+                                 "customer_metrics NATURAL JOIN customer_predictions")
+                            ).scalar() == 6_000_000_000
 
 
 def test_the_baseline_is_exactly_the_schema_made_before_revisions_on_sqlite(tmp_path):

@@ -1,11 +1,12 @@
 """Coupon redemptions: which issued code an imported order used, kept current on every import.
 
 Owns ``code_key`` (a code as a customer types it: compared case-insensitively and without
-separators, so "back-7kq4 xt..." redeems "BACK-7KQ4XT-...") and ``refresh``, the SQL that marks
-each coupon redeemed by the first counted order (counted.py, the one definition) whose
-``discount_code`` matches it: the order, its total, the discount the offer gave and when. An
-order that stops counting (refunded in full, cancelled) un-redeems its coupon; the next counted
-order with the code, if any, redeems it instead.
+separators, so "back-7kq4 xt..." redeems "BACK-7KQ4XT-..."; its SQL form is
+``tables.code_key_sql``, declared beside the index on orders it must match) and ``refresh``,
+the SQL that marks each coupon redeemed by the first counted order (counted.py, the one
+definition) whose ``discount_code`` matches it: the order, its total, the discount the offer
+gave and when. An order that stops counting (refunded in full, cancelled) un-redeems its
+coupon; the next counted order with the code, if any, redeems it instead.
 
 Choices, and why:
 - Recomputed from the orders each time, not updated incrementally: a refund, a re-import or a
@@ -30,30 +31,22 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from engine.shop.counted import counted
-from engine.tables import Coupon, Order
+from engine.tables import CODE_SEPARATORS, Coupon, Order, code_key_sql
 
 COUPONS = Coupon.__table__
 ORDERS = Order.__table__
-SEPARATORS = ("-", " ", "_", ".")
-_SEPARATOR_RE = re.compile(r"[-\s_.]")
+_SEPARATOR_RE = re.compile("[" + re.escape("".join(CODE_SEPARATORS)) + "]")
 INCREMENTAL_LIMIT = 10_000  # codes an import refreshes one by one; past it, every coupon
 # Every order the shop knows counts for redemption; ``--as-of`` reads redeemed_at.
 _ALWAYS = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def code_key(code: str) -> str:
-    """"back-7kq4 xt" → "BACK7KQ4XT": what two spellings of one code have in common."""
+    """"back-7kq4 xt" → "BACK7KQ4XT": what two spellings of one code have in common (in SQL:
+    ``tables.code_key_sql``, which the index on orders' codes is built on)."""
     return _SEPARATOR_RE.sub("", code).upper()
-
-
-def code_key_sql(column: ColumnElement) -> ColumnElement:
-    """``code_key`` in SQL, the same on SQLite and PostgreSQL."""
-    for separator in SEPARATORS:
-        column = func.replace(column, separator, "")
-    return func.upper(column)
 
 
 def keys_of(records: Iterable[dict], keys: set[str] | None) -> set[str] | None:
@@ -79,8 +72,10 @@ def refresh(conn: Connection, keys: Collection[str] | None = None) -> int:
     key = code_key_sql(ORDERS.c.discount_code)
     chosen = [] if keys is None else [key.in_(sorted(keys))]
     mine = [] if keys is None else [COUPONS.c.code_key.in_(sorted(keys))]
-    # The first counted order per code, by time then id: one pass over the orders that carry a
-    # code (ix on discount_code), matched to coupons through their indexed code_key.
+    # The first counted order per code, by time then id: the orders that carry a code, read
+    # through ix_orders_discount_key (sought by key when ``keys`` are given: a lookup), matched
+    # to coupons through their indexed code_key. The index is partial (orders with a code), so
+    # the condition on discount_code below is what lets both databases use it.
     ranked = (select(key.label("k"), ORDERS.c.id, ORDERS.c.created_at, ORDERS.c.total_cents,
                      func.row_number().over(partition_by=key, order_by=(
                          ORDERS.c.created_at, ORDERS.c.id)).label("rn"))

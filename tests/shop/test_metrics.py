@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, select, update
 
-from engine import db, tables
+from engine import db, tables, yamlfile
 from engine.errors import NotFound
-from engine.shop import metrics
+from engine.shop import metrics, segments
 from tests.conftest import on_each_backend
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -172,6 +172,22 @@ def test_amounts_and_dates_of_a_buyer(shop, settings):
     row = rows(shop, settings)[buyer]
     assert (row["orders"], row["spent_cents"], row["avg_order_value_cents"]) == (2, 20001, 10001)
     assert (row["first_order_at"], row["last_order_at"]) == (first, last)
+
+
+def test_a_total_spend_past_two_to_the_31_cents_is_kept_whole(shop, settings):
+    """€30 M in two orders: past 32-bit cents (€21.4 M), which PostgreSQL's INTEGER refused
+    ("integer out of range"), so the refresh failed for every customer; now BIGINT."""
+    with shop.begin() as conn:
+        wholesale = customer(conn)
+        for days_ago in (30, 10):
+            order(conn, wholesale, days_ago=days_ago, total=1_500_000_000)
+        order(conn, customer(conn), days_ago=5, total=4_000)
+    row = rows(shop, settings)[wholesale]
+    assert (row["spent_cents"], row["avg_order_value_cents"]) == (3_000_000_000, 1_500_000_000)
+    shown = metrics.for_customer(shop, settings, str(wholesale), NOW)  # customers show --json
+    assert (shown["spent"], shown["value_tier"]) == ("30000000.00", "A")
+    big = segments.parse(yamlfile.parse("spent: {gte: 25000000}\n", "big.yaml"), "big.yaml")
+    assert segments.count(shop, big, NOW) == 1
 
 
 def test_for_customer_finds_by_id_external_id_or_email(shop, settings):

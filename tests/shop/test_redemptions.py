@@ -5,11 +5,12 @@ file again changes nothing. SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from engine.shop import importer, redemptions
 from tests.conftest import on_each_backend
@@ -135,3 +136,41 @@ def test_a_large_import_refreshes_every_coupon(shop, settings, tmp_path, monkeyp
     load(shop, settings, tmp_path, "O-1,C1,2026-05-27T10:00:00Z,80.00,paid,back 7kq4xt9mwa3c",
          "O-2,C2,2026-05-27T11:00:00Z,45.00,paid,backabc")
     assert {c["order_ref"] for c in coupons(shop).values()} == {"O-1", "O-2"}
+
+
+def test_one_codes_refresh_looks_its_orders_up_by_the_code_key_index(shop):
+    """A webhook's order refreshes its one code without reading every order that carries a code:
+    on both databases, the plan of the keyed refresh seeks ix_orders_discount_key (an index on
+    exactly tables.code_key_sql), and the "still redeemed" check reads orders by a key."""
+    ids = customer_ids(shop)
+    with shop.begin() as conn:
+        conn.execute(redemptions.ORDERS.insert(), [
+            dict(external_id=f"B-{i}", customer_id=ids["C1"], created_at=SENT,
+                 local_date=SENT.date(), status="paid", total_cents=1000,
+                 discount_code=f"x-{i % 500}" if i % 10 == 0 else None)
+            for i in range(20_000)])
+    with shop.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")  # the planner sees a shop, not an empty table
+
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    with shop.begin() as conn:
+        event.listen(conn, "before_cursor_execute", record)
+        redemptions.refresh(conn, {redemptions.code_key("back-7kq4xt-9mwa3c")})
+        event.remove(conn, "before_cursor_execute", record)
+    plans = {}
+    with shop.connect() as conn:
+        sqlite = shop.dialect.name == "sqlite"
+        for statement, parameters in statements:
+            if "FROM orders" in statement:
+                found = conn.exec_driver_sql(
+                    ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters)
+                plans["ranked" if "row_number" in statement else "still"] = "\n".join(
+                    str(row[-1] if sqlite else row[0]) for row in found)
+    assert "ix_orders_discount_key" in plans["ranked"], plans["ranked"]
+    assert "SCAN orders" not in plans["ranked"] and "Seq Scan on orders" not in plans["ranked"]
+    assert re.search(r"orders USING INTEGER PRIMARY KEY|orders_pkey|ix_orders_discount_key",
+                     plans["still"]), plans["still"]

@@ -186,6 +186,7 @@ def stages(engine, settings, campaigns) -> dict:
         for delivery_id, campaign_id, customer_id, payload in page.rows:
             t0 = time.perf_counter()
             campaign, customer = by_id[campaign_id], page.customers[customer_id]
+            campaign = compose.for_message(campaign, payload)  # a flow step's own template
             context = compose.context(settings, campaign, customer, payload,
                                       page.codes.get(delivery_id), NOW, page.products)
             rendered = renderer.render(campaign.template, compose.subject_for(campaign, payload),

@@ -337,3 +337,18 @@ def test_a_large_shop_is_fitted_on_a_fixed_sample_and_scored_in_batches(shop, se
     assert {i: r["churn_risk"] for i, r in rows.items()} == pytest.approx(scored)
     assert _note(shop)["mbgnbd"] == pytest.approx(fitted.info["mbgnbd"])
     assert _note(shop)["mbgnbd"]["r"] == pytest.approx(TRUTH.r, rel=0.4)
+
+
+def test_the_refresh_process_loads_no_machine_learning_library(engine, config_path):
+    """scikit-learn's import alone held 75 MB of every process that refreshed the metrics;
+    the predictions need numpy and scipy only."""
+    draw_shop(engine, 1500)
+    code = ("import sys\nfrom engine.cli import app\n"
+            f"app(['--config', {str(config_path)!r}, 'customers', 'show', 'syn-1', '--as-of',"
+            " '2026-06-15', '--json'], standalone_mode=False)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'statsmodels'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    shown, loaded = out.stdout.rsplit("\n", 2)[-3:-1]
+    assert json.loads(shown)["churn_risk"] is not None
+    assert loaded == "[]"

@@ -33,8 +33,7 @@ def features(history, p_quiet) -> np.ndarray:
     """One row a customer: the model's log-odds of no order, then log(1 + ·) of repeat visits,
     days since the last visit, age and average order value (in units of 100 cents)."""
     p = np.clip(p_quiet, 1e-6, 1 - 1e-6)
-    mean = np.divide(history.spent, history.orders, out=np.zeros(len(history)),
-                     where=history.orders > 0)
+    mean = history.mean_order
     return np.column_stack([np.log(p / (1 - p)), np.log1p(history.x),
                             np.log1p(history.recency), np.log1p(history.T),
                             np.log1p(np.maximum(mean, 0) / 100)])

@@ -88,6 +88,14 @@ class History:
     def recency(self):
         return self.T - self.t_x
 
+    @property
+    def mean_order(self):
+        """Average counted order, in cents (0 for no orders)."""
+        import numpy as np
+
+        return np.divide(self.spent, self.orders, out=np.zeros(len(self)),
+                         where=self.orders > 0)
+
     def __len__(self) -> int:
         return len(self.customer_id)
 
@@ -124,7 +132,7 @@ class Fitted:
         h, model = self.horizon, self.mbgnbd
         p_quiet = model.p_no_purchase(c.x, c.t_x, c.T, h)
         expected = model.expected_purchases(c.x, c.t_x, c.T, h)
-        mean = np.divide(c.spent, c.orders, out=np.zeros(len(c)), where=c.orders > 0)
+        mean = c.mean_order
         value = mean if self.spend is None else self.spend.expected_order_value(c.orders, mean)
         churn = p_quiet if self.calibration is None else self.calibration.apply(c, p_quiet)
         return Predictions(c, churn, model.p_alive(c.x, c.t_x, c.T), expected,
@@ -200,7 +208,6 @@ def fit(conn: Connection, settings: Settings, now: datetime) -> Fitted:
     """The models fitted on the sample's histories as of ``now``; PredictionError when they
     cannot be."""
     require()
-    import numpy as np
 
     from engine.shop import btyd, calibration
 
@@ -217,10 +224,9 @@ def fit(conn: Connection, settings: Settings, now: datetime) -> Fitted:
         "mbgnbd": model.params(), "penalized": model.penalized,
         "fitted_on": "every buyer" if every == 1 else f"{len(c)} buyers (customer id a "
                                                       f"multiple of {every})"}
-    mean = np.divide(c.spent, c.orders, out=np.zeros(len(c)), where=c.orders > 0)
     spend = None
     try:
-        spend = btyd.fit_gamma_gamma(c.orders, mean)
+        spend = btyd.fit_gamma_gamma(c.orders, c.mean_order)
         info["gamma_gamma"] = spend.params()
     except btyd.FitFailed as exc:  # each customer's own average is the fallback
         info["gamma_gamma"] = f"not used: {exc}"

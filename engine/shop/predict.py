@@ -59,8 +59,8 @@ orders = tables.Order.__table__
 predictions_table = tables.CustomerPrediction.__table__
 
 EXTRA_HINT = "install the predictions extra: pip install '.[predict]' (make installs it)"
-SAMPLE = 100_000            # customers the models are fitted on, at most (about)
-_BATCH = 20_000             # buyers scored and written at a time
+SAMPLE = 50_000             # customers the models are fitted on, at most (about)
+_BATCH = 5_000              # buyers read, scored and written at a time
 
 
 def available() -> bool:
@@ -180,7 +180,7 @@ def _batches(conn: Connection, query, width: int):
     for batch in conn.execute(query.execution_options(yield_per=_BATCH)).partitions():
         # Rows as plain tuples: numpy probing a Row for a mapping costs 30 s a million rows.
         a = np.array(list(map(tuple, batch)), dtype=float).reshape(-1, width)
-        yield np.nan_to_num(a, nan=-1.0)
+        yield np.nan_to_num(a, nan=-1.0, copy=False)
 
 
 def _history(a, first: int) -> History:

@@ -34,7 +34,6 @@ from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 PENALIZER = 0.01      # weight of the prior on (log params - log start)^2, per customer
 _LOG_BOUND = 12.0     # |log parameter| beyond this (e^12 = 160 000) is a runaway fit
-SAMPLE = 200_000      # customers the spend model is fitted on, at most (a seeded sample)
 
 
 class FitFailed(Exception):
@@ -200,9 +199,6 @@ def fit_gamma_gamma(n: np.ndarray, mean: np.ndarray) -> GammaGamma:
     if keep.sum() < 2 or np.ptp(mean[keep]) == 0:
         raise FitFailed("too few different order values to fit the spend model")
     n, mean = n[keep], mean[keep]
-    if len(n) > SAMPLE:  # three parameters: a fixed sample estimates them as well, 10x faster
-        rows = np.random.default_rng(0).choice(len(n), SAMPLE, replace=False)
-        n, mean = n[rows], mean[rows]
     scale = float(np.median(mean))
     theta, penalized = _maximise(_gg_loglik, (n, mean / scale), np.log([1.0, 2.0, 1.0]),
                                  "Gamma-Gamma")

@@ -87,8 +87,8 @@ def _days_between_default(element, compiler, **kw):
 def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
     """Rebuild ``customer_metrics`` as of ``now`` unless it already holds exactly that (only
     the customers whose orders changed when that is all that did: ``metricsdelta``), then the
-    predictions beside it (predict.py: rebuilt when these rows were, or when the predict:
-    settings changed; a cached read writes nothing)."""
+    predictions beside it (predict.py: rebuilt when these rows were rebuilt whole, or when the
+    predict: settings changed; an incremental refresh or a cached read keeps them)."""
     from engine.shop import predict  # predict reads this module's day arithmetic
 
     _refresh_metrics(engine, settings, now)
@@ -119,6 +119,7 @@ def _refresh_metrics(engine: Engine, settings: Settings, now: datetime) -> None:
             conn.execute(delete(metricsdelta.DIRTY))
             conn.execute(delete(metrics_table))
             conn.execute(_rebuild_statement(), _parameters(settings, now))
+            db.set_meta(conn, "metrics_rebuilt_at", now.astimezone(UTC).isoformat())
         db.set_meta(conn, "metrics_local_date", _local_date(settings, now).isoformat())
         db.set_meta(conn, "metrics_data_version", db.get_meta(conn, "data_version") or "0")
         db.set_meta(conn, "metrics_settings", _settings_key(settings))

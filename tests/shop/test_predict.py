@@ -271,3 +271,84 @@ def test_the_shipped_winback_waits_for_a_high_churn_risk_while_drowsy(engine, se
     high = {i for i, t in drowsy.items() if t == "high"}
     assert high and len(high) < len(drowsy)
     assert members & set(drowsy) == high
+
+
+def _note(engine) -> dict:
+    with engine.connect() as conn:
+        return predict.model(conn)
+
+
+def test_new_orders_the_same_day_keep_the_days_predictions_and_the_next_day_refits(shop,
+                                                                                 settings):
+    """A scheduler tick after a few new orders takes the incremental metrics refresh: the
+    metrics move, the predictions (day-level quantities) are not refitted until the next
+    store-local day."""
+    draw_shop(shop, 1500, seed=4)
+    metrics.refresh(shop, settings, NOW)
+    before, as_of = predicted(shop), _note(shop)["as_of"]
+    newcomer = 5000
+    probe(shop, newcomer, [[]])  # a prospect, who then places a first order
+    with shop.begin() as conn:
+        conn.execute(insert(tables.Order.__table__), [
+            {"external_id": f"late-{cid}", "customer_id": cid, "status": "paid",
+             "created_at": NOW + timedelta(minutes=30), "local_date": TODAY,
+             "total_cents": 9900} for cid in (1, 2, 3, newcomer)])
+        db.bump_data_version(conn)
+    later = NOW + timedelta(hours=2)  # 16:00 in Paris: the same day
+    with shop.connect() as conn:
+        assert metrics._cache_state(conn, settings, later) == "changed"
+    metrics.refresh(shop, settings, later)
+
+    with shop.connect() as conn:
+        m = tables.CustomerMetrics.__table__.c
+        assert conn.execute(select(m.orders).where(m.customer_id == newcomer)).scalar() == 1
+    assert _note(shop)["as_of"] == as_of
+    assert predicted(shop) == before  # not rebuilt: the newcomer has none until tomorrow
+
+    tomorrow = NOW + timedelta(days=1)
+    metrics.refresh(shop, settings, tomorrow)
+    after = predicted(shop)
+    assert _note(shop)["as_of"] == tomorrow.isoformat()
+    assert set(after) == set(before) | {newcomer}
+    assert after[1]["expected_orders"] != before[1]["expected_orders"]
+
+
+def test_a_large_shop_is_fitted_on_a_fixed_sample_and_scored_in_batches(shop, settings,
+                                                                      monkeypatch):
+    """The models see a sample chosen by customer id (the same one every time); every buyer
+    is still scored, a batch at a time, and written."""
+    draw_shop(shop, 3000, seed=6)
+    monkeypatch.setattr(predict, "SAMPLE", 600)   # 3,000 customers: every 5th id is fitted
+    monkeypatch.setattr(predict, "_BATCH", 700)
+    with shop.connect() as conn:
+        fitted = predict.fit(conn, settings, NOW)
+        batches = list(predict.scored(conn, settings, NOW, fitted))
+        sampled, _ = predict.histories(conn, settings, NOW, 90, predict.sample_every(conn))
+    assert fitted.info["fitted_on"] == f"{len(sampled)} buyers (customer id a multiple of 5)"
+    assert set(sampled.customer_id.tolist()) == set(range(5, 3001, 5))
+    assert fitted.info["calibration"].startswith("on ")
+    assert [len(b.churn_risk) for b in batches] == [700, 700, 700, 700, 200]
+
+    metrics.refresh(shop, settings, NOW)
+    rows = predicted(shop)
+    assert len(rows) == 3000  # every buyer, not only the sample
+    scored = {int(i): float(r) for b in batches
+              for i, r in zip(b.history.customer_id, b.churn_risk, strict=True)}
+    assert {i: r["churn_risk"] for i, r in rows.items()} == pytest.approx(scored)
+    assert _note(shop)["mbgnbd"] == pytest.approx(fitted.info["mbgnbd"])
+    assert _note(shop)["mbgnbd"]["r"] == pytest.approx(TRUTH.r, rel=0.4)
+
+
+def test_the_refresh_process_loads_no_machine_learning_library(engine, config_path):
+    """scikit-learn's import alone held 75 MB of every process that refreshed the metrics;
+    the predictions need numpy and scipy only."""
+    draw_shop(engine, 1500)
+    code = ("import sys\nfrom engine.cli import app\n"
+            f"app(['--config', {str(config_path)!r}, 'customers', 'show', 'syn-1', '--as-of',"
+            " '2026-06-15', '--json'], standalone_mode=False)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'statsmodels'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    shown, loaded = out.stdout.rsplit("\n", 2)[-3:-1]
+    assert json.loads(shown)["churn_risk"] is not None
+    assert loaded == "[]"

@@ -90,9 +90,11 @@ def serve(config_path: Path, url: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # Its log goes to a file: a pipe nobody reads would stop the server once it filled.
+    log = (config_path.parent / "serve.log").open("wb")
     server = subprocess.Popen([str(Path(sys.executable).with_name("retain")), "--config",
                                str(config_path), "--db", url, "serve", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -100,8 +102,8 @@ def serve(config_path: Path, url: str) -> tuple[subprocess.Popen, str]:
             return server, f"http://127.0.0.1:{port}/webhooks/shopify"
         except OSError:
             if server.poll() is not None:
-                raise SystemExit(
-                    f"retain serve exited: {server.stderr.read().decode()}") from None
+                said = (config_path.parent / "serve.log").read_text(errors="replace")
+                raise SystemExit(f"retain serve exited: {said[-2000:]}") from None
             time.sleep(0.2)
     server.kill()
     raise SystemExit("retain serve did not start within 60 s")

@@ -105,10 +105,18 @@ class _PostPurchase(FlowRules):
         super().__init__(*args)
         longest = max(s.after for s in self.campaign.steps)
         self.since = self.now - ORDER_WINDOW - longest - self.campaign.max_late
+        # Without an `on: ordered` step only shipped orders make events: the audience is then
+        # the customers with a recent shipment, not every recent buyer (at 1 M customers the
+        # latter read the items of a million orders to find nothing to send).
+        self.shipped_only = all(step.on != "ordered" for step in self.campaign.steps)
 
     def extra_where(self):
-        return [kinds.CUSTOMERS.c.id.in_(select(ORDERS.c.customer_id).where(
-            ORDERS.c.created_at >= self.since, counted(self.now)))]
+        recent = select(ORDERS.c.customer_id).where(ORDERS.c.created_at >= self.since,
+                                                    counted(self.now))
+        if self.shipped_only:  # shipped after it was placed, so since `since` too
+            recent = recent.where(ORDERS.c.id.in_(select(FULFILLMENTS.c.order_id).where(
+                FULFILLMENTS.c.shipped_at >= self.since, FULFILLMENTS.c.shipped_at <= self.now)))
+        return [kinds.CUSTOMERS.c.id.in_(recent)]
 
     def events(self, ids):
         shipments: dict[int, list] = {}
@@ -117,13 +125,15 @@ class _PostPurchase(FlowRules):
             orders = conn.execute(select(ORDERS).where(
                 ORDERS.c.customer_id.in_(ids), ORDERS.c.created_at >= self.since,
                 counted(self.now))).all()
-            order_ids = [o.id for o in orders]
             for f in conn.execute(select(FULFILLMENTS).where(
-                    FULFILLMENTS.c.order_id.in_(order_ids), FULFILLMENTS.c.shipped_at <= self.now)
+                    FULFILLMENTS.c.order_id.in_([o.id for o in orders]),
+                    FULFILLMENTS.c.shipped_at <= self.now)
                     .order_by(FULFILLMENTS.c.shipped_at, FULFILLMENTS.c.id)):
                 shipments.setdefault(f.order_id, []).append(f)
+            if self.shipped_only:
+                orders = [o for o in orders if o.id in shipments]
             for order_id, sku in conn.execute(select(ITEMS.c.order_id, ITEMS.c.sku).where(
-                    ITEMS.c.order_id.in_(order_ids)).order_by(ITEMS.c.id)):
+                    ITEMS.c.order_id.in_([o.id for o in orders])).order_by(ITEMS.c.id)):
                 items.setdefault(order_id, []).append(sku)
         for order in orders:
             sent = shipments.get(order.id, [])

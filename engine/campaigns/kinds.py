@@ -226,11 +226,14 @@ class _Bundle(KindRules):
         self.owned: dict[int, set[str]] = {}
         if not self.skus:
             return
+        # `sku || ''` is not indexed: from the batch's orders to their items, where the sku
+        # index made SQLite read every sale of the set's products again for each batch
+        # (0.56 s a batch of 2,000 customers at 10 M orders, against 0.05 s).
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(ORDERS.c.customer_id, ITEMS.c.sku).distinct()
                 .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id))
-                .where(ORDERS.c.customer_id.in_(ids), ITEMS.c.sku.in_(self.skus),
+                .where(ORDERS.c.customer_id.in_(ids), ITEMS.c.sku.concat("").in_(self.skus),
                        counted(self.now)))
             for customer_id, sku in rows:
                 self.owned.setdefault(customer_id, set()).add(sku)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, case, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -117,9 +117,13 @@ def _newer_applied(conn: Connection, source: str, kinds: tuple[str, ...], object
     """Whether a newer version of the object was applied already (it must not be undone)."""
     if version is None:
         return False
-    newest = conn.execute(select(func.max(RECEIPTS.c.object_updated_at)).where(
+    # "Applied" is asked inside the aggregate: in the WHERE clause SQLite chose the index on
+    # (source, applied_at) and read every applied delivery for each one received (at 50,000
+    # deliveries a webhook took 10 ms here instead of a lookup).
+    applied = case((RECEIPTS.c.applied_at.is_not(None), RECEIPTS.c.object_updated_at))
+    newest = conn.execute(select(func.max(applied)).where(
         RECEIPTS.c.source == source, RECEIPTS.c.object_kind.in_(kinds),
-        RECEIPTS.c.object_id == object_id, RECEIPTS.c.applied_at.is_not(None))).scalar()
+        RECEIPTS.c.object_id == object_id)).scalar()
     return newest is not None and newest > version
 
 

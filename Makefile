@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml
 
 # At 10:00 today, store time: the shipped quiet hours (21:00-08:00) hold mail only for customers
 # whose night it is, as they would for a shop sending in the morning.
+# A demo.db from an earlier version is brought to this one's schema first (retain db upgrade).
 demo: $(STAMP)
+	@[ ! -f demo.db ] || $(BIN)/retain --config config.yaml --db sqlite:///demo.db db upgrade
 	$(BIN)/retain --config config.yaml --db sqlite:///demo.db demo --as-of "$$(date +%F)T10:00"
 
 # The browser tests (tests/browser) drive Debian's chromium: installed here when missing.

@@ -42,6 +42,7 @@ lint: $(STAMP)
 # Quick figures on generated data (each script takes flags for full-size runs; see its docstring).
 bench: $(STAMP)
 	$(BIN)/python bench/segments.py --customers 100000
+	$(BIN)/python bench/scale.py --sizes 10000 --folder bench
 	$(BIN)/python bench/import.py --rows 200000
 	$(BIN)/python bench/render.py --emails 2000 --repeat 1
 	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1

@@ -52,7 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cdnow.py
 	$(BIN)/python bench/report.py
 
-# README "Performance": the full-size figures (about an hour and a half on a 2-core machine;
+# README "Performance": the full-size figures (under two hours on a 2-core machine;
 # see README). One throwaway PostgreSQL server for all of them (scripts/with-postgres.sh).
 bench-full: $(STAMP)
 	scripts/with-postgres.sh sh -c '\

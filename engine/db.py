@@ -34,6 +34,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from engine import migrate, tables
+from engine.controlchars import one_line  # a driver's message spans lines (psycopg's)
 from engine.errors import ConfigError, NotFound
 
 BUSY_WAIT_SECONDS = 30  # how long a SQLite writer waits for another one before giving up
@@ -83,7 +84,7 @@ def connect(url: str, *, check_revision: bool = True, create: bool = True) -> En
     except OperationalError as exc:
         engine.dispose()
         raise ConfigError(f'cannot open the database "{redact(url)}": '
-                          f"{one_line(exc.orig)}") from None
+                          f"{one_line(str(exc.orig))}") from None
     except BaseException:
         engine.dispose()
         raise
@@ -152,17 +153,12 @@ def insert_many(conn: Connection, table: Table, rows: list[dict]
     return postgresql.insert(table).from_select(columns, picked), None
 
 
-def one_line(error: BaseException | None) -> str:
-    """A driver's message on one line (psycopg's spans several)."""
-    return "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
-
-
 def unavailable(error: OperationalError) -> str:
     """What to tell someone whose command the database stopped: busy, or gone."""
     if "database is locked" in str(error.orig):
         return (f"the database is busy: another process has been writing to it for "
                 f"{BUSY_WAIT_SECONDS} s (a run, an import or a sync); try again when it is done")
-    return (f"the database stopped answering: {one_line(error.orig)}; check that it is "
+    return (f"the database stopped answering: {one_line(str(error.orig))}; check that it is "
             "running and reachable, then try again")
 
 

@@ -3,8 +3,9 @@
 Owns: creating the SQLAlchemy engine for a URL (SQLite file by default, PostgreSQL for scale),
 the SQLite pragmas that make one file safe for a scheduler and a CLI at once (WAL, busy timeout,
 foreign keys), making sure the schema is at the code's revision before use (``engine.migrate``
-does the revisions), the ``meta`` facts (data version, metrics as-of), and ``insert_many``: how
-many rows go into a table in one statement on each database.
+does the revisions), the ``meta`` facts (data version, metrics as-of), and how a batch travels
+on each database: ``insert_many`` (many rows into a table in one statement) and ``among`` (a
+column in a batch's keys).
 Must not hold queries about the shop; those live with the concept they serve. Keeps no engine:
 ``connect`` returns a new one, which its caller holds and disposes (the CLI holds one per
 command).
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Enum,
     String,
     Table,
+    any_,
     bindparam,
     cast,
     create_engine,
@@ -32,6 +34,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine import migrate, tables
 from engine.controlchars import one_line  # a driver's message spans lines (psycopg's)
@@ -151,6 +154,18 @@ def insert_many(conn: Connection, table: Table, rows: list[dict]
                       if isinstance(table.c[name].type, Enum) else source.c[name]
                       for name in columns])
     return postgresql.insert(table).from_select(columns, picked), None
+
+
+def among(bind: Engine | Connection, column, values) -> ColumnElement:
+    """``column IN values`` for a batch of keys (a planner batch's customer ids), in the
+    dialect's form. On PostgreSQL the keys travel as one array, ``column = ANY(:keys)``: an
+    IN list of 2,000 placeholders is a new statement text for psycopg to parse and bind value
+    by value for every batch, a tenth of a 100 k-customer plan's time. Elsewhere, the IN list.
+    """
+    values = list(values)
+    if bind.dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
 
 
 def unavailable(error: OperationalError) -> str:

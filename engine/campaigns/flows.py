@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import and_, not_, or_, select
 
+from engine import db
 from engine.campaigns import kinds, offers
 from engine.campaigns import models as cm
 from engine.controlchars import one_line
@@ -123,10 +124,10 @@ class _PostPurchase(FlowRules):
         items: dict[int, list[str]] = {}
         with self.engine.connect() as conn:
             orders = conn.execute(select(ORDERS).where(
-                ORDERS.c.customer_id.in_(ids), ORDERS.c.created_at >= self.since,
+                db.among(conn, ORDERS.c.customer_id, ids), ORDERS.c.created_at >= self.since,
                 counted(self.now))).all()
             for f in conn.execute(select(FULFILLMENTS).where(
-                    FULFILLMENTS.c.order_id.in_([o.id for o in orders]),
+                    db.among(conn, FULFILLMENTS.c.order_id, [o.id for o in orders]),
                     FULFILLMENTS.c.shipped_at <= self.now)
                     .order_by(FULFILLMENTS.c.shipped_at, FULFILLMENTS.c.id)):
                 shipments.setdefault(f.order_id, []).append(f)
@@ -177,7 +178,7 @@ class _ReviewFollowup(FlowRules):
         c = self.campaign
         with self.engine.connect() as conn:
             reviews = conn.execute(select(REVIEWS).where(
-                REVIEWS.c.customer_id.in_(ids), REVIEWS.c.created_at >= self.since,
+                db.among(conn, REVIEWS.c.customer_id, ids), REVIEWS.c.created_at >= self.since,
                 REVIEWS.c.created_at <= self.now)).all()
         for r in reviews:
             if not c.when.rating.matches(r.rating):
@@ -215,7 +216,7 @@ class _AbandonedCheckout(FlowRules):
     def events(self, ids):
         with self.engine.connect() as conn:
             found = conn.execute(select(CHECKOUTS).where(
-                CHECKOUTS.c.customer_id.in_(ids), self._open())).all()
+                db.among(conn, CHECKOUTS.c.customer_id, ids), self._open())).all()
         for k in found:
             lines = json.loads(k.items or "[]")
             flow = {"checkout": {"url": k.url or None, "total_cents": k.total_cents,

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from engine import money
+from engine import db, money
 from engine.campaigns import models as cm
 from engine.campaigns import offers
 from engine.config import Settings
@@ -138,14 +138,14 @@ class _NewProduct(KindRules):
                 select(ORDERS.c.customer_id, ITEMS.c.sku, PRODUCTS.c.category).distinct()
                 .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id)
                              .outerjoin(PRODUCTS, PRODUCTS.c.sku == ITEMS.c.sku))
-                .where(ORDERS.c.customer_id.in_(ids), counted(self.now)))
+                .where(db.among(conn, ORDERS.c.customer_id, ids), counted(self.now)))
             for customer_id, sku, category in rows:
                 self.bought.setdefault(customer_id, set()).add(sku)
                 if category:
                     self.categories.setdefault(customer_id, set()).add(category)
             for customer_id, product_id in conn.execute(
                     select(ANNOUNCED.c.customer_id, ANNOUNCED.c.product_id)
-                    .where(ANNOUNCED.c.customer_id.in_(ids))):
+                    .where(db.among(conn, ANNOUNCED.c.customer_id, ids))):
                 self.announced.setdefault(customer_id, set()).add(product_id)
 
     def propose(self, row):
@@ -233,7 +233,8 @@ class _Bundle(KindRules):
             rows = conn.execute(
                 select(ORDERS.c.customer_id, ITEMS.c.sku).distinct()
                 .select_from(ORDERS.join(ITEMS, ITEMS.c.order_id == ORDERS.c.id))
-                .where(ORDERS.c.customer_id.in_(ids), ITEMS.c.sku.concat("").in_(self.skus),
+                .where(db.among(conn, ORDERS.c.customer_id, ids),
+                       ITEMS.c.sku.concat("").in_(self.skus),
                        counted(self.now)))
             for customer_id, sku in rows:
                 self.owned.setdefault(customer_id, set()).add(sku)

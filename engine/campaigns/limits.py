@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, and_, func, or_, select
 
+from engine import db
 from engine.config import QuietHours, Settings
 from engine.tables import Delivery, DeliveryStatus
 
@@ -59,7 +60,7 @@ class Caps:
             rows = conn.execute(
                 select(d.customer_id, func.count())
                 # Transactional mail (a shipping notice) is not counted against the cap.
-                .where(d.customer_id.in_(ids), counted, d.transactional.is_(False))
+                .where(db.among(conn, d.customer_id, ids), counted, d.transactional.is_(False))
                 .group_by(d.customer_id))
             self.recent = dict(rows.all())
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from engine import display, money
+from engine import db, display, money
 from engine.campaigns import kinds, limits, offers
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
@@ -255,7 +255,7 @@ def _history(engine: Engine, campaign: cm.Campaign, ids: list[int]) -> dict[int,
         rows = conn.execute(select(DELIVERIES.c.customer_id, DELIVERIES.c.occasion,
                                    DELIVERIES.c.planned_at)
                             .where(DELIVERIES.c.campaign_id == campaign.id,
-                                   DELIVERIES.c.customer_id.in_(ids),
+                                   db.among(conn, DELIVERIES.c.customer_id, ids),
                                    DELIVERIES.c.status != DeliveryStatus.deferred.value))
         for customer_id, occasion, planned_at in rows:
             found.setdefault(customer_id, {})[occasion] = planned_at

@@ -92,7 +92,7 @@ def customer_rows(conn: Connection, ids: list[int]) -> dict[int, dict]:
                     METRICS.c.dormancy, METRICS.c.value_tier, METRICS.c.lifecycle,
                     METRICS.c.last_order_at)
              .select_from(CUSTOMERS.outerjoin(METRICS, METRICS.c.customer_id == CUSTOMERS.c.id))
-             .where(CUSTOMERS.c.id.in_(ids)))
+             .where(db.among(conn, CUSTOMERS.c.id, ids)))
     return {row.id: _one_line(dict(row._mapping), ONE_LINE_CUSTOMER)
             for row in conn.execute(query)}
 
@@ -322,9 +322,9 @@ def fetch(conn: Connection, ids: list[int]) -> Page:
     d = DELIVERIES
     rows = [(r.id, r.campaign_id, r.customer_id, json.loads(r.payload)) for r in conn.execute(
         select(d.c.id, d.c.campaign_id, d.c.customer_id, d.c.payload)
-        .where(d.c.id.in_(ids)).order_by(d.c.id))]
+        .where(db.among(conn, d.c.id, ids)).order_by(d.c.id))]
     codes = dict(conn.execute(select(COUPONS.c.delivery_id, COUPONS.c.code)
-                              .where(COUPONS.c.delivery_id.in_(ids))).all())
+                              .where(db.among(conn, COUPONS.c.delivery_id, ids))).all())
     return Page(rows, customer_rows(conn, sorted({r[2] for r in rows})), codes,
                 product_rows(conn, skus_of([r[3] for r in rows])))
 

@@ -129,6 +129,11 @@ def create_schema(engine: Engine) -> None:
     migrate.create(engine)
 
 
+def dialect_insert(bind: Engine | Connection, table: Table) -> Insert:
+    """``INSERT`` into ``table`` in the dialect's form, with ``on_conflict_*`` available."""
+    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def insert_many(conn: Connection, table: Table, rows: list[dict]
                 ) -> tuple[Insert, list[dict] | None]:
     """The INSERT for ``rows`` (dicts with the same keys) into ``table``, in the dialect's

@@ -29,10 +29,10 @@ from engine.campaigns import kinds, offers
 from engine.campaigns import models as cm
 from engine.controlchars import one_line
 from engine.shop.counted import counted
-from engine.tables import Checkout, Fulfillment, Review, Skip
+from engine.tables import Checkout, Fulfillment, OrderItem, Review, Skip
 
 FULFILLMENTS, REVIEWS, CHECKOUTS = Fulfillment.__table__, Review.__table__, Checkout.__table__
-ORDERS, ITEMS, METRICS = kinds.ORDERS, kinds.ITEMS, kinds.METRICS
+ORDERS, METRICS, ITEMS = kinds.ORDERS, kinds.METRICS, OrderItem.__table__
 # A checkout that became an order: planning leaves it out, and the claim rechecks it (as SQL
 # text, the ledger's claim being a prebuilt statement).
 IS_COMPLETED = or_(CHECKOUTS.c.completed_at.is_not(None), CHECKOUTS.c.order_id.is_not(None))
@@ -134,7 +134,8 @@ class _PostPurchase(FlowRules):
             if self.shipped_only:
                 orders = [o for o in orders if o.id in shipments]
             for order_id, sku in conn.execute(select(ITEMS.c.order_id, ITEMS.c.sku).where(
-                    ITEMS.c.order_id.in_([o.id for o in orders])).order_by(ITEMS.c.id)):
+                    db.among(conn, ITEMS.c.order_id, [o.id for o in orders]))
+                    .order_by(ITEMS.c.id)):
                 items.setdefault(order_id, []).append(sku)
         for order in orders:
             sent = shipments.get(order.id, [])

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engine import db
 from engine.config import Settings
 from engine.delivery import ledger, runs
 from engine.tables import SendHold
@@ -100,8 +100,7 @@ class Fleet:
         mine = [{"key": k, "until": now + timedelta(seconds=s)} for k, s in domains.held().items()]
         with self.engine.begin() as conn:
             if mine:
-                insert = (postgresql.insert(table) if conn.dialect.name == "postgresql"
-                          else sqlite.insert(table))
+                insert = db.dialect_insert(conn, table)
                 conn.execute(insert.on_conflict_do_update(index_elements=["key"], set_={
                     "until": case((insert.excluded.until > table.c.until, insert.excluded.until),
                                   else_=table.c.until)}), mine)

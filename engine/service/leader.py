@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from engine import db
 from engine.tables import Lease
 
 LEASES = Lease.__table__
@@ -50,9 +50,8 @@ class LeaderLease:
         """Take the lease if it is free, lapsed, or already ours."""
         if self.engine.dialect.name == "postgresql" and not self._lock_advisory():
             return False
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with self.engine.begin() as conn:
-            conn.execute(insert(LEASES).values(
+            conn.execute(db.dialect_insert(conn, LEASES).values(
                 name=self.name, holder=self.me, acquired_at=now, expires_at=now + self.ttl)
                 .on_conflict_do_nothing(index_elements=["name"]))
             # Take it over only if it lapsed; renewing our own keeps acquired_at.

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engine import db
 from engine.campaigns import cron
 from engine.campaigns import models as cm
 from engine.errors import NotFound, did_you_mean
@@ -85,9 +85,8 @@ def due(chosen: Iterable[cm.Campaign], zone: ZoneInfo, now: datetime,
 # --- state kept in the database ------------------------------------------------------------
 
 def _upsert(engine: Engine, campaign_id: str, **values) -> None:
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with engine.begin() as conn:
-        conn.execute(insert(STATE).values(campaign_id=campaign_id, **values)
+        conn.execute(db.dialect_insert(conn, STATE).values(campaign_id=campaign_id, **values)
                      .on_conflict_do_update(index_elements=["campaign_id"], set_=values))
 
 

@@ -7,7 +7,8 @@ whole population — RFM quintiles and value tiers — is recomputed by a cheape
 
 Owns: taking the marked customers (``metrics_dirty``, filled by triggers on orders and
 customers, tables.py) plus those with orders created between the cached moment and ``now``;
-rebuilding their rows with ``metrics``' own expressions; the rescoring pass. The result is the
+rebuilding their rows (and their ``customer_products``) with ``metrics``' own expressions; the
+rescoring pass. The result is the
 same table a full rebuild writes (tests/shop/test_metricsdelta.py compares them).
 Must not decide whether the table is stale (``metrics.refresh`` does) or read the clock.
 """
@@ -50,6 +51,9 @@ def refresh_changed(conn: Connection, params: dict[str, Any], cached: datetime,
         chunk = ordered[start:start + CHUNK]
         conn.execute(delete(table).where(table.c.customer_id.in_(chunk)))
         conn.execute(_own_rows(), dict(params, ids=chunk))
+        bought = metrics.products_table
+        conn.execute(delete(bought).where(bought.c.customer_id.in_(chunk)))
+        conn.execute(metrics.products_statement(conn, only=True), {"now": now, "ids": chunk})
     if ordered:
         conn.execute(_rescore(), params)
     return True

@@ -1,6 +1,8 @@
 """After new, changed and cancelled orders on the same day, a refresh rebuilds only the
 customers concerned (and rescores everyone) — and the table is exactly what a full rebuild
-writes: every customer's aggregates, RFM scores, dormancy, value tier and lifecycle."""
+writes: every customer's aggregates, RFM scores, dormancy, value tier and lifecycle, and the
+products each one bought (customer_products), also after a line is added to or taken from an
+order they placed earlier."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from tests.conftest import on_each_backend
 from tests.shopdata import NOW, Shop
 
 ORDERS = tables.Order.__table__
+ITEMS = tables.OrderItem.__table__
 
 
 engine = on_each_backend("incremental metrics")
@@ -24,6 +27,11 @@ def table(engine) -> dict[int, tuple]:
     with engine.connect() as conn:
         return {row[0]: tuple(row) for row in conn.execute(
             select(metrics.metrics_table).order_by(metrics.metrics_table.c.customer_id))}
+
+
+def bought(engine) -> set[tuple[int, str]]:
+    with engine.connect() as conn:
+        return {tuple(row) for row in conn.execute(select(metrics.products_table))}
 
 
 def state(engine, settings, now) -> str:
@@ -38,8 +46,10 @@ def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(engine, s
     for person in people[:50]:
         for _ in range(rng.randint(1, 4)):  # few distinct totals and days: many ties
             maker.order(person, days_ago=rng.choice([3, 40, 90, 200, 400]),
-                        total=rng.choice([1000, 2500, 4000]))
+                        total=rng.choice([1000, 2500, 4000]),
+                        items={sku: 1000 for sku in rng.sample(["MAT", "BLOCK", "TEA"], 2)})
     metrics.refresh(engine, settings, NOW)
+    before = bought(engine)
 
     later = NOW + timedelta(hours=1)  # the same day in the store's zone
     for person in rng.sample(people, 8):
@@ -53,11 +63,18 @@ def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(engine, s
                                      ).scalars()
         conn.execute(update(ORDERS).where(ORDERS.c.id == first).values(status="cancelled"))
         conn.execute(update(ORDERS).where(ORDERS.c.id == second).values(total_cents=1))
+        # A line added to an earlier order, and every line taken from another one.
+        third, fourth = conn.execute(select(ORDERS.c.id, ORDERS.c.customer_id).where(
+            ORDERS.c.status == "paid").order_by(ORDERS.c.id.desc()).limit(2)).all()
+        conn.execute(ITEMS.insert().values(order_id=third.id, sku="GIFTCARD", quantity=1,
+                                           unit_price_cents=500))
+        conn.execute(ITEMS.delete().where(ITEMS.c.order_id == fourth.id))
         db.bump_data_version(conn)
     assert state(engine, settings, later) == "changed"
 
     metrics.refresh(engine, settings, later)
-    incremental = table(engine)
+    incremental, incremental_bought = table(engine), bought(engine)
+    assert (third.customer_id, "GIFTCARD") in incremental_bought - before
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM metrics_dirty")).scalar() == 0
     with engine.begin() as conn:  # forget the cache: the next refresh rebuilds everything
@@ -67,6 +84,7 @@ def test_an_incremental_refresh_writes_the_table_a_full_rebuild_writes(engine, s
 
     assert len(full) == 62
     assert incremental == full
+    assert incremental_bought == bought(engine)
     assert {row[8] for row in full.values()} > {None}  # r_score: scores were computed
 
 

@@ -291,13 +291,16 @@ def products_statement(conn: Connection, only: bool = False):
              .where(counted(now)))
     if only:
         lines = lines.where(orders.c.customer_id.in_(bindparam("ids", expanding=True)))
+        lines = lines.order_by(orders.c.customer_id, order_items.c.sku)
     else:
-        # A range on the lines' own key makes SQLite read them in table order, finding each
-        # one's order by its key as both scans move along; otherwise it walks the sku index and
-        # reads the orders in random order (3x the time at 1 M lines). Sorted, the rows go
-        # into the key-ordered table in order; duplicates (a sku in two orders) are skipped.
-        lines = lines.where(order_items.c.id > 0)
-    lines = lines.order_by(orders.c.customer_id, order_items.c.sku)
+        # Read in table order, sorted once, inserted in key order: at 10 M lines 9 s of CPU.
+        # The range on the lines' own key makes SQLite scan them in table order, finding each
+        # one's order by its key as both scans move along (otherwise it walks the sku index
+        # and reads the orders at random); "+ 0" keeps it from walking the orders by customer
+        # to skip the sort, which reads the lines at random instead. Unsorted, the inserts
+        # land all over the table and cost 6 times as much.
+        lines = lines.where(order_items.c.id > literal_column("0")).order_by(
+            orders.c.customer_id + literal_column("0"), order_items.c.sku)
     return (db.dialect_insert(conn, products_table)
             .from_select(["customer_id", "sku"], lines).on_conflict_do_nothing())
 

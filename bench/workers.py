@@ -9,7 +9,9 @@ must hold every delivery `sent` exactly once (checked; a failure stops the bench
     each; smtp.max_connections 16), and what one plain smtplib connection pushes into the same
     sink (the yardstick);
   - relay latency: the sink answers each DATA after 100 ms; 8, 32 and 128 connections spread
-    over 4 workers (smtp.max_connections), 100 messages a connection (--per-connection);
+    over 4 workers (smtp.max_connections), 100 messages a connection (--per-connection); and
+    beside each, as many plain smtplib threads pushing pre-built messages (the yardstick: what
+    Python threads reach on this machine with that many connections);
   - rate accuracy: smtp.rate_per_second 100 for the fleet, 1, 2 and 8 workers, 1,500 messages;
     the rate is measured from the ledger's sent_at (messages / (last - first)).
 
@@ -174,6 +176,42 @@ def plain_client(messages: int) -> dict:
     return result
 
 
+def plain_threads(connections: int, per_connection: int, delay: float) -> dict:
+    """``connections`` smtplib clients, a thread each, pushing pre-built 20 KB messages into the
+    sink answering DATA after ``delay``: what plain Python reaches on this machine with as many
+    connections, the yardstick for the workers against the slow relay."""
+    import threading
+
+    server = sink(delay)
+    try:
+        port = int(server.stdout.readline())
+        body = (b"Subject: bench\r\n\r\n" + b"x" * 78 + b"\r\n") * 250
+
+        def push(first: int) -> None:
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                for n in range(first, first + per_connection):
+                    client.sendmail("b@bench.example", [f"c{n}@bench.example"], body)
+
+        threads = [threading.Thread(target=push, args=(i * per_connection,))
+                   for i in range(connections)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+    messages = connections * per_connection
+    result = {"scenario": f"plain smtplib, {connections} threads, sink answering DATA in "
+                          f"{int(delay * 1000)} ms", "messages": messages,
+              "connections": connections, "seconds": round(seconds, 2),
+              "per_second": round(messages / seconds, 1)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
@@ -195,6 +233,7 @@ def main() -> None:
     for workers in (1, 2, 4) if "throughput" in wanted else ():
         rows.append(scenario(url, "minimal sink", big, workers, 4, 16, 1e6))
     for connections in (8, 32, 128) if "latency" in wanted else ():
+        rows.append(plain_threads(connections, args.per_connection // scale, 0.1))
         rows.append(scenario(url, "sink answering DATA in 100 ms",
                              connections * args.per_connection // scale,
                              4, connections // 4, connections, 1e6, delay=0.1))

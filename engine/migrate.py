@@ -11,6 +11,10 @@ An empty database is made with ``create_all`` and stamped at head, as Alembic's 
 advises ("Building an Up to Date Database from Scratch"): it is fast (every test makes one),
 and tests/test_migrations.py proves the chain of revisions builds the same schema, on SQLite
 and PostgreSQL.
+
+Alembic (with Mako and Pygments, 9 MB imported) is imported only to write a schema: the check
+every command makes on opening a database (``ready``) reads the database's revision with one
+SELECT and the code's head from the names of the revision files.
 """
 
 from __future__ import annotations
@@ -22,11 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -35,10 +36,15 @@ from sqlmodel import SQLModel
 from engine import tables  # noqa: F401 - registers every table on SQLModel.metadata
 from engine.errors import SchemaError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema as it was when revisions began
 PRE_REVISION_MARK = ("schema_version", "1")  # the meta row such databases carry
 UPGRADE = "run `retain db upgrade`"
+VERSION_TABLE = "alembic_version"  # Alembic's, where a database's revision is kept
 
 
 class State(StrEnum):
@@ -102,6 +108,8 @@ class Status:
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, in code: the environment in engine/migrations/, run on
     ``connection`` (which the caller holds, inside ``transaction``)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
@@ -112,12 +120,17 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @cache
 def scripts() -> ScriptDirectory:
     """The revision files. They are part of the code, so they are read once per process."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
-def head() -> str:
-    """The revision the code expects."""
-    return scripts().get_current_head()
+def head() -> str | None:
+    """The revision the code expects: the highest-numbered revision file, as revisions are
+    numbered in sequence (``new_revision`` writes the next); Alembic's own head, which
+    tests/test_migrations.py checks, without importing Alembic."""
+    files = (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    return max((file.name[:4] for file in files), default=None)
 
 
 def _known() -> set[str]:
@@ -131,8 +144,9 @@ def status(engine: Engine) -> Status:
 
 def _status(conn: Connection) -> Status:
     code = head()
-    revision = MigrationContext.configure(conn).get_current_revision()
     names = set(inspect(conn).get_table_names())
+    revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() \
+        if VERSION_TABLE in names else None
     if not names & set(SQLModel.metadata.tables):  # a stamp alone, its tables dropped, is empty
         return Status(None, code, State.empty)
     if revision is not None:
@@ -186,11 +200,15 @@ def upgrade(engine: Engine) -> Status:
             if before.state is State.pre_revisions:
                 conn.execute(text("DELETE FROM meta WHERE key = :k"), {"k": PRE_REVISION_MARK[0]})
                 _stamp(conn, BASELINE)
+            from alembic import command
+
             command.upgrade(alembic_config(conn), "head")
     return before
 
 
 def _stamp(conn: Connection, revision: str) -> None:
+    from alembic.runtime.migration import MigrationContext
+
     context = MigrationContext.configure(conn)
     if context.get_current_heads():  # a stamp left behind by tables dropped since
         conn.execute(text(f"DELETE FROM {context.version_table}"))
@@ -239,6 +257,8 @@ def new_revision(message: str) -> Path:
     must be read and completed by hand (data moves, PostgreSQL enum values autogenerate does
     not see); tests/test_migrations.py then runs it on both databases.
     """
+    from alembic import command
+
     number = f"{int(head() or 0) + 1:04d}"
     with tempfile.TemporaryDirectory(prefix="retain-revision-") as folder:
         engine = create_engine(f"sqlite:///{folder}/head.db")

@@ -112,6 +112,8 @@ def run_revisions(engine, direction: str, target: str) -> None:
 def test_every_revision_builds_exactly_tables_py_and_undoes_itself(raw):
     run_revisions(raw, "upgrade", "head")
     assert differences(raw) == []
+    # The head every command checks (read from the files' names) is Alembic's.
+    assert migrate.status(raw).revision == migrate.scripts().get_current_head()
     assert migrate.status(raw).state is migrate.State.current
 
     run_revisions(raw, "downgrade", "base")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -38,14 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from _shopgen import NOW  # noqa: E402 - the generator's fixed "today"
-from segments import FOUR_CONDITIONS, peak_mb  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from engine import config, db, tables, yamlfile  # noqa: E402
-from engine.campaigns import validate  # noqa: E402
 
 # Each step imports what it uses inside step(), as `retain` does: a step's peak memory is then
-# its own (the report's statistics and charts libraries alone take ~90 MB).
+# its own (the report's statistics and charts libraries alone take ~90 MB; the planner and
+# the mail stack are not a metrics refresh's).
 
 
 def settings_for(url: str):
@@ -54,37 +54,51 @@ def settings_for(url: str):
 
 def campaign_ids() -> list[str]:
     """The shipped campaigns, in the order a run plans them (highest priority first)."""
+    from engine.campaigns import validate
+
     chosen = validate.load(settings_for("sqlite://"))
     return [c.id for c in sorted(chosen, key=lambda c: -c.priority)]
 
 
 def step(name: str, url: str) -> dict:
-    """Run one step in this (fresh) process; its figures."""
-    from engine.delivery import runner
-    from engine.shop import metrics, segments
-
+    """Run one step in this (fresh) process; its figures. Each step imports only what it uses,
+    so its peak memory is its own (a metrics refresh does not load the planner and mail)."""
     settings, engine = settings_for(url), db.connect(url)
     detail: dict = {}
     started = time.perf_counter()
     if name == "metrics_full":
+        from engine.shop import metrics
+
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM meta WHERE key = 'metrics_as_of'"))
+            # Both caches forgotten: the metrics are rebuilt and the predictions refitted, also
+            # on a shop whose metrics were rebuilt as of the same moment before (--steps).
+            conn.execute(text("DELETE FROM meta WHERE key IN ('metrics_as_of', "
+                              "'predictions_key')"))
         started = time.perf_counter()
         metrics.refresh(engine, settings, NOW)
     elif name == "metrics_incremental":
+        from engine.shop import metrics
+
         at = NOW - timedelta(minutes=5)
         with engine.begin() as conn:
+            # Ids new on every run (--steps measures the same shop again).
             conn.execute(text(
                 "INSERT INTO orders (external_id, customer_id, created_at, local_date, status, "
-                "total_cents, currency) SELECT 'late-' || id, id, :at, :day, 'paid', 4200, "
+                "total_cents, currency) SELECT 'late-' || :run || '-' || id, id, :at, :day, "
+                "'paid', 4200, "
                 "'EUR' FROM customers WHERE id % (SELECT count(*) / 1000 FROM customers) = 0 "
                 "LIMIT 1000"),
                 {"at": at if engine.dialect.name != "sqlite"
-                 else at.strftime("%Y-%m-%d %H:%M:%S.%f"), "day": NOW.date()})
+                 else at.strftime("%Y-%m-%d %H:%M:%S.%f"), "day": NOW.date(),
+                 "run": str(time.time_ns())})
             db.bump_data_version(conn)
         started = time.perf_counter()
         metrics.refresh(engine, settings, NOW + timedelta(minutes=1))
     elif name == "segment":
+        from segments import FOUR_CONDITIONS
+
+        from engine.shop import segments
+
         segment = segments.parse(yamlfile.parse(FOUR_CONDITIONS, "segment"), "segment")
         detail["count"] = segments.evaluate(engine, settings, segment, NOW)["count"]
         again = time.perf_counter()  # the same question again: the database's cache is warm
@@ -92,6 +106,9 @@ def step(name: str, url: str) -> dict:
         detail["again_s"] = round(time.perf_counter() - again, 2)
         started += time.perf_counter() - again  # "seconds" is the first answer's
     elif name.startswith("plan:"):
+        from engine.campaigns import validate
+        from engine.delivery import runner
+
         campaign = validate.load(settings, [name.split(":", 1)[1]])
         report = runner.run(engine, settings, campaign, NOW + timedelta(minutes=1), None)
         detail = {k: v for c in report.as_dict()["campaigns"]
@@ -105,7 +122,8 @@ def step(name: str, url: str) -> dict:
         raise SystemExit(f"unknown step {name}")
     seconds = time.perf_counter() - started
     engine.dispose()
-    return {"step": name, "seconds": round(seconds, 2), "peak_mb": round(peak_mb()), **detail}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    return {"step": name, "seconds": round(seconds, 2), "peak_mb": round(peak_mb), **detail}
 
 
 def apart(name: str, url: str) -> dict:

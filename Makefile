@@ -43,6 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/segments.py --customers 100000
 	$(BIN)/python bench/scale.py --sizes 10000 --folder bench
+	$(BIN)/python bench/runmemory.py --sizes 10000
 	$(BIN)/python bench/import.py --rows 200000
 	$(BIN)/python bench/render.py --emails 2000 --repeat 1
 	$(BIN)/python bench/smtp.py --messages 1000 --repeat 1
@@ -64,6 +65,7 @@ bench-full: $(STAMP)
 	  $(BIN)/python bench/sources.py --deliveries 100000 --sql-rows 1000000 && \
 	  $(BIN)/python bench/render.py --emails 20000 --repeat 1 && \
 	  $(BIN)/python bench/pipeline.py --customers 20000 && \
+	  $(BIN)/python bench/runmemory.py --sizes 10000,100000 && \
 	  $(BIN)/python bench/workers.py --messages 20000'
 
 soak: $(STAMP)

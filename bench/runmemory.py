@@ -1,14 +1,15 @@
 """Peak memory of one whole `retain run` process that rebuilds the metrics and refits the
 predictions (README "Performance", targets not met).
 
-On a shop of bench/scale.py (``scale-N.db``, made there first), for each size: a copy of the
-shop with its metrics and predictions caches forgotten, then ``retain run --allow-stale`` (the
+On bench/scale.py's shop of N customers (bench/_shopgen.py, ``runmemory-N.db``, made when
+absent; its own file, with an empty ledger), for each size: a copy of the shop with its
+metrics and predictions caches forgotten, then ``retain run --allow-stale`` (the
 command line itself, in a fresh process) at the generator's "today" plus a minute, every
 shipped campaign, sending through SMTP into the minimal sink of bench/smtp_sink.py. Prints the
 run's peak resident memory (ru_maxrss of its own process: the render workers and the sink are
 apart), its seconds and the messages sent. Figures are printed, never asserted.
 
-    python bench/runmemory.py --sizes 10000,100000 --folder /tmp/scale
+    python bench/runmemory.py --sizes 10000,100000 --folder /tmp/shops
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000",
                         help="customer counts, comma-separated (ten orders each)")
     parser.add_argument("--folder", type=Path, default=ROOT / "bench",
-                        help="where bench/scale.py's shops are (scale-<N>.db, made when absent)")
+                        help="where the shops are kept (runmemory-<N>.db, made when absent)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.child:
         child(rest)
         return
     for size in [int(s) for s in args.sizes.split(",")]:
-        shop = args.folder / f"scale-{size}.db"
+        shop = args.folder / f"runmemory-{size}.db"
         if not shop.exists():
             subprocess.run([sys.executable, str(ROOT / "bench" / "_shopgen.py"), "--customers",
                             str(size), "--db", str(shop)], check=True, capture_output=True)

@@ -3,7 +3,7 @@
 Owns the report's statistics: closed forms over the standard normal distribution, its quantile
 and CDF taken from the standard library (``statistics.NormalDist``), so the report imports no
 statistics package (statsmodels with pandas, or scipy.stats, held over 100 MB). Each formula is
-held to statsmodels' in tests/views/test_lift_formulas.py (to 1e-9, edge cases included):
+held to statsmodels' in tests/views/test_lift.py (to 1e-9, edge cases included):
 - the share of one group who ordered: the **Wilson score interval** (statsmodels
   ``proportion_confint(method="wilson")``), also the bars of the report's conversion chart;
 - conversion (the share of a group who ordered within the window): the difference mailed minus

@@ -3,7 +3,7 @@ campaign's plan and the report, on SQLite and PostgreSQL, with each step's peak 
 
 For each size (``--sizes``, customers; ten orders each) and each database, generates the shop
 (bench/_shopgen.py: SQL only), then runs each step in a fresh process of its own, so the peak
-resident memory (ru_maxrss) printed beside it is that step's, not the generator's:
+resident memory (VmHWM) printed beside it is that step's, not the generator's:
 
   - metrics, full rebuild (customer_metrics from every order, and the predictions beside it);
   - metrics after 1,000 new orders of 1,000 customers (the incremental path a scheduler tick

@@ -4,7 +4,7 @@ Owns three figures over a ``results.Report``: sends and attributed revenue per d
 mailed vs held out, with each share's 95 % Wilson interval and the lift's Newcombe interval in
 the label; coupons issued and redeemed per campaign step. Each comes back as an ``<svg>``
 element (text is drawn as paths, so no font is needed either). Must not query or compute
-figures beyond what the report holds (the Wilson bars are statsmodels'), nor write files.
+figures beyond what the report holds (the Wilson bars are lift.py's), nor write files.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.dates import DateFormatter, DayLocator  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from statsmodels.stats.proportion import proportion_confint  # noqa: E402
 
+from engine.views.lift import wilson  # noqa: E402
 from engine.views.results import Outcome, Report  # noqa: E402
 
 MAILED_COLOUR, HOLDOUT_COLOUR, REVENUE_COLOUR = "#2f6fb0", "#b8b8b8", "#d9822b"
@@ -68,11 +68,6 @@ def per_day(report: Report) -> str:
     return _svg(figure)
 
 
-def _wilson(converted: int, n: int) -> tuple[float, float]:
-    low, high = proportion_confint(converted, n, alpha=0.05, method="wilson")
-    return float(low), float(high)
-
-
 def conversion(report: Report) -> str:
     """Per campaign, the share who ordered within the window: mailed vs held out."""
     measured = [c for c in report.campaigns if c.mailed.n and c.holdout.n]
@@ -83,7 +78,7 @@ def conversion(report: Report) -> str:
         for offset, group, colour, name in ((0.18, campaign.mailed, MAILED_COLOUR, "mailed"),
                                             (-0.18, campaign.holdout, HOLDOUT_COLOUR,
                                              "held out")):
-            low, high = _wilson(group.converted, group.n)
+            low, high = wilson(group.converted, group.n)
             axes.barh(row + offset, group.rate * 100, height=0.34, color=colour,
                       label=name if row == 0 else None)
             axes.errorbar(group.rate * 100, row + offset, xerr=[[(group.rate - low) * 100],

@@ -1,17 +1,25 @@
 """Lift over the holdout: how much more the mailed group did, with a 95 % interval.
 
-Owns the report's statistics, each from a maintained library, never a distribution by hand:
+Owns the report's statistics: closed forms over the standard normal distribution, its quantile
+and CDF taken from the standard library (``statistics.NormalDist``), so the report imports no
+statistics package (statsmodels with pandas, or scipy.stats, held over 100 MB). Each formula is
+held to statsmodels' in tests/views/test_lift.py (to 1e-9, edge cases included):
+- the share of one group who ordered: the **Wilson score interval** (statsmodels
+  ``proportion_confint(method="wilson")``), also the bars of the report's conversion chart;
 - conversion (the share of a group who ordered within the window): the difference mailed minus
-  holdout with **Newcombe's hybrid score interval** (statsmodels
-  ``confint_proportions_2indep(method="newcomb")``, Newcombe 1998, method 10), which keeps its
-  coverage near 95 % for small shares and small groups, where the Wald interval does not;
+  holdout with **Newcombe's hybrid score interval** (Newcombe 1998, method 10: the two groups'
+  Wilson intervals combined; statsmodels ``confint_proportions_2indep(method="newcomb")``),
+  which keeps its coverage near 95 % for small shares and small groups, where the Wald
+  interval does not;
 - revenue per recipient: the difference of the two groups' means with a **normal approximation**
-  (Welch's standard error, sqrt(s1²/n1 + s2²/n2), and scipy's normal quantile): revenue is skewed,
+  (Welch's standard error, sqrt(s1²/n1 + s2²/n2), and the normal quantile): revenue is skewed,
   but a mean over hundreds of recipients is near normal, and it needs only sums and sums of
   squares, which SQL gives without reading a row per customer;
 - "not significant yet": when the conversion interval includes zero, how many more recipients
   (mailed and held out, in the campaign's current proportion) would give 80 % power to detect
-  the lift observed so far at the 5 % level (statsmodels ``NormalIndPower`` on Cohen's h).
+  the lift observed so far at the 5 % level: Cohen's h (statsmodels ``proportion_effectsize``)
+  and the two-sided z-test's power, far tail included, solved for the sample size by Newton's
+  method (statsmodels ``NormalIndPower().solve_power``).
 Must not query or format: the caller passes counts and sums.
 """
 
@@ -19,15 +27,58 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from scipy.stats import norm
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize
+from statistics import NormalDist
 
 LEVEL = 0.95
 POWER = 0.8
 CONVERSION_METHOD = "Newcombe hybrid score interval for a difference of proportions"
 REVENUE_METHOD = "normal approximation (Welch standard error)"
+
+NORMAL = NormalDist()
+Z = NORMAL.inv_cdf(1 - (1 - LEVEL) / 2)  # 1.96: the two-sided 95 % quantile
+
+
+def _power_shift() -> float:
+    """The shift s (effect times the square root of the effective group size) at which the
+    two-sided z-test at the 5 % level has 80 % power: Φ(s − Z) + Φ(−Z − s) = POWER.
+
+    Without the far tail Φ(−Z − s) the answer is Z + Φ⁻¹(POWER); there the power exceeds POWER
+    by that tail (1e-6), so Newton's method from it settles in two or three steps."""
+    shift = Z + NORMAL.inv_cdf(POWER)
+    for _ in range(20):
+        excess = NORMAL.cdf(shift - Z) + NORMAL.cdf(-Z - shift) - POWER
+        step = excess / (NORMAL.pdf(shift - Z) - NORMAL.pdf(Z + shift))
+        shift -= step
+        if abs(step) < 1e-15:
+            break
+    return shift
+
+
+POWER_SHIFT = _power_shift()
+
+
+def wilson(converted: int, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of the share ``converted / n`` (``n`` > 0)."""
+    share = converted / n
+    z2 = Z * Z
+    denominator = 1 + z2 / n
+    centre = (share + z2 / (2 * n)) / denominator
+    half = Z * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / denominator
+    # It holds the share and lies in [0, 1]; at 0 or n conversions rounding can step a hair
+    # outside (1e-17), which a chart's error bar refuses as a negative length.
+    return max(min(centre - half, share), 0.0), min(max(centre + half, share), 1.0)
+
+
+def cohen_h(rate: float, baseline: float) -> float:
+    """Cohen's h, the effect size of two proportions: 2 asin √rate − 2 asin √baseline."""
+    return 2 * (math.asin(math.sqrt(rate)) - math.asin(math.sqrt(baseline)))
+
+
+def mailed_for_power(effect: float, ratio: float) -> float:
+    """How many mailed recipients (with ``ratio`` times as many held out) give the two-sided
+    z-test at the 5 % level 80 % power to detect ``effect`` (Cohen's h, not 0): with n mailed
+    and ratio·n held out, the effective size n·ratio/(1 + ratio) is (POWER_SHIFT / effect)²."""
+    return (POWER_SHIFT / effect) ** 2 * (1 + ratio) / ratio
 
 
 @dataclass(frozen=True)
@@ -76,11 +127,12 @@ def conversion(mailed: Group, holdout: Group) -> Difference:
     """The difference in the share who ordered, with Newcombe's interval."""
     if not mailed.n or not holdout.n:
         return Difference(mailed.rate, holdout.rate, None, None, None)
-    low, high = confint_proportions_2indep(mailed.converted, mailed.n, holdout.converted,
-                                           holdout.n, method="newcomb", compare="diff",
-                                           alpha=1 - LEVEL)
-    return Difference(mailed.rate, holdout.rate, mailed.rate - holdout.rate, float(low),
-                      float(high))
+    lift = mailed.rate - holdout.rate
+    mailed_low, mailed_high = wilson(mailed.converted, mailed.n)
+    holdout_low, holdout_high = wilson(holdout.converted, holdout.n)
+    return Difference(mailed.rate, holdout.rate, lift,
+                      lift - math.hypot(mailed.rate - mailed_low, holdout_high - holdout.rate),
+                      lift + math.hypot(holdout.rate - holdout_low, mailed_high - mailed.rate))
 
 
 def revenue_per_recipient(mailed: Group, holdout: Group) -> Difference:
@@ -89,8 +141,7 @@ def revenue_per_recipient(mailed: Group, holdout: Group) -> Difference:
         return Difference(mailed.mean, holdout.mean, None, None, None)
     lift = mailed.mean - holdout.mean
     error = math.sqrt(mailed.variance / mailed.n + holdout.variance / holdout.n)
-    z = float(norm.ppf(1 - (1 - LEVEL) / 2))
-    return Difference(mailed.mean, holdout.mean, lift, lift - z * error, lift + z * error)
+    return Difference(mailed.mean, holdout.mean, lift, lift - Z * error, lift + Z * error)
 
 
 def more_recipients_needed(mailed: Group, holdout: Group) -> int | None:
@@ -99,9 +150,7 @@ def more_recipients_needed(mailed: Group, holdout: Group) -> int | None:
     """
     if not mailed.n or not holdout.n or mailed.rate <= holdout.rate:
         return None
-    effect = proportion_effectsize(mailed.rate, holdout.rate)
     ratio = holdout.n / mailed.n
-    needed_mailed = NormalIndPower().solve_power(effect_size=effect, alpha=1 - LEVEL,
-                                                 power=POWER, ratio=ratio)
+    needed_mailed = mailed_for_power(cohen_h(mailed.rate, holdout.rate), ratio)
     needed = math.ceil(needed_mailed) + math.ceil(needed_mailed * ratio)
     return max(0, needed - mailed.n - holdout.n)

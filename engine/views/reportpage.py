@@ -16,7 +16,7 @@ from rich.table import Table
 
 from engine import money
 from engine.config import Settings
-from engine.views import charts, lift
+from engine.views import lift
 from engine.views.lift import Difference
 from engine.views.results import Outcome, Report
 
@@ -122,6 +122,8 @@ _ENV = Environment(autoescape=select_autoescape(default=True, default_for_string
 
 def html(report: Report, settings: Settings) -> str:
     """The whole report as one HTML document: tables and inline SVG charts."""
+    from engine.views import charts  # imported here: matplotlib (50 MB) only for the page
+
     campaigns: list[dict[str, Any]] = []
     for outcome in report.campaigns:
         columns = [rows(outcome, settings)] + [rows(step, settings) for step in outcome.steps]

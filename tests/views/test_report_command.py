@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
+from tests.conftest import ROOT
 from tests.shopdata import NOW, Shop
 from tests.views.ledgerdata import Ledger
 
@@ -86,6 +88,21 @@ def test_terminal_tables_and_bad_dates(ledger, config_path):
     assert json.loads(late)["campaigns"] == []
     bad = CliRunner().invoke(app, ["--config", str(config_path), "report", "--from", "June"])
     assert bad.exit_code != 0 and "is not a date" in bad.output
+
+
+def test_the_report_process_loads_no_statistics_package(ledger, config_path):
+    """statsmodels, pandas and scipy.stats held 130 MB of every report's process, matplotlib
+    50 MB more: the statistics are the standard library's, the charts only for ``--html``."""
+    code = ("import sys\nfrom engine.cli import app\n"
+            f"app(['--config', {str(config_path)!r}, 'report', '--as-of', {NOW.isoformat()!r},"
+            " '--json'], standalone_mode=False)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules}"
+            " & {'statsmodels', 'pandas', 'scipy', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    shown, loaded = out.stdout.rstrip().rsplit("\n", 1)
+    assert json.loads(shown)["campaigns"][0]["verdict"].startswith("not significant yet")
+    assert loaded == "[]"
 
 
 def _which_chromium() -> str | None:

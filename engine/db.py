@@ -4,8 +4,8 @@ Owns: creating the SQLAlchemy engine for a URL (SQLite file by default, PostgreS
 the SQLite pragmas that make one file safe for a scheduler and a CLI at once (WAL, busy timeout,
 foreign keys), making sure the schema is at the code's revision before use (``engine.migrate``
 does the revisions), the ``meta`` facts (data version, metrics as-of), and how a batch travels
-on each database: ``insert_many`` (many rows into a table in one statement) and ``among`` (a
-column in a batch's keys).
+on each database: ``insert_many`` and ``update_many`` (many rows into a table, or changed in
+it, in one statement) and ``among`` (a column in a batch's keys).
 Must not hold queries about the shop; those live with the concept they serve. Keeps no engine:
 ``connect`` returns a new one, which its caller holds and disposes (the CLI holds one per
 command).
@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine import migrate, tables
@@ -156,17 +156,46 @@ def insert_many(conn: Connection, table: Table, rows: list[dict]
     if conn.dialect.name != "postgresql":
         return sqlite.insert(table), rows
     columns = list(rows[0])
+    picked = _unnested(table, rows)
+    return postgresql.insert(table).from_select(columns, select(*picked.values())), None
+
+
+UPDATE_KEY = "b_id"  # the key of update_many's rows that names the row to update (its id)
+
+
+def update_many(conn: Connection, table: Table, rows: list[dict]
+                ) -> tuple[Update, list[dict] | None]:
+    """The UPDATE of ``rows`` (dicts with the same keys: ``b_id``, the id of the row to
+    update, and the columns to set) in ``table``, and the parameters to execute it with:
+    ``conn.execute(statement, parameters)``.
+
+    On PostgreSQL, ``UPDATE ... FROM unnest()`` of one array a column, as ``insert_many``:
+    psycopg's executemany sends a statement a row. Elsewhere, an executemany of the rows.
+    """
+    setting = [name for name in rows[0] if name != UPDATE_KEY]
+    if conn.dialect.name != "postgresql":
+        return (table.update().where(table.c.id == bindparam(UPDATE_KEY))
+                .values({name: bindparam(name) for name in setting}), rows)
+    picked = _unnested(table, rows)
+    return (table.update().where(table.c.id == picked[UPDATE_KEY])
+            .values({name: picked[name] for name in setting}), None)
+
+
+def _unnested(table: Table, rows: list[dict]) -> dict[str, ColumnElement]:
+    """PostgreSQL: ``rows`` as one array a column through ``unnest()``, each column read as
+    the table's column of its name (``b_id`` as its id) is typed."""
+    def column_of(name: str):
+        return table.c.id if name == UPDATE_KEY else table.c[name]
 
     def array_type(column):  # enums travel as text and are cast back in the SELECT
         return String() if isinstance(column.type, Enum) else column.type
 
+    columns = list(rows[0])
     arrays = [bindparam(f"many_{name}", [row[name] for row in rows],
-                        type_=ARRAY(array_type(table.c[name]))) for name in columns]
+                        type_=ARRAY(array_type(column_of(name)))) for name in columns]
     source = func.unnest(*arrays).table_valued(*columns).render_derived()
-    picked = select(*[cast(source.c[name], table.c[name].type)
-                      if isinstance(table.c[name].type, Enum) else source.c[name]
-                      for name in columns])
-    return postgresql.insert(table).from_select(columns, picked), None
+    return {name: cast(source.c[name], column_of(name).type)
+            if isinstance(column_of(name).type, Enum) else source.c[name] for name in columns}
 
 
 def among(bind: Engine | Connection, column, values) -> ColumnElement:

@@ -42,13 +42,21 @@ def create_scratch(conn: Connection) -> None:
     """The scratch tables, empty, on this import's connection."""
     for name, columns in SCRATCH.items():
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns})")
-        conn.exec_driver_sql(f"DELETE FROM {name}")  # rows an earlier, failed import left
+        _empty(conn, name)  # rows an earlier, failed import left
 
 
 def drop_scratch(conn: Connection) -> None:
     """Drop them once the import has written everything."""
     for name in SCRATCH:
         conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+def _empty(conn: Connection, name: str) -> None:
+    """Empty a scratch table. On PostgreSQL by TRUNCATE: nothing vacuums a temporary table,
+    so the rows DELETE left dead piled up, chunk after chunk, under every later scan and join
+    (a million-row import slowed fourfold from its start to its end)."""
+    verb = "TRUNCATE" if conn.dialect.name == "postgresql" else "DELETE FROM"
+    conn.exec_driver_sql(f"{verb} {name}")
 
 
 def _fill(conn: Connection, scratch: TableClause, rows: list[tuple]) -> None:
@@ -74,7 +82,7 @@ def chunk_keys(slot: int) -> Any:
 
 def lookup(conn: Connection, keys: Iterable[str]) -> Any:
     """Hold ``keys`` (customer keys) in lookup_keys; a subquery of them to match on."""
-    conn.exec_driver_sql("DELETE FROM lookup_keys")
+    _empty(conn, "lookup_keys")
     _fill(conn, LOOKUP_KEYS, [(key,) for key in keys])
     return select(LOOKUP_KEYS.c.import_key)
 
@@ -94,7 +102,7 @@ def refuse_repeats(conn: Connection, chunk: list[dict[str, Any]], name: str,
             if (slot, key) in seen:
                 _repeat(name, record, slots[slot], seen[slot, key])
             seen[slot, key] = record["_row"]
-    conn.exec_driver_sql("DELETE FROM chunk_keys")
+    _empty(conn, "chunk_keys")
     _fill(conn, CHUNK_KEYS, [(slot, key, row) for (slot, key), row in seen.items()])
     # CROSS JOIN makes SQLite walk the chunk and probe the register; with a plain JOIN it scans
     # the whole register for every chunk, and a million-row import turns quadratic.

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from engine import tables
+from engine import db, tables
 from engine.errors import CsvError
 from engine.shop.importkeys import chunk_keys, lookup, refuse_repeats
 from engine.shop.upserts import Job, _differences, _insert, _update
@@ -140,7 +140,7 @@ def after_orders(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> Non
                  "tracking_url": "", "delivered_at": None}
                 for name, r in zip(names, shipped, strict=True) if name not in known]
         if rows:
-            conn.execute(FULFILLMENTS.insert(), rows)
+            conn.execute(*db.insert_many(conn, FULFILLMENTS, rows))
     for record in completing:
         conn.execute(CHECKOUTS.update().where(
             CHECKOUTS.c.external_id == record["checkout_key"],

@@ -2,7 +2,8 @@
 
 Owns: ``Job`` (one import's settings and running counts) and ``WRITERS``, one writer a kind
 that matches each record of a chunk with the database (customers by id, and in Shopify files
-by email; products by SKU; orders by id) and writes only what changed, with Core executemany.
+by email; products by SKU; orders by id) and writes only what changed, many rows a statement
+(``db.insert_many``, ``db.update_many``).
 Must not read files or parse cells (csvfile.py, csvformats.py), open or commit transactions
 (importer.py does, so a file imports whole or not at all), nor compute metrics.
 
@@ -31,10 +32,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.engine import Connection
 
-from engine import tables
+from engine import db, tables
 from engine.controlchars import has_controls, one_line
 from engine.errors import CsvError
 from engine.shop.importkeys import chunk_keys, lookup, refuse_repeats
@@ -202,7 +203,7 @@ def _write_orders(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> No
         if job.has_items and old_items.get(old.id, []) != record["items"]:
             replace.append(old.id)
             items.extend(_item_rows(old.id, record["items"]))
-            difference.setdefault("b_id", old.id)
+            difference.setdefault(db.UPDATE_KEY, old.id)
         changed.append(difference)
     if new:
         _insert(conn, ORDERS, new, job)
@@ -217,7 +218,7 @@ def _write_orders(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> No
     if replace:
         conn.execute(delete(ITEMS).where(ITEMS.c.order_id.in_(replace)))
     if items:
-        conn.execute(insert(ITEMS), items)
+        conn.execute(*db.insert_many(conn, ITEMS, items))
 
 
 def _item_rows(order_id: int, items: list[tuple[str, int, int]]) -> Iterator[dict[str, Any]]:
@@ -248,21 +249,22 @@ def _customer_ids(conn: Connection, chunk: list[dict[str, Any]], job: Job) -> di
                 "email": record["email"], "email_key": record["customer_key"],
                 "created_at": record["created_at"], "first_name": "", "last_name": "",
                 "accepts_marketing": False, "tags": ""})
-        conn.execute(insert(CUSTOMERS), list(minimal.values()))
+        conn.execute(*db.insert_many(conn, CUSTOMERS, list(minimal.values())))
         job.customers_created += len(minimal)
         known = dict(conn.execute(query).all())
     return known
 
 
 def _differences(values: dict[str, Any], old: Any) -> dict[str, Any]:
-    """The changed columns of ``old`` (a row) as an update, keyed by b_id; {} when none."""
+    """The changed columns of ``old`` (a row) as an update (``db.update_many``'s row, which
+    names ``old`` by its id); {} when none."""
     changes = {k: v for k, v in values.items() if getattr(old, k) != v}
-    return {"b_id": old.id, **changes} if changes else {}
+    return {db.UPDATE_KEY: old.id, **changes} if changes else {}
 
 
 def _insert(conn: Connection, target: Any, rows: list[dict[str, Any]], job: Job) -> None:
     if rows:
-        conn.execute(insert(target), rows)
+        conn.execute(*db.insert_many(conn, target, rows))
         job.inserted += len(rows)
 
 
@@ -274,10 +276,8 @@ def _update(conn: Connection, target: Any, changes: list[dict[str, Any]], job: J
         shapes.setdefault(tuple(sorted(change)), []).append(change)
         job.updated += 1
     for columns, rows in shapes.items():
-        setting = {c: bindparam(c) for c in columns if c != "b_id"}
-        if setting:
-            conn.execute(target.update().where(target.c.id == bindparam("b_id")).values(setting),
-                         rows)
+        if len(columns) > 1:  # more than the id: a change that sets something
+            conn.execute(*db.update_many(conn, target, rows))
 
 
 Writer = Callable[[Connection, list[dict[str, Any]], Job], None]

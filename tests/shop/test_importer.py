@@ -162,6 +162,48 @@ def test_reimported_order_items_are_replaced_not_duplicated(shop, settings, tmp_
     assert state(shop)["order_items"] == 2
 
 
+
+def test_a_reimport_across_chunks_updates_only_what_changed(shop, settings, tmp_path,
+                                                            monkeypatch):
+    """Changes of different columns (statuses, amounts, times, codes and consents set or
+    cleared) in several chunks: each row gets its own new values, the rest stay."""
+    run(shop, settings, "orders", DATA / "orders.csv")
+    monkeypatch.setattr(importer, "CHUNK_SIZE", 2)
+    customers = write(tmp_path, "customers.csv", (
+        "customer_id,email,first_name,last_name,accepts_marketing,created_at\n"
+        "C1,anna@example.com,Anna,Martin,no,2024-03-01T10:00:00+01:00\n"
+        "C2,Bob@Example.com,Bob,Dupont,yes,2024-05-12\n"
+        "C3,carla@example.com,Carla,Rossi,true,2025-01-20 18:30\n"))
+    result = run(shop, settings, "customers", customers)
+    assert (result.inserted, result.updated, result.unchanged) == (0, 2, 1)
+    people = {c["external_id"]: c for c in rows(shop, "SELECT * FROM customers")}
+    assert people["C1"]["consent_at"] is None and people["C1"]["consent_source"] is None
+    assert people["C2"]["last_name"] == "Dupont"
+    assert utc(people["C2"]["consent_at"]) == NOW  # opted in at this import
+    assert people["C2"]["consent_source"] == "import:customers.csv"
+    assert people["C3"]["last_name"] == "Rossi" and people["C3"]["consent_at"] is not None
+
+    orders = write(tmp_path, "orders.csv", (
+        "order_id,customer_id,created_at,total,status,discount_code,currency\n"
+        "O-1,C1,2025-10-07T09:50:26+02:00,59.80,refunded,,EUR\n"
+        "O-2,C2,2025-10-07 23:30,53.90,Refunded,,\n"
+        "O-3,C1,2025-10-09,\"1,234.50\",completed,,EUR\n"
+        "O-4,C3,2025-10-11T08:00:00Z,30.00,paid,SPRING,EUR\n"
+        "O-5,C2,2025-10-12,12.00,paid,,EUR\n"))
+    version = state(shop)["data_version"]
+    result = run(shop, settings, "orders", orders)
+    assert (result.inserted, result.updated, result.unchanged) == (1, 2, 2)
+    found = {o["external_id"]: o for o in rows(shop, "SELECT * FROM orders")}
+    assert (found["O-1"]["status"], found["O-1"]["discount_code"]) == ("refunded", None)
+    assert found["O-1"]["total_cents"] == 5980
+    assert (found["O-2"]["status"], found["O-3"]["total_cents"]) == ("refunded", 123450)
+    assert (found["O-4"]["status"], found["O-4"]["total_cents"]) == ("paid", 3000)
+    assert found["O-4"]["discount_code"] == "SPRING"
+    assert utc(found["O-4"]["created_at"]) == datetime(2025, 10, 11, 8, 0, tzinfo=UTC)
+    assert str(found["O-4"]["local_date"]) == "2025-10-11"
+    assert found["O-5"]["total_cents"] == 1200
+    assert state(shop)["data_version"] != version
+
 # --- Shopify exports -----------------------------------------------------------------------
 
 def test_shopify_customers_export(engine, settings):

@@ -7,9 +7,14 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy  # noqa: F401 - see below
 import pytest
 
 from engine import config, db
+
+# numpy is loaded in the suite's process from the start, so every test fits the predictions
+# in-process whatever ran before it (engine/shop/refit.py fits in a child process only where
+# numpy is not loaded yet; test_predict runs that path in a process of its own).
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -92,11 +92,10 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
     the customers whose orders changed when that is all that did: ``metricsdelta``), then the
     predictions beside it (predict.py: rebuilt when these rows were rebuilt whole, or when the
     predict: settings changed; an incremental refresh or a cached read keeps them)."""
-    from engine.shop import predict  # predict reads this module's day arithmetic
+    from engine.shop import refit  # predict.py reads this module's day arithmetic
 
     _refresh_metrics(engine, settings, now)
-    with engine.begin() as conn:
-        predict.refresh(conn, settings, now)
+    refit.refresh(engine, settings, now)
 
 
 def _refresh_metrics(engine: Engine, settings: Settings, now: datetime) -> None:

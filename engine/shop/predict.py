@@ -282,9 +282,9 @@ def refresh(conn: Connection, settings: Settings, now: datetime) -> None:
     or a missing extra: the table is emptied and the reason logged and kept, so a scheduler
     tick goes on without predictions rather than stopping.
     """
-    key = _cache_key(conn, settings)
-    if db.get_meta(conn, "predictions_key") == key:
+    if current(conn, settings):
         return
+    key = _cache_key(conn, settings)
     fitted = None
     try:
         with _savepoint(conn):
@@ -308,6 +308,11 @@ def refresh(conn: Connection, settings: Settings, now: datetime) -> None:
             note = _why_not(exc, now)
     db.set_meta(conn, "predictions_note", note)
     db.set_meta(conn, "predictions_key", key)
+
+
+def current(conn: Connection, settings: Settings) -> bool:
+    """Whether ``customer_predictions`` is as the metrics and ``predict:`` settings ask."""
+    return db.get_meta(conn, "predictions_key") == _cache_key(conn, settings)
 
 
 def _savepoint(conn: Connection):

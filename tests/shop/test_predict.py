@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from typer.testing import CliRunner
 
 from engine import db, money, tables
 from engine.cli import app
 from engine.errors import SegmentError
 from engine.shop import btyd, metrics, predict, segments
-from tests.conftest import ROOT, on_each_backend
+from tests.conftest import ROOT, on_each_backend, settings_on
 from tests.shopdata import NOW, PARIS, TODAY
 
 TRUTH = btyd.MBGNBD(r=0.6, alpha=40.0, a=0.8, b=1.6)
@@ -352,3 +352,33 @@ def test_the_refresh_process_loads_no_machine_learning_library(engine, config_pa
     shown, loaded = out.stdout.rsplit("\n", 2)[-3:-1]
     assert json.loads(shown)["churn_risk"] is not None
     assert loaded == "[]"
+
+
+def test_a_process_without_numpy_refits_in_a_child_with_the_same_predictions(shop, settings,
+                                                                             config_path):
+    """A scheduler or `retain run` that has not loaded numpy fits in a child process (refit.py)
+    and stays without the fitting libraries; the predictions are those fitted in-process."""
+    draw_shop(shop, 1500)
+    url = shop.url.render_as_string(hide_password=False)
+    code = ("import sys\nfrom datetime import datetime\nfrom engine import config, db\n"
+            "from engine.shop import metrics\n"
+            f"settings = config.load({str(config_path)!r}, database_url={url!r})\n"
+            f"engine = db.connect({url!r})\n"
+            f"metrics.refresh(engine, settings, datetime.fromisoformat({NOW.isoformat()!r}))\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+    def predictions() -> list[tuple]:
+        with shop.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(predict.predictions_table).order_by(
+                predict.predictions_table.c.customer_id))]
+
+    in_child = predictions()
+    assert len(in_child) > 1000
+    with shop.begin() as conn:  # forget them: this process (numpy loaded) fits them again
+        conn.execute(delete(tables.Meta.__table__).where(
+            tables.Meta.__table__.c.key == "predictions_key"))
+    metrics.refresh(shop, settings_on(shop, settings), NOW)
+    assert predictions() == in_child

@@ -7,7 +7,8 @@ metrics and predictions caches forgotten, then ``retain run --allow-stale`` (the
 command line itself, in a fresh process) at the generator's "today" plus a minute, every
 shipped campaign, sending through SMTP into the minimal sink of bench/smtp_sink.py. Prints the
 run's peak resident memory (ru_maxrss of its own process: the render workers and the sink are
-apart), its seconds and the messages sent. Figures are printed, never asserted.
+apart), its largest child's (the predictions' refit, engine/shop/refit.py, or a render
+worker), its seconds and the messages sent. Figures are printed, never asserted.
 
     python bench/runmemory.py --sizes 10000,100000 --folder /tmp/shops
 """
@@ -41,7 +42,9 @@ def child(arguments: list[str]) -> None:
     app(arguments, prog_name="retain", standalone_mode=False)
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": round(seconds, 1), "peak_mb": round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # its largest child: the predictions' refit (engine/shop/refit.py) or a render worker
+        "child_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}))
 
 
 def measure(shop: Path, folder: Path) -> dict:

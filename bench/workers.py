@@ -9,7 +9,8 @@ must hold every delivery `sent` exactly once (checked; a failure stops the bench
     each; smtp.max_connections 16), and what one plain smtplib connection pushes into the same
     sink (the yardstick);
   - relay latency: the sink answers each DATA after 100 ms; 8, 32 and 128 connections spread
-    over 4 workers (smtp.max_connections), 100 messages a connection (--per-connection); and
+    over 4 workers (--latency-workers, e.g. 1,2,4 for each spread; smtp.max_connections),
+    100 messages a connection (--per-connection); and
     beside each, as many plain smtplib threads pushing pre-built messages (the yardstick: what
     Python threads reach on this machine with that many connections);
   - rate accuracy: smtp.rate_per_second 100 for the fleet, 1, 2 and 8 workers, 1,500 messages;
@@ -219,6 +220,9 @@ def main() -> None:
     parser.add_argument("--only", help="throughput,latency,rate (default: all three)")
     parser.add_argument("--per-connection", type=int, default=100,
                         help="messages a connection against the slow sink")
+    parser.add_argument("--latency-workers", default="4",
+                        help="workers the slow sink's connections are spread over, comma-"
+                             "separated for several runs (e.g. 1,2,4)")
     args = parser.parse_args()
     url = os.environ.get("RETAIN_TEST_POSTGRES_URL")
     if not url:
@@ -234,9 +238,10 @@ def main() -> None:
         rows.append(scenario(url, "minimal sink", big, workers, 4, 16, 1e6))
     for connections in (8, 32, 128) if "latency" in wanted else ():
         rows.append(plain_threads(connections, args.per_connection // scale, 0.1))
-        rows.append(scenario(url, "sink answering DATA in 100 ms",
-                             connections * args.per_connection // scale,
-                             4, connections // 4, connections, 1e6, delay=0.1))
+        for spread in [int(n) for n in args.latency_workers.split(",")]:
+            rows.append(scenario(url, "sink answering DATA in 100 ms",
+                                 connections * args.per_connection // scale,
+                                 spread, connections // spread, connections, 1e6, delay=0.1))
     for workers in (1, 2, 8) if "rate" in wanted else ():
         rows.append(scenario(url, "rate limit 100/s for the fleet", 1500 // scale, workers, 2,
                              16, 100))

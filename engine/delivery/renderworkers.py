@@ -9,7 +9,6 @@ render. Must not claim, send or write to the database: workers only read their p
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -18,10 +17,10 @@ from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import Engine
 
+from engine import childprocess
 from engine.campaigns import models as cm
 from engine.config import Settings
 from engine.delivery.compose import Composer, Composing
@@ -34,8 +33,7 @@ class ComposerPool(Composer):
     """Renders pages in ``processes`` worker processes, so rendering uses another core while
     this process sends.
 
-    Each worker is a fresh interpreter (``python -c``, not multiprocessing: that would re-run
-    the caller's main script, or fork this process's threads and locks) that reads pickled
+    Each worker is a fresh interpreter (childprocess.py, not multiprocessing) that reads pickled
     pages of delivery ids on stdin, reads those deliveries from the database and writes pickled
     messages on stdout. It exits when its stdin closes, so it dies with this process, even by
     SIGKILL. Starting one costs ~1 s (imports), so until a worker says it is ready, and if one
@@ -50,9 +48,7 @@ class ComposerPool(Composer):
         self.lookahead = processes
         # Workers render, they do not plan: the compiled segment (not picklable) stays here.
         shipped = {k: c.model_copy(update={"segment": None}) for k, c in self.campaigns.items()}
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        env = childprocess.environment()
         self._workers = [_Worker(env, (settings, shipped)) for _ in range(processes)]
 
     def submit(self, ids: list[int], now: datetime) -> Composing:
@@ -72,7 +68,7 @@ class _Worker:
 
     def __init__(self, env: dict[str, str], setup: tuple) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from {__name__} import _serve; _serve()"],
+            childprocess.command(__name__, "_serve"),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.waiting: deque[Future] = deque()
         self.lock = threading.Lock()

@@ -5,9 +5,8 @@ Fitting the predictions (predict.py) needs numpy and scipy: 61 MB imported, whic
 process never gives back. A scheduler that refits once a day would then carry them for the
 whole year while it plans and sends, and one ``retain run`` peaks at 185 MB instead of 110.
 So when this process has not imported numpy yet, the refit runs in a child process, a fresh
-interpreter (``python -c``, as renderworkers.py starts its workers: multiprocessing would run
-the caller's main script again, or fork this process's threads and locks) that reads what to
-do on stdin, writes the predictions and exits; this process waits for it. When numpy is
+interpreter (childprocess.py, as the render workers are started) that reads what to do on
+stdin, writes the predictions and exits; this process waits for it. When numpy is
 already here (``retain predict``, the test suite), the database lives in this process's memory
 or the extra is not installed (the note says so), the refit runs here, as before.
 
@@ -19,16 +18,14 @@ the clock: ``now`` is passed on.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import Engine
 
-from engine import db
+from engine import childprocess, db
 from engine.config import Settings
 
 log = logging.getLogger(__name__)
@@ -45,13 +42,10 @@ def refresh(engine: Engine, settings: Settings, now: datetime) -> None:
         with engine.begin() as conn:
             predict.refresh(conn, settings, now)
         return
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     # The URL may hold a password: it travels on the child's stdin, never in its arguments.
     job = pickle.dumps((engine.url.render_as_string(hide_password=False), settings, now))
-    child = subprocess.run([sys.executable, "-c", f"from {__name__} import _refit; _refit()"],
-                           input=job, env=env, stdout=subprocess.DEVNULL,
+    child = subprocess.run(childprocess.command(__name__, "_refit"), input=job,
+                           env=childprocess.environment(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE)
     with engine.connect() as conn:
         note = db.get_meta(conn, "predictions_note") or ""

@@ -48,8 +48,8 @@ def is_suppressed(conn: Connection, email: str) -> bool:
     return conn.execute(_IS_SUPPRESSED, {"key": key(email)}).first() is not None
 
 
-# SQLite and PostgreSQL both know ON CONFLICT DO NOTHING; ledger.Outbox runs this statement on
-# its own cursor when a message bounces, in the transaction that records the bounce.
+# SQLite and PostgreSQL both know ON CONFLICT DO NOTHING; delivery.outbox runs this statement
+# on its own cursor when a message bounces, in the transaction that records the bounce.
 ADD = text("INSERT INTO suppressions (email_key, reason, source, created_at) "
            "VALUES (:key, :reason, :source, :now) ON CONFLICT (email_key) DO NOTHING"
            ).bindparams(bindparam("now", type_=UTCDateTime()))

@@ -11,9 +11,10 @@ Owns the life of a delivery row:
 - ``record_plan`` inserts a plan's rows with INSERT … ON CONFLICT DO NOTHING on the unique key
   (campaign, customer, occasion) and issues coupons only for the rows actually inserted, all in
   one transaction: two planners racing, or a replan after a crash, cannot duplicate anything.
-- ``Outbox.step`` moves one row from planned/failed to ``sending`` in its own committed
-  transaction *before* the message's DATA goes out, together with the previous message's
-  outcome; a row whose address was suppressed since the plan becomes ``suppressed`` instead.
+- ``outbox.Outbox.step`` (outbox.py: the sender threads' claims and outcomes, committed in
+  groups) moves one row from planned/failed to ``sending`` in a committed transaction *before*
+  the message's DATA goes out, together with the previous message's outcome; a row whose
+  address was suppressed since the plan becomes ``suppressed`` instead.
   The claim writes the Message-ID: a ``sending`` row may have been handed to the server.
   An abandoned checkout's step whose checkout became an order since the plan becomes
   ``cancelled`` (reason ``checkout_completed``) in the claim: nothing is sent. A
@@ -39,14 +40,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from engine import db
-from engine.campaigns import flows, limits, offers
+from engine.campaigns import limits, offers
 from engine.campaigns.planner import Candidate
 from engine.config import Settings
-from engine.consent import suppressions
 from engine.delivery import runs
 from engine.tables import (
     Coupon,
@@ -57,8 +57,6 @@ from engine.tables import (
     Product,
     ProductAnnouncement,
     Run,
-    Skip,
-    UTCDateTime,
 )
 
 DELIVERIES, COUPONS, RUNS = Delivery.__table__, Coupon.__table__, Run.__table__
@@ -246,7 +244,7 @@ def lease(engine: Engine, holder: str, campaign_ids: list[str], now: datetime,
           until: datetime, limit: int) -> list[int]:
     """Lease up to ``limit`` due deliveries to the worker ``holder`` until ``until``; their
     ids, in id order. Nothing changes state: a leased row stays ``planned`` (or ``failed``) and
-    is claimed one at a time by ``Outbox.step``, as in a run.
+    is claimed one at a time by ``outbox.Outbox.step``, as in a run.
 
     On PostgreSQL, ``FOR UPDATE SKIP LOCKED``: workers leasing at once each take other rows and
     none waits for another's transaction. SQLite has one writer at a time and ignores it.
@@ -287,153 +285,6 @@ def due_count(engine: Engine, campaign_ids: list[str], now: datetime) -> int:
         return conn.execute(_due(campaign_ids, now, func.count())).scalar_one()
 
 
-_MARKETING_ONLY = ", ".join(f"'{reason}'" for reason in suppressions.MARKETING_ONLY)
-# The per-message statements are written once as text and compiled once per dialect: building
-# SQLAlchemy expressions for each of a million messages costs more than running them.
-_CLAIM = text(
-    "UPDATE deliveries SET status = 'sending', claimed_at = :now, claimed_by = :run, "
-    "message_id = :message_id, attempts = attempts + 1, lease_until = NULL "
-    "WHERE id = :id AND status IN ('planned', 'failed') "
-    # Not a row another worker leased, unless its lease lapsed.
-    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) "
-    # Checked in the claim itself, right before the send: an unsubscribe, a pause, a bounce or
-    # withdrawn consent since the plan counts at once. Transactional mail needs no consent, and
-    # neither an unsubscribe nor a pause of marketing mail stops it.
-    "AND EXISTS (SELECT 1 FROM customers c WHERE c.id = deliveries.customer_id "
-    "AND (c.accepts_marketing OR deliveries.transactional) AND NOT EXISTS "
-    "(SELECT 1 FROM suppressions s WHERE s.email_key = c.email_key "
-    f"AND NOT (deliveries.transactional AND s.reason IN ({_MARKETING_ONLY}))) "
-    "AND (deliveries.transactional OR NOT EXISTS "
-    "(SELECT 1 FROM mail_pauses p WHERE p.email_key = c.email_key AND p.until > :now))) "
-    # An abandoned checkout's step: the checkout must still be open.
-    f"AND NOT EXISTS (SELECT 1 FROM checkouts WHERE checkouts.id = deliveries.checkout_id "
-    f"AND {flows.COMPLETED}) "
-    "RETURNING attempts"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_CANCEL = text(
-    "UPDATE deliveries SET status = 'cancelled', reason = :reason, lease_until = NULL "
-    "WHERE id = :id AND status IN ('planned', 'failed') "
-    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) "
-    "AND EXISTS (SELECT 1 FROM checkouts "
-    f"WHERE checkouts.id = deliveries.checkout_id AND {flows.COMPLETED}) RETURNING id"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_SUPPRESS = text(
-    "UPDATE deliveries SET status = 'suppressed', reason = :reason, lease_until = NULL "
-    "WHERE id = :id AND status IN ('planned', 'failed') "
-    "AND (lease_until IS NULL OR lease_until <= :now OR claimed_by = :run) RETURNING id"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_MARK = text(
-    "UPDATE deliveries SET status = :status, reason = :reason, "
-    "message_id = COALESCE(:message_id, message_id), sent_at = COALESCE(:sent_at, sent_at), "
-    "next_attempt_at = :retry_at, attempts = attempts - :untried "
-    "WHERE id = :id AND status = 'sending'"
-).bindparams(bindparam("sent_at", type_=UTCDateTime()),
-             bindparam("retry_at", type_=UTCDateTime()))
-SUPPRESSED_AT_SEND = ("unsubscribed, paused their mail, bounced or withdrew consent after the "
-                      "plan; not sent")
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What became of a message handed to the transport, to be recorded."""
-    delivery_id: int
-    status: DeliveryStatus            # sent, failed, bounced or unknown; planned: untried
-    message_id: str | None
-    reason: str | None = None
-    retry_at: datetime | None = None  # failed/planned: when to try again; None: given up
-    suppress: str | None = None       # bounced: the address to put on the suppression list
-    tried: bool = True                # False: the server never judged it; no attempt spent
-
-
-def untried(delivery_id: int, attempts: int, retry_at: datetime, reason: str) -> Result:
-    """A claimed delivery the server never judged (held back, connection refused): its attempt
-    is given back, and it is ``planned`` again, or ``failed`` if the server refused it before."""
-    status = S.planned if attempts <= 1 else S.failed
-    return Result(delivery_id, status, None, reason, retry_at, tried=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    attempts: int      # this one included
-    suppressed: bool   # not claimed: the address may no longer be mailed (now ``suppressed``)
-    cancelled: bool = False  # not claimed: its occasion ended (a checkout became an order)
-
-
-class Outbox:
-    """One sender's hold on the ledger: each ``step`` is ONE committed transaction that records
-    the previous message's outcome and claims the next delivery, before its DATA goes out.
-
-    So a sender has at most one row in ``sending`` at any moment: the message in flight (just
-    claimed, or handed over and its reply not yet recorded). A crash leaves exactly those for
-    ``recover`` to mark ``unknown``; nothing planned is lost, nothing sent is sent again.
-    The statements run on the driver's cursor, compiled once: through SQLAlchemy's execution
-    machinery two transactions a message cost ~1.1 ms, this one ~0.2 ms (bench/pipeline.py).
-    """
-
-    def __init__(self, engine: Engine, run_id: str):
-        self.engine, self.run_id = engine, run_id
-        dialect = engine.dialect
-        self._time = UTCDateTime().bind_processor(dialect) or (lambda value: value)
-        self._sql = {name: _compiled(statement, dialect) for name, statement in (
-            ("claim", _CLAIM), ("suppressed", _SUPPRESS), ("mark", _MARK), ("cancel", _CANCEL),
-            ("suppress", suppressions.ADD))}
-
-    def step(self, done: Result | None, claim_id: int | None, now: datetime,
-             message_id: str | None = None) -> Claim | None:
-        """Record ``done`` (if any) and claim ``claim_id`` (if any) for the message
-        ``message_id``; None: another run has it."""
-        # A pooled connection a step (~17 µs), not one a sender for the whole run: a run with
-        # more sender threads than the pool holds connections must not wait for one.
-        dbapi = self.engine.raw_connection()
-        try:
-            cursor = dbapi.cursor()
-            claim = self._step(cursor, done, claim_id, now, message_id)
-            dbapi.commit()
-            return claim
-        except BaseException:
-            dbapi.rollback()
-            raise
-        finally:
-            dbapi.close()
-
-    def _step(self, cursor, done: Result | None, claim_id: int | None, now: datetime,
-              message_id: str | None) -> Claim | None:
-        at = self._time(now)
-        if done is not None:
-            self._run(cursor, "mark", status=done.status.value, reason=done.reason,
-                      message_id=done.message_id, id=done.delivery_id,
-                      sent_at=at if done.status == S.sent else None,
-                      retry_at=self._time(done.retry_at) if done.retry_at else None,
-                      untried=0 if done.tried else 1)
-            if done.suppress:
-                params = suppressions.add_params(done.suppress, "bounced",
-                                                 f"smtp {(done.reason or '')[:60]}", now)
-                self._run(cursor, "suppress", **dict(params, now=at))
-        if claim_id is None:
-            return None
-        row = self._run(cursor, "claim", now=at, run=self.run_id, id=claim_id,
-                        message_id=message_id).fetchone()
-        if row is not None:
-            return Claim(row[0], suppressed=False)
-        if self._run(cursor, "cancel", reason=Skip.checkout_completed.value, id=claim_id,
-                     now=at, run=self.run_id).fetchone() is not None:
-            return Claim(0, suppressed=False, cancelled=True)
-        row = self._run(cursor, "suppressed", reason=SUPPRESSED_AT_SEND, id=claim_id, now=at,
-                        run=self.run_id).fetchone()
-        return Claim(0, suppressed=True) if row is not None else None
-
-    def _run(self, cursor, name: str, **params):
-        sql, order = self._sql[name]
-        cursor.execute(sql, params if order is None else tuple(params[k] for k in order))
-        return cursor
-
-
-def _compiled(statement, dialect) -> tuple[str, list[str] | None]:
-    """The SQL in the driver's parameter style, and the parameter order if it is positional."""
-    compiled = statement.compile(dialect=dialect)
-    return compiled.string, (list(compiled.positiontup) if compiled.positiontup else None)
-
-
 BOUNCEABLE = (S.sent.value, S.unknown.value, S.sending.value, S.failed.value)
 
 
@@ -469,7 +320,7 @@ def next_retry(engine: Engine, campaign_ids: list[str], after: datetime) -> date
 
 def release(engine: Engine, run_id: str) -> int:
     """Give back rows this run holds in ``sending`` without a Message-ID: never handed to the
-    server. (``Outbox.step`` claims with the Message-ID, and runner.run returns with none of
+    server. (``outbox.Outbox.step`` claims with the Message-ID, and runner.run returns with none of
     its rows left in ``sending``: for its runs this finds nothing, safely.)"""
     with engine.begin() as conn:
         return conn.execute(update(DELIVERIES).where(

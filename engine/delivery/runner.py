@@ -5,8 +5,8 @@ The same code path serves ``retain run`` and every scheduled tick. Order of work
 ledger; then send what is due, by pages of PAGE deliveries in id order:
 
     main thread     due ids ──► compose (here, or in render worker processes) ──► queue
-    sender threads  queue ──► ledger.Outbox.step: record the previous outcome + claim this one,
-    (max_connections)         in ONE committed transaction, before DATA ──► transport.send
+    sender threads  queue ──► outbox.Outbox.step: record the previous outcome + claim this one,
+    (max_connections)         committed (with the other threads' steps), before DATA ──► send
 
 So a crash leaves at most one row a sender thread in ``sending`` (the message in flight), which
 the next run reports ``unknown``; nothing planned is lost and nothing is sent twice. The claim
@@ -37,7 +37,7 @@ from engine.campaigns import limits, planner
 from engine.campaigns import models as cm
 from engine.campaigns.counts import Counts
 from engine.config import Settings
-from engine.delivery import compose, ledger, renderworkers, runs, verdicts
+from engine.delivery import compose, ledger, outbox, renderworkers, runs, verdicts
 from engine.mail.render import RendererCache
 from engine.transport import Transport
 
@@ -69,12 +69,12 @@ class Sender:
     """Sender threads, one SMTP connection each (``smtp.max_connections``): claim → send →
     record, and the run's brakes.
 
-    Each thread takes composed messages from a bounded queue and, per message, runs one ledger
-    transaction (``ledger.Outbox.step``: record the previous outcome, claim this one) then hands
-    the message to the transport. A bounce is recorded at once, with its suppression. When the
-    ``brakes`` stop the run (a policy refusal, too many bounces, an unreachable server) nothing
-    more is claimed and what is queued stays ``planned``. ``stop`` (the scheduler's graceful
-    stop) halts the same way, unpaused.
+    Each thread takes composed messages from a bounded queue and, per message, has its previous
+    outcome recorded and this one claimed (``outbox.Outbox.step``, committed together with the
+    other threads' steps) then hands the message to the transport. A bounce is recorded at once,
+    with its suppression. When the ``brakes`` stop the run (a policy refusal, too many bounces,
+    an unreachable server) nothing more is claimed and what is queued stays ``planned``.
+    ``stop`` (the scheduler's graceful stop) halts the same way, unpaused.
     """
 
     def __init__(self, engine: Engine, settings: Settings, transport: Transport, run_id: str,
@@ -89,6 +89,7 @@ class Sender:
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.brakes = verdicts.Brakes(settings)
+        self.outbox = outbox.Outbox(engine, run_id)
         self.put_back: datetime | None = None  # the earliest retry recorded in this pass
         self.error: BaseException | None = None
         self.beaten_at = clock()
@@ -127,22 +128,23 @@ class Sender:
             self.queue.put(None)
         for thread in self.threads:
             thread.join()
+        self.outbox.close()
 
     # -- one sender thread -------------------------------------------------------------------
 
     def _work(self) -> None:
-        held: list[ledger.Result] = []  # a sent message's outcome, recorded with the next claim
-        outbox = ledger.Outbox(self.engine, self.run_id)
+        held: list[outbox.Result] = []  # a sent message's outcome, recorded with the next claim
+        steps = self.outbox
         while True:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
-                self._safely(self._record, outbox, held)  # nothing to claim: record it now
+                self._safely(self._record, steps, held)  # nothing to claim: record it now
                 item = self.queue.get()
             if item is None:
-                self._safely(self._record, outbox, held)
+                self._safely(self._record, steps, held)
                 return
-            self._safely(self._send, outbox, held, item)
+            self._safely(self._send, steps, held, item)
 
     def _safely(self, step: Callable[..., None], *args: Any) -> None:
         try:
@@ -155,20 +157,20 @@ class Sender:
             self._finished(len(held))  # not recorded: stays `sending`, the next run says unknown
             held.clear()
 
-    def _record(self, outbox: ledger.Outbox, held: list[ledger.Result]) -> None:
+    def _record(self, steps: outbox.Outbox, held: list[outbox.Result]) -> None:
         if held:
-            outbox.step(held[0], None, self.clock())
+            steps.step(held[0], None, self.clock())
             held.clear()
             self._finished(1)
 
-    def _send(self, outbox: ledger.Outbox, held: list[ledger.Result],
+    def _send(self, steps: outbox.Outbox, held: list[outbox.Result],
               item: compose.Ready) -> None:
         finished = 1  # this message, unless its outcome is held to be recorded later
         try:
             if self.halted():
-                self._record(outbox, held)
+                self._record(steps, held)
                 return
-            claim = outbox.step(held[0] if held else None, item.delivery_id, self.clock(),
+            claim = steps.step(held[0] if held else None, item.delivery_id, self.clock(),
                                 item.message.message_id)
             self._finished(len(held))
             held.clear()
@@ -194,7 +196,7 @@ class Sender:
                 self.halt.set()
             finished = 0
             if held[0].suppress:  # suppress the address before anyone sends to it again
-                self._record(outbox, held)
+                self._record(steps, held)
         finally:
             self._finished(finished)
 
@@ -226,9 +228,8 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         renderers: RendererCache | None = None) -> RunReport:
     """Plan and deliver ``chosen`` campaigns at ``now``. ``dry_run`` plans without writing.
 
-    ``render_processes``: worker processes that render while this one sends; None chooses one
-    per core but one for runs of POOL_MIN messages or more (starting one costs ~1 s of CPU),
-    else none.
+    ``render_processes``: worker processes that render while this one sends (``composer_for``;
+    None chooses).
     ``plan=False`` only sends what is due (retries, mail held back by quiet hours).
     ``renderers``: the caller's cache of prepared templates (the scheduler keeps one across
     runs); without one, this run prepares its own.
@@ -256,17 +257,10 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
                 setattr(counts, status, written.get(status, 0))
     if dry_run or transport is None:
         return report
-    ids = [c.id for c in chosen]
-    if render_processes is None:  # one core sends, the others render
-        cores = os.cpu_count() or 1
-        render_processes = cores - 1 if cores > 1 and \
-            ledger.due_count(engine, ids, clock()) >= POOL_MIN else 0
-    by_id = {c.id: c for c in chosen}
-    composer = (renderworkers.ComposerPool(settings, by_id, render_processes, engine, renderers)
-                if render_processes else compose.Composer(settings, by_id, engine, renderers))
+    composer = composer_for(engine, settings, chosen, clock(), render_processes, renderers)
     sender = Sender(engine, settings, transport, run_id, clock, report, stop)
     try:
-        _deliver(engine, sender, composer, ids, clock, sleep, progress)
+        _deliver(engine, sender, composer, [c.id for c in chosen], clock, sleep, progress)
     except BaseException:
         sender.halt.set()  # what is queued and not claimed stays planned for the next run
         raise
@@ -276,6 +270,23 @@ def run(engine: Engine, settings: Settings, chosen: Iterable[cm.Campaign], now: 
         report.paused, report.interrupted = sender.paused, sender.interrupted
         runs.finish_run(engine, run_id, clock(), report.as_dict(), sender.paused)
     return report
+
+
+def composer_for(engine: Engine, settings: Settings, chosen: list[cm.Campaign], now: datetime,
+                 render_processes: int | None = None,
+                 renderers: RendererCache | None = None) -> compose.Composer:
+    """What composes ``chosen`` campaigns' messages: ``render_processes`` render worker
+    processes, or this process. None chooses one per core but one when POOL_MIN messages or more
+    are due (starting one costs ~1 s of CPU), else none: while one core sends, the others
+    render, and the sender threads do not wait behind the renderer for the interpreter."""
+    if render_processes is None:
+        cores = os.cpu_count() or 1
+        render_processes = cores - 1 if cores > 1 and ledger.due_count(
+            engine, [c.id for c in chosen], now) >= POOL_MIN else 0
+    by_id = {c.id: c for c in chosen}
+    if render_processes:
+        return renderworkers.ComposerPool(settings, by_id, render_processes, engine, renderers)
+    return compose.Composer(settings, by_id, engine, renderers)
 
 
 def _deliver(engine: Engine, sender: Sender, composer: compose.Composer, campaign_ids: list[str],

@@ -20,7 +20,7 @@ import threading
 from datetime import datetime, timedelta
 
 from engine.config import Settings
-from engine.delivery import compose, ledger
+from engine.delivery import compose, outbox
 from engine.tables import DeliveryStatus
 from engine.transport import Outcome, Scope, SendStatus, Stage, backoff
 
@@ -34,28 +34,28 @@ def describe(outcome: Outcome) -> str:
 
 
 def result(item: compose.Ready, attempts: int, outcome: Outcome, now: datetime,
-           settings: Settings) -> ledger.Result:
+           settings: Settings) -> outbox.Result:
     """The ledger result of ``item``, claimed for its ``attempts``-th try, given ``outcome``."""
     rules, delivery_id, message_id = settings.delivery, item.delivery_id, item.message.message_id
     detail = describe(outcome)
     if outcome.status is SendStatus.sent:
-        return ledger.Result(delivery_id, S.sent, message_id)
+        return outbox.Result(delivery_id, S.sent, message_id)
     if outcome.status is SendStatus.bounced:
-        return ledger.Result(delivery_id, S.bounced, message_id, detail,
+        return outbox.Result(delivery_id, S.bounced, message_id, detail,
                              suppress=item.message.rcpt_to)
     if outcome.status is SendStatus.unknown:
-        return ledger.Result(delivery_id, S.unknown, message_id, detail)
+        return outbox.Result(delivery_id, S.unknown, message_id, detail)
     wait = timedelta(seconds=outcome.retry_after or 0)
     if not outcome.tried:  # held back, or the connection failed: the server never judged it
-        return ledger.untried(delivery_id, attempts, now + wait,
+        return outbox.untried(delivery_id, attempts, now + wait,
                               f"not tried yet, no attempt spent: {detail}")
     # failed (transient) or blocked (about us): the server refused this message; later
     if attempts >= rules.max_attempts:
-        return ledger.Result(delivery_id, S.failed, None,
+        return outbox.Result(delivery_id, S.failed, None,
                              f"gave up after the server refused it {attempts} times: {detail}")
     delay = timedelta(seconds=backoff(attempts, rules.retry_base_seconds,
                                       rules.retry_cap_seconds))
-    return ledger.Result(delivery_id, S.failed, None, detail, now + max(wait, delay))
+    return outbox.Result(delivery_id, S.failed, None, detail, now + max(wait, delay))
 
 
 def counted_as(outcome: Outcome) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 from engine import tables
 from engine.campaigns import planner
 from engine.consent import suppressions
-from engine.delivery import ledger, runner
+from engine.delivery import ledger, outbox, runner
 from engine.shop import importer
 from engine.transport.mailserver import DROP, MailServer
 from engine.transport.smtp import SmtpTransport
@@ -235,7 +235,7 @@ def test_suppression_is_checked_right_before_each_send(engine, settings, project
     ledger_rows = rows(engine)
     for address in ("c1@example.com", "c2@example.com", "c5@example.com"):
         assert str(ledger_rows[address].status) == "suppressed"
-        assert ledger_rows[address].reason == ledger.SUPPRESSED_AT_SEND
+        assert ledger_rows[address].reason == outbox.SUPPRESSED_AT_SEND
     assert report.campaigns["winback"].suppressed == 3
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM deliveries WHERE status = 'sending'")

@@ -4,7 +4,10 @@ Owns: running aiosmtpd in a background thread (a context manager), keeping what 
 (``messages``, and ``outbox/<n>.eml`` files when an outbox is given), counting connections, and
 answering as a test asks: any reply to the greeting, AUTH, MAIL, RCPT or after DATA, ``DROP``
 to hang up without a reply, ``KEEP_AND_DROP`` to keep a message and hang up before the reply
-(the reply is lost), AUTH with one login, STARTTLS or implicit TLS with a given certificate.
+(the reply is lost), AUTH with one login, STARTTLS or implicit TLS with a given certificate,
+and PIPELINING (RFC 2920) offered in the EHLO reply when asked (``pipelining=True``; aiosmtpd
+answers pipelined commands in order whether offered or not). ``pipelined`` counts the MAIL
+commands that arrived with the next command already behind them: a client that pipelines.
 
 Must not: relay mail anywhere, or be used as a production mail server. It is a sink.
 
@@ -84,12 +87,14 @@ class MailServer:
                  script: Script | None = None, replies: Replies | None = None,
                  credentials: tuple[str, str] | None = None,
                  tls_context: ssl.SSLContext | None = None,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, pipelining: bool = False):
         self.host, self.outbox = host, Path(outbox) if outbox else None
         self.script = script or (reply_table(replies) if replies else None)
         self.credentials = credentials
         self.messages: list[Received] = []
         self.connections = 0
+        self.pipelining = pipelining
+        self.pipelined = 0   # MAIL commands that came with the next command behind them
         self._lock = threading.Lock()
         options: dict[str, Any] = {"tls_context": tls_context, "require_starttls": False}
         if credentials:
@@ -133,8 +138,18 @@ class MailServer:
             server.loop.call_soon(server.transport.close)  # after the reply is written
         return reply
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname   # what aiosmtpd does itself when there is no hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")   # before the last line, "250 HELP"
+        return responses
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> Any:
+        if server._reader._buffer:  # type: ignore[attr-defined]  # bytes not yet read
+            with self._lock:
+                self.pipelined += 1
         reply = self._scripted(server, "mail", address)
         return MISSING if reply is None else reply
 

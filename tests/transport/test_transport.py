@@ -35,6 +35,10 @@ from tests.clock import FakeClock
 
 SENDER = "bounces@maison-verte.example"
 
+# The ``server`` fixture (conftest.py) with and without PIPELINING offered: both paths of a send.
+both_paths = pytest.mark.parametrize("pipelining", [False, True],
+                                     ids=["one-at-a-time", "pipelining"])
+
 
 def make_message(rcpt: str = "ada@example.com", n: int = 1, body: str = "") -> OutgoingMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
@@ -46,21 +50,9 @@ def make_message(rcpt: str = "ada@example.com", n: int = 1, body: str = "") -> O
     return OutgoingMessage(SENDER, rcpt, msg.as_bytes(), msg["Message-ID"])
 
 
-@pytest.fixture
-def server():
-    with MailServer() as running:
-        yield running
-
-
 def smtp_for(settings: config.Settings, server: MailServer, **changes) -> config.Smtp:
     """The repository's config.yaml SMTP section, pointed at the test server."""
     return settings.smtp.model_copy(update={"port": server.port, **changes})
-
-
-@pytest.fixture
-def transport(settings, server):
-    with SmtpTransport(smtp_for(settings, server), local_hostname="test.local") as smtp:
-        yield smtp
 
 
 # -- delivery over SMTP ------------------------------------------------------------------------
@@ -113,6 +105,7 @@ def test_421_fails_and_the_next_send_reconnects_after_a_pause(settings, server):
     assert server.connections == 2
 
 
+@both_paths
 def test_a_server_wide_421_holds_new_connections_not_the_recipient_domain(transport, server):
     server.script = lambda stage, _: "421 4.7.0 Too busy, closing" if stage == "mail" else None
     outcome = transport.send(make_message("ada@example.com"))
@@ -122,6 +115,7 @@ def test_a_server_wide_421_holds_new_connections_not_the_recipient_domain(transp
     assert 0 < transport.held_for() <= outcome.retry_after
 
 
+@both_paths
 def test_421_to_mail_on_a_reused_connection_is_retried_on_a_fresh_one(settings, server):
     # A per-connection message limit: nothing of the message was sent, so resend at once.
     with SmtpTransport(smtp_for(settings, server)) as smtp:
@@ -146,6 +140,7 @@ def test_451_is_a_transient_failure_with_a_delay(settings):
     assert [m.rcpt_tos for m in server.messages] == [("bob@example.org",)]
 
 
+@both_paths
 def test_unknown_address_bounces_and_the_connection_stays_usable(transport, server):
     server.script = lambda stage, address: (
         "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown"
@@ -183,6 +178,7 @@ def test_wrong_password_blocks_and_right_one_sends(settings, caplog):
     assert "example.com" in caplog.text   # domains are logged
 
 
+@both_paths
 def test_connection_dropped_after_data_is_unknown(transport, server):
     server.script = lambda stage, _: DROP if stage == "data" else None
     outcome = transport.send(make_message())
@@ -190,6 +186,7 @@ def test_connection_dropped_after_data_is_unknown(transport, server):
     assert server.messages == []
 
 
+@both_paths
 def test_connection_dropped_before_data_is_a_transient_failure(settings, server):
     clock = FakeClock()
     server.script = lambda stage, _: DROP if stage == "rcpt" else None

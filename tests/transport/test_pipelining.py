@@ -25,7 +25,7 @@ def test_a_pipelined_message_arrives_intact(transport, server):
     sent = make_message("ada@example.com", body="Prix : 12,50 €\n.point en tête\nfin\n")
     assert transport.send(sent).status is SendStatus.sent
     assert transport.send(make_message("bob@example.com", 2)).status is SendStatus.sent
-    assert [m.data for m in server.messages][0] == sent.data
+    assert server.messages[0].data == sent.data
     assert [m.rcpt_tos for m in server.messages] == [("ada@example.com",), ("bob@example.com",)]
     assert server.pipelined == 2 and server.connections == 1
 
@@ -56,7 +56,8 @@ def test_a_refused_recipient_leaves_a_data_to_answer_and_the_connection_goes_on(
     assert server.connections == 1 and server.pipelined == 2
 
 
-def test_a_server_closed_idle_connection_is_retried_fresh(settings, server):
+def test_a_reused_connection_lost_at_mail_is_retried_fresh(settings, server):
+    # As a server that closed an idle connection: the read of MAIL's reply fails.
     with SmtpTransport(smtp_for(settings, server)) as smtp:
         assert smtp.send(make_message("a@example.com", 1)).status is SendStatus.sent
         server.script = lambda stage, _: (DROP if stage == "mail" and server.connections == 1

@@ -66,7 +66,7 @@ bench-full: $(STAMP)
 	  $(BIN)/python bench/render.py --emails 20000 --repeat 1 && \
 	  $(BIN)/python bench/pipeline.py --customers 20000 && \
 	  $(BIN)/python bench/runmemory.py --sizes 10000,100000 && \
-	  $(BIN)/python bench/workers.py --messages 20000'
+	  $(BIN)/python bench/workers.py --messages 20000 --latency-workers 1,2,4,8'
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py

@@ -243,9 +243,9 @@ class Outbox:
         sql, order = self._sql[name]
         if order is not None:
             params = [tuple(p[k] for k in order) for p in params]
-        # One statement after another, not psycopg's executemany: its pipeline mode left the
-        # committer and the run's own queries waiting for replies (the server idle, the clients
-        # waiting) in about one hostile run in ten; one at a time never did in forty.
+        # One statement after another, not psycopg's executemany (pipeline mode): a hostile run
+        # once stopped with the committer inside it and the server idle. One at a time costs
+        # ~3 % of the rate at 128 connections, and never stopped in forty runs.
         rows = []
         for one in params:
             cursor.execute(sql, one)

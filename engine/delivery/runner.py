@@ -135,17 +135,16 @@ class Sender:
 
     def _work(self) -> None:
         held: list[outbox.Result] = []  # a sent message's outcome, recorded with the next claim
-        steps = self.outbox
         while True:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
-                self._safely(self._record, steps, held)  # nothing to claim: record it now
+                self._safely(self._record, held)  # nothing to claim: record it now
                 item = self.queue.get()
             if item is None:
-                self._safely(self._record, steps, held)
+                self._safely(self._record, held)
                 return
-            self._safely(self._send, steps, held, item)
+            self._safely(self._send, held, item)
 
     def _safely(self, step: Callable[..., None], *args: Any) -> None:
         try:
@@ -154,25 +153,24 @@ class Sender:
             with self.lock:
                 self.error = self.error or error
             self.halt.set()
-            held = args[1]
+            held = args[0]
             self._finished(len(held))  # not recorded: stays `sending`, the next run says unknown
             held.clear()
 
-    def _record(self, steps: outbox.Outbox, held: list[outbox.Result]) -> None:
+    def _record(self, held: list[outbox.Result]) -> None:
         if held:
-            steps.step(held[0], None, self.clock())
+            self.outbox.step(held[0], None, self.clock())
             held.clear()
             self._finished(1)
 
-    def _send(self, steps: outbox.Outbox, held: list[outbox.Result],
-              item: compose.Ready) -> None:
+    def _send(self, held: list[outbox.Result], item: compose.Ready) -> None:
         finished = 1  # this message, unless its outcome is held to be recorded later
         try:
             if self.halted():
-                self._record(steps, held)
+                self._record(held)
                 return
-            claim = steps.step(held[0] if held else None, item.delivery_id, self.clock(),
-                                item.message.message_id)
+            claim = self.outbox.step(held[0] if held else None, item.delivery_id,
+                                     self.clock(), item.message.message_id)
             self._finished(len(held))
             held.clear()
             if claim is None:
@@ -187,6 +185,7 @@ class Sender:
             outcome = self.transport.send(item.message)
             now = self.clock()
             held.append(verdicts.result(item, claim.attempts, outcome, now, self.settings))
+            finished = 0  # from here on, counted when its outcome is recorded
             if held[0].retry_at is not None:
                 with self.lock:
                     self.put_back = min(self.put_back or held[0].retry_at, held[0].retry_at)
@@ -195,9 +194,8 @@ class Sender:
                 self._count(item.campaign_id, counter)
             if self.brakes.check(outcome, now):
                 self.halt.set()
-            finished = 0
             if held[0].suppress:  # suppress the address before anyone sends to it again
-                self._record(steps, held)
+                self._record(held)
         finally:
             self._finished(finished)
 
